@@ -1,0 +1,96 @@
+"""Raw features in, one dense representation out: lookups, embeddings, normalization."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from tfmtl._compat import keras, tf
+from tfmtl.features.schema import Categorical, IdType, Numeric, Schema
+
+
+class FeatureEncoder(keras.layers.Layer):
+    """Turns a dict of raw features into one ``[batch, width]`` tensor.
+
+    Categorical ids go through a Keras ``StringLookup``/``IntegerLookup`` (unknown
+    ids land in the out-of-vocabulary buckets, index 0..num_oov_buckets-1) and an
+    ``Embedding``; numeric values go through a Keras ``Normalization`` with the
+    schema's mean and variance, after a NaN/Inf check that names the feature. The
+    outputs are concatenated in schema order: all embeddings, then all numerics.
+
+    Because the lookups live inside the model, an exported model takes raw ids and
+    raw floats.
+
+    Args:
+      schema: A fully adapted :class:`~tfmtl.features.Schema`.
+
+    Call args:
+      features: dict of feature name to ``[batch]`` (or ``[batch, 1]``) tensor.
+
+    Returns:
+      ``[batch, output_dim]`` float32 tensor.
+
+    Example:
+
+    >>> import numpy as np, tfmtl
+    >>> schema = tfmtl.features.Schema([
+    ...     tfmtl.features.Categorical("item", embedding_dim=2, vocabulary=("a", "b")),
+    ...     tfmtl.features.Numeric("price", mean=1.0, variance=4.0)])
+    >>> encoder = tfmtl.features.FeatureEncoder(schema)
+    >>> encoder({"item": np.array(["a", "zzz"]), "price": np.array([3.0, 1.0])}).shape
+    TensorShape([2, 3])
+    """
+
+    def __init__(self, schema: Schema, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not schema.is_adapted:
+            missing = [spec.name for spec in schema if not spec.is_adapted]
+            raise ValueError(
+                f"features {missing} have no vocabulary or statistics yet: call schema = schema.adapt(data) "
+                "before building a model"
+            )
+        self.schema = schema
+        self.lookups: dict[str, keras.layers.Layer] = {}
+        self.embeddings: dict[str, keras.layers.Layer] = {}
+        self.normalizers: dict[str, keras.layers.Layer] = {}
+        for spec in schema:
+            if isinstance(spec, Categorical):
+                lookup_cls = keras.layers.StringLookup if spec.id_type is IdType.STRING else keras.layers.IntegerLookup
+                self.lookups[spec.name] = lookup_cls(
+                    vocabulary=list(spec.vocabulary),
+                    num_oov_indices=spec.num_oov_buckets,
+                    mask_token=None,
+                    name=f"{spec.name}_lookup",
+                )
+                self.embeddings[spec.name] = keras.layers.Embedding(
+                    spec.table_size, spec.embedding_dim, name=f"{spec.name}_embedding"
+                )
+            else:
+                self.normalizers[spec.name] = keras.layers.Normalization(
+                    axis=None, mean=spec.mean, variance=spec.variance, name=f"{spec.name}_normalization"
+                )
+
+    @property
+    def output_dim(self) -> int:
+        return sum(spec.embedding_dim for spec in self.schema if isinstance(spec, Categorical)) + sum(
+            1 for spec in self.schema if isinstance(spec, Numeric)
+        )
+
+    def embed(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Per-feature ``[batch, dim]`` representations, keyed by feature name."""
+        outputs = {}
+        for spec in self.schema:
+            value = tf.reshape(features[spec.name], [-1])  # [B]
+            if isinstance(spec, Categorical):
+                outputs[spec.name] = self.embeddings[spec.name](self.lookups[spec.name](value))  # [B, dim]
+            else:
+                value = tf.debugging.check_numerics(
+                    tf.cast(value, tf.float32), f"numeric feature '{spec.name}' contains NaN or Inf"
+                )
+                outputs[spec.name] = tf.reshape(self.normalizers[spec.name](value), [-1, 1])  # [B, 1]
+        return outputs
+
+    def call(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        embedded = self.embed(features)
+        ordered = [embedded[spec.name] for spec in self.schema if isinstance(spec, Categorical)]
+        ordered += [embedded[spec.name] for spec in self.schema if isinstance(spec, Numeric)]
+        return tf.concat(ordered, axis=-1)  # [B, output_dim]

@@ -1,0 +1,82 @@
+"""A bank of identical ReLU MLP experts computed with one einsum per layer."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from tfmtl._compat import keras, tf
+
+
+@keras.utils.register_keras_serializable(package="tfmtl")
+class Experts(keras.layers.Layer):
+    """``num_experts`` ReLU MLPs of the same shape, evaluated as a batch.
+
+    Shapes: B batch, D input width, E experts, H hidden units.
+    Every layer's kernels of all experts are one ``[E, in, out]`` variable and are
+    applied with a single einsum, instead of a Python loop of E Dense layers.
+    Each expert's kernel is drawn independently (Glorot-uniform with that
+    expert's own fan-in/fan-out), so experts never start from equal weights.
+
+    Args:
+      num_experts: E.
+      units: Hidden units of each expert's layers, e.g. ``(256, 128)``.
+      activation: Activation after every layer.
+
+    Call args:
+      inputs: ``[B, D]`` tensor.
+
+    Returns:
+      ``[B, E, units[-1]]`` tensor.
+
+    Example:
+
+    >>> import tensorflow as tf, tfmtl
+    >>> experts = tfmtl.layers.Experts(num_experts=3, units=(8, 4))
+    >>> experts(tf.ones([2, 5])).shape
+    TensorShape([2, 3, 4])
+    """
+
+    def __init__(self, num_experts: int, units: Sequence[int], activation: str = "relu", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if num_experts < 1:
+            raise ValueError(f"num_experts must be >= 1, got {num_experts}")
+        if not units or any(int(u) < 1 for u in units):
+            raise ValueError(f"expert units must be a non-empty list of positive ints, got {units!r}")
+        self.num_experts = int(num_experts)
+        self.units = tuple(int(u) for u in units)
+        self.activation = keras.activations.get(activation)
+        self._activation_name = activation
+        self.kernels: list[tf.Variable] = []
+        self.biases: list[tf.Variable] = []
+
+    def build(self, input_shape: Any) -> None:
+        fan_in = int(input_shape[-1])
+        for index, fan_out in enumerate(self.units):
+            limit = math.sqrt(6.0 / (fan_in + fan_out))  # Glorot-uniform of one expert's [in, out] kernel
+            self.kernels.append(
+                self.add_weight(
+                    name=f"kernel_{index}",
+                    shape=(self.num_experts, fan_in, fan_out),
+                    initializer=keras.initializers.RandomUniform(-limit, limit),
+                )
+            )
+            self.biases.append(
+                self.add_weight(name=f"bias_{index}", shape=(self.num_experts, fan_out), initializer="zeros")
+            )
+            fan_in = fan_out
+        super().build(input_shape)
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        hidden = self.activation(tf.einsum("bd,edh->beh", inputs, self.kernels[0]) + self.biases[0])  # [B, E, H0]
+        for kernel, bias in zip(self.kernels[1:], self.biases[1:]):
+            hidden = self.activation(tf.einsum("beh,ehk->bek", hidden, kernel) + bias)  # [B, E, Hk]
+        return hidden
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "num_experts": self.num_experts,
+            "units": list(self.units),
+            "activation": self._activation_name,
+        }

@@ -1,0 +1,69 @@
+"""Gate-weighted mixing of experts: the core of MMoE (and, later, OMoE/CGC/PLE)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from tfmtl._compat import keras, tf
+from tfmtl.layers.experts import Experts
+
+
+@keras.utils.register_keras_serializable(package="tfmtl")
+class MixtureOfExperts(keras.layers.Layer):
+    """Experts shared by several gates; each gate mixes them for one task.
+
+    Shapes: B batch, D input width, E experts, H expert output units.
+    For gate k: ``g_k = softmax(W_k x)`` (``[B, E]``, a linear map of the input as
+    in Ma et al. 2018, Eq. 8) and ``f_k(x) = sum_i g_k(x)_i * expert_i(x)``.
+
+    Args:
+      num_experts: E.
+      expert_units: Hidden units of each expert MLP.
+      gate_names: One gate per name (task names, for MMoE).
+
+    Call args:
+      inputs: ``[B, D]`` tensor.
+
+    Returns:
+      dict of gate name to ``[B, H]`` mixture.
+
+    Example:
+
+    >>> import tensorflow as tf, tfmtl
+    >>> moe = tfmtl.layers.MixtureOfExperts(4, (8,), gate_names=("ctr", "cvr"))
+    >>> {name: out.shape.as_list() for name, out in moe(tf.ones([2, 5])).items()}
+    {'ctr': [2, 8], 'cvr': [2, 8]}
+    """
+
+    def __init__(
+        self, num_experts: int, expert_units: Sequence[int], gate_names: Sequence[str], **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        if not gate_names:
+            raise ValueError("MixtureOfExperts needs at least one gate name")
+        self.num_experts = int(num_experts)
+        self.expert_units = tuple(int(u) for u in expert_units)
+        self.gate_names = tuple(gate_names)
+        self.experts = Experts(self.num_experts, self.expert_units, name="experts")
+        self.gates = {
+            name: keras.layers.Dense(self.num_experts, use_bias=False, name=f"{name}_gate") for name in self.gate_names
+        }
+
+    def gate_weights(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Softmax gate weights per gate name, each ``[B, E]``."""
+        return {name: tf.nn.softmax(gate(inputs), axis=-1) for name, gate in self.gates.items()}
+
+    def call(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        expert_outputs = self.experts(inputs)  # [B, E, H]
+        return {
+            name: tf.einsum("be,beh->bh", weights, expert_outputs)  # [B, H]
+            for name, weights in self.gate_weights(inputs).items()
+        }
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "num_experts": self.num_experts,
+            "expert_units": list(self.expert_units),
+            "gate_names": list(self.gate_names),
+        }

@@ -1,0 +1,57 @@
+"""Wiring shared by every architecture: inputs -> features -> body -> towers -> heads."""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+from tfmtl._compat import tf, tfrs
+from tfmtl.features.encoder import FeatureEncoder
+from tfmtl.features.schema import Schema
+from tfmtl.models.model import MultiTaskModel
+from tfmtl.tasks.task import Task, check_tasks
+
+#: A body maps the shared ``[B, D]`` representation to one ``[B, H]`` tensor per task.
+Body = Callable[[tf.Tensor, Sequence[Task]], Mapping[str, tf.Tensor]]
+
+
+def build_model(
+    schema: Schema,
+    tasks: Sequence[Task],
+    body: Body,
+    *,
+    cross_layers: int = 0,
+    cross_projection_dim: int | None = None,
+    name: str,
+) -> MultiTaskModel:
+    """Build a :class:`MultiTaskModel` around an architecture-specific ``body``."""
+    tasks = check_tasks(tasks)
+    if not isinstance(schema, Schema):
+        raise TypeError(f"schema must be a tfmtl.features.Schema, got {type(schema).__name__}")
+    inputs = schema.inputs()
+    shared = FeatureEncoder(schema, name="features")(inputs)  # [B, D]
+    if cross_layers < 0:
+        raise ValueError(f"cross_layers must be >= 0, got {cross_layers}")
+    if cross_layers:
+        x0 = shared
+        for index in range(cross_layers):  # DCN-v2: x_{l+1} = x0 * (W x_l + b) + x_l
+            shared = tfrs.layers.dcn.Cross(projection_dim=cross_projection_dim, name=f"cross_{index}")(x0, shared)
+    representations = body(shared, tasks)
+    outputs = {}
+    for task in tasks:
+        hidden = representations[task.name]  # [B, H]
+        if task.tower_units:
+            hidden = tfrs.layers.blocks.MLP(
+                list(task.tower_units), final_activation="relu", name=f"{task.name}_tower"
+            )(hidden)
+        outputs[task.name] = task.head()(hidden)  # [B, 1]
+    return MultiTaskModel(inputs=inputs, outputs=outputs, schema=schema, tasks=tasks, name=name)
+
+
+def check_units(units: Sequence[int], what: str) -> list[int]:
+    units = [int(u) for u in units]
+    if not units or any(u < 1 for u in units):
+        raise ValueError(f"{what} must be a non-empty list of positive ints, got {units!r}")
+    return units
+
+
+__all__ = ["Body", "build_model", "check_units"]

@@ -1,0 +1,88 @@
+"""The functional multi-task model: schema-checked inputs, task-driven compile."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from tfmtl._compat import keras
+from tfmtl.features.schema import Schema
+from tfmtl.tasks.task import Task, check_tasks
+
+
+class MultiTaskModel(keras.Model):
+    """A Keras functional model with dict inputs (features) and dict outputs (tasks).
+
+    Built by :func:`tfmtl.models.mmoe` or :func:`tfmtl.models.shared_bottom`; not
+    usually constructed directly. On top of a plain functional model it:
+
+    * checks every input batch against the schema (unknown/missing feature,
+      dtype, shape) with errors that name the feature;
+    * fills ``compile``'s losses, loss weights and metrics from the tasks;
+    * reads each task's label from its ``label`` key in the data and raises a
+      clear error when it is missing.
+
+    Args:
+      inputs: dict of feature name to ``keras.Input``.
+      outputs: dict of task name to output tensor.
+      schema: The adapted feature schema.
+      tasks: The tasks, in output order.
+    """
+
+    def __init__(self, inputs: Any, outputs: Any, schema: Schema, tasks: Sequence[Task], **kwargs: Any) -> None:
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.schema = schema
+        self.tasks = check_tasks(tasks)
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(task.name for task in self.tasks)
+
+    def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
+        return super().call(self.schema.conform(inputs), training=training, mask=mask)
+
+    def compile(
+        self,
+        optimizer: Any = "adam",
+        loss: Any = None,
+        metrics: Any = None,
+        loss_weights: Mapping[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Keras ``compile`` with losses, loss weights and metrics taken from the tasks.
+
+        Anything given explicitly (a dict keyed by task name) overrides the tasks.
+        """
+        if loss is None:
+            loss = {task.name: task.loss() for task in self.tasks}
+        if loss_weights is None:
+            loss_weights = {task.name: float(task.loss_weight) for task in self.tasks}
+        else:
+            unknown = sorted(set(loss_weights) - set(self.task_names))
+            if unknown:
+                raise ValueError(f"loss_weights name unknown task(s) {unknown}; tasks: {', '.join(self.task_names)}")
+        if metrics is None:
+            metrics = {task.name: task.metrics() for task in self.tasks}
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, loss_weights=loss_weights, **kwargs)
+
+    # -- labels ----------------------------------------------------------
+    def _labels_by_task(self, data: Any) -> Any:
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if y is None:
+            keys = ", ".join(f"{task.name}: {task.label_key!r}" for task in self.tasks)
+            raise ValueError(f"no labels in the data: give (features, labels) with labels keyed by ({keys})")
+        if not isinstance(y, Mapping):
+            raise TypeError(f"labels must be a dict keyed by label name, got {type(y).__name__}")
+        for task in self.tasks:
+            if task.label_key not in y:
+                raise ValueError(
+                    f"task {task.name!r} has no label {task.label_key!r} in the data; label keys present: "
+                    f"{sorted(y)}. Use NaN for rows without a label."
+                )
+        y = {task.name: y[task.label_key] for task in self.tasks}
+        return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+
+    def train_step(self, data: Any) -> Any:
+        return super().train_step(self._labels_by_task(data))
+
+    def test_step(self, data: Any) -> Any:
+        return super().test_step(self._labels_by_task(data))
