@@ -12,7 +12,7 @@ Example:
 """
 
 from tfmtl import _compat  # noqa: F401  (Keras 2 guard; must run first)
-from tfmtl import data, features, models, serving, tasks
+from tfmtl import data, demo, features, layers, models, serving, tasks
 from tfmtl.features import Categorical, Numeric, Schema
 from tfmtl.tasks import Task, TaskKind
 
@@ -25,6 +25,8 @@ __all__ = [
     "Task",
     "TaskKind",
     "data",
+    "demo",
+    "layers",
     "features",
     "models",
     "serving",

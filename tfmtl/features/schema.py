@@ -293,10 +293,10 @@ class Schema:
 
 
 def _conform_one(spec: Feature, value: Any) -> Any:
-    tensor = value if isinstance(value, (tf.Tensor, tf.Variable)) or keras.backend.is_keras_tensor(value) else None
+    if isinstance(value, (tf.RaggedTensor, tf.SparseTensor)):
+        raise TypeError(f"feature {spec.name!r}: expected a dense tensor, got {type(value).__name__}")
+    tensor = value if tf.is_tensor(value) else None  # tf.Tensor, Variable or Keras symbolic tensor
     if tensor is None:
-        if isinstance(value, (tf.RaggedTensor, tf.SparseTensor)):
-            raise TypeError(f"feature {spec.name!r}: expected a dense tensor, got {type(value).__name__}")
         array = np.asarray(value)
         if spec.kind is FeatureKind.NUMERIC and array.dtype.kind in "biuf":
             array = array.astype(np.float32)
@@ -325,6 +325,6 @@ def _conform_one(spec: Feature, value: Any) -> Any:
         tensor = tf.reshape(tensor, [-1])
     elif shape.rank != 1:
         raise ValueError(
-            f"feature {spec.name!r} expects one value per example, shape [batch] or [batch, 1]; got shape {shape}"
+            f"feature {spec.name!r} expects one value per example, shape [batch] or [batch, 1]; got shape {shape.as_list()}"
         )
     return tensor

@@ -14,6 +14,15 @@ import numpy as np
 _SCRIPT = pathlib.Path(__file__).with_name("standalone_predict.py")
 
 
+def _portable(value: object) -> np.ndarray:
+    # .npz without pickle holds no object arrays: store string ids as unicode.
+    array = np.asarray(value)
+    if array.dtype == object:
+        array = np.asarray([v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in array.reshape(-1)])
+        array = array.reshape(np.shape(value))
+    return array
+
+
 def predict_in_fresh_process(
     export_dir: str | os.PathLike,
     features: Mapping[str, np.ndarray],
@@ -53,7 +62,7 @@ def predict_in_fresh_process(
     with tempfile.TemporaryDirectory(prefix="tfmtl-predict-") as tmp:
         inputs_path = pathlib.Path(tmp, "inputs.npz")
         outputs_path = pathlib.Path(tmp, "outputs.npz")
-        np.savez(inputs_path, **{name: np.asarray(value) for name, value in features.items()})
+        np.savez(inputs_path, **{name: _portable(value) for name, value in features.items()})
         command = [sys.executable, str(_SCRIPT), str(export_dir), str(inputs_path), str(outputs_path), "--mode", mode]
         for name in signatures or ():
             command += ["--signature", name]

@@ -1,0 +1,32 @@
+"""Shared fixtures: small synthetic data, an adapted schema, a trained MMoE and its export."""
+
+from __future__ import annotations
+
+import pytest
+
+import tfmtl
+from tfmtl._compat import keras
+
+
+@pytest.fixture(scope="session")
+def small_data() -> tfmtl.data.MultiTaskData:
+    return tfmtl.data.synthetic_recsys(4000, seed=3)
+
+
+@pytest.fixture(scope="session")
+def small_schema(small_data) -> tfmtl.Schema:
+    return small_data.schema.adapt(small_data.features)
+
+
+@pytest.fixture(scope="session")
+def trained_mmoe(small_data, small_schema) -> tfmtl.models.MultiTaskModel:
+    keras.utils.set_random_seed(1)
+    model = tfmtl.models.mmoe(small_schema, small_data.tasks, num_experts=3, expert_units=(16,))
+    model.compile()
+    model.fit(small_data.to_dataset(256), epochs=1, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def exported_mmoe(trained_mmoe, tmp_path_factory):
+    return tfmtl.serving.export(trained_mmoe, tmp_path_factory.mktemp("export") / "mmoe")

@@ -1,0 +1,91 @@
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tfmtl
+from tfmtl._compat import tf
+
+SIGNATURES = ["serving_default", "predict_click", "predict_conversion"]
+
+
+def _sample(small_data):
+    sample = small_data.take(slice(0, 64)).features
+    # Ids never seen in training must be served (OOV bucket), not rejected.
+    sample["user_id"] = sample["user_id"].astype(object)
+    sample["user_id"][:5] = "brand-new-user"
+    sample["hour"] = sample["hour"].copy()
+    sample["hour"][5] = 12345
+    return sample
+
+
+def test_version_directory_and_signatures(exported_mmoe):
+    assert exported_mmoe.name == "1"
+    assert (exported_mmoe / "saved_model.pb").exists()
+    assert not [p for p in exported_mmoe.parent.iterdir() if p.name.startswith(".tmp")]
+    loaded = tf.saved_model.load(str(exported_mmoe))
+    assert sorted(loaded.signatures) == sorted(SIGNATURES)
+    for name in SIGNATURES:
+        _, inputs = loaded.signatures[name].structured_input_signature
+        assert sorted(inputs) == sorted(tfmtl.data.synthetic_schema().names)
+    assert sorted(loaded.signatures["serving_default"].structured_outputs) == ["click", "conversion"]
+    assert list(loaded.signatures["predict_conversion"].structured_outputs) == ["conversion"]
+
+
+@pytest.mark.parametrize("mode", ["session", "function"])
+def test_fresh_process_without_tfmtl_answers_like_the_model(trained_mmoe, exported_mmoe, small_data, mode):
+    sample = _sample(small_data)
+    expected = trained_mmoe.predict(sample, verbose=0)
+    served = tfmtl.serving.predict_in_fresh_process(exported_mmoe, sample, mode=mode)
+    assert sorted(served) == sorted(SIGNATURES)
+    assert sorted(served["serving_default"]) == ["click", "conversion"]
+    assert list(served["predict_click"]) == ["click"]
+    for signature, outputs in served.items():
+        for task, values in outputs.items():
+            assert values.shape == (64,)
+            np.testing.assert_allclose(values, expected[task][:, 0], atol=1e-5, err_msg=f"{signature}/{task}")
+
+
+def test_saved_model_cli_lists_signatures_with_feature_and_task_keys(exported_mmoe):
+    cli = pathlib.Path(sys.executable).with_name("saved_model_cli")
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    shown = subprocess.run(
+        [str(cli), "show", "--all", "--dir", str(exported_mmoe)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    for name in SIGNATURES:
+        assert f"signature_def['{name}']" in shown.stdout
+    for key in ["inputs['user_id']", "inputs['item_price']", "outputs['click']", "outputs['conversion']"]:
+        assert key in shown.stdout
+    assert "Method name is: tensorflow/serving/predict" in shown.stdout
+    assert "DT_INVALID" not in shown.stdout.split("signature_def['predict_click']")[1]
+
+
+def test_next_export_gets_the_next_version_and_existing_versions_are_refused(trained_mmoe, tmp_path):
+    first = tfmtl.serving.export(trained_mmoe, tmp_path)
+    second = tfmtl.serving.export(trained_mmoe, tmp_path)
+    assert (first.name, second.name) == ("1", "2")
+    with pytest.raises(FileExistsError, match="version 2 already exists"):
+        tfmtl.serving.export(trained_mmoe, tmp_path, version=2)
+    assert tfmtl.serving.export(trained_mmoe, tmp_path, version=10).name == "10"
+    assert tfmtl.serving.next_version(tmp_path) == 11
+
+
+def test_a_failed_export_leaves_no_version_and_no_temporary_files(trained_mmoe, tmp_path, monkeypatch):
+    def broken_save(module, path, signatures=None):
+        os.makedirs(os.path.join(path, "variables"))
+        open(os.path.join(path, "saved_model.pb"), "wb").close()
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(tf.saved_model, "save", broken_save)
+    with pytest.raises(RuntimeError, match="disk full"):
+        tfmtl.serving.export(trained_mmoe, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_signature_is_reported(exported_mmoe, small_data):
+    with pytest.raises(RuntimeError, match='signature key "predict_ctr" not found'):
+        tfmtl.serving.predict_in_fresh_process(exported_mmoe, _sample(small_data), ["predict_ctr"])

@@ -1,0 +1,108 @@
+"""A small in-memory container for multi-task data, with checks and tf.data conversion."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import numpy as np
+
+from tfmtl._compat import tf
+from tfmtl.features.schema import FeatureKind, Schema
+from tfmtl.tasks.task import Task, check_tasks
+
+
+@dataclasses.dataclass
+class MultiTaskData:
+    """Feature and label arrays with the schema and tasks that describe them.
+
+    Args:
+      features: Feature name to 1-D array (one value per row).
+      labels: Label key to 1-D float array; NaN means "no label".
+      schema: The (possibly not yet adapted) feature schema.
+      tasks: The tasks whose ``label_key`` index ``labels``.
+      oracle: Optional ground-truth probabilities keyed by task name (synthetic data).
+
+    Example:
+
+    >>> import numpy as np, tfmtl
+    >>> data = tfmtl.data.MultiTaskData(
+    ...     features={"price": np.array([1.0, 2.0, 3.0])}, labels={"click": np.array([0.0, 1.0, np.nan])},
+    ...     schema=tfmtl.Schema([tfmtl.Numeric("price")]), tasks=(tfmtl.Task.binary("click"),))
+    >>> train, test = data.split(0.67, seed=0)
+    >>> len(train), len(test)
+    (2, 1)
+    """
+
+    features: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    schema: Schema
+    tasks: tuple[Task, ...]
+    oracle: dict[str, np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        self.tasks = check_tasks(self.tasks)
+        self.features = {name: np.asarray(value) for name, value in self.features.items()}
+        self.labels = {name: np.asarray(value, dtype=np.float32) for name, value in self.labels.items()}
+        check_arrays(self.schema, self.tasks, self.features, self.labels)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.features.values())))
+
+    def take(self, rows: Any) -> "MultiTaskData":
+        """The rows at ``rows`` (indices, a slice or a boolean mask)."""
+        pick = lambda arrays: {name: array[rows] for name, array in arrays.items()}  # noqa: E731
+        return MultiTaskData(
+            pick(self.features), pick(self.labels), self.schema, self.tasks, pick(self.oracle) if self.oracle else None
+        )
+
+    def split(self, fraction: float, *, seed: int = 0) -> tuple["MultiTaskData", "MultiTaskData"]:
+        """Shuffle rows with ``seed`` and cut them into (first ``fraction``, rest)."""
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+        order = np.random.default_rng(seed).permutation(len(self))
+        cut = int(round(fraction * len(self)))
+        return self.take(order[:cut]), self.take(order[cut:])
+
+    def to_dataset(self, batch_size: int = 512, *, shuffle: bool = False, seed: int | None = None) -> tf.data.Dataset:
+        """A batched ``tf.data.Dataset`` of ``(features, labels)`` dicts for ``model.fit``."""
+        features = {name: self.features[name] for name in self.schema.names}
+        labels = {task.label_key: self.labels[task.label_key] for task in self.tasks}
+        dataset = tf.data.Dataset.from_tensor_slices((features, labels))
+        if shuffle:
+            dataset = dataset.shuffle(min(len(self), 100_000), seed=seed, reshuffle_each_iteration=True)
+        return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def check_arrays(
+    schema: Schema, tasks: tuple[Task, ...], features: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]
+) -> None:
+    """Raise a clear error for missing/unknown features, bad dtypes, NaN, ragged lengths, missing labels."""
+    unknown = sorted(set(features) - set(schema.names))
+    if unknown:
+        raise ValueError(f"unknown feature(s) {unknown}; the schema has: {', '.join(schema.names)}")
+    lengths = {}
+    for spec in schema:
+        if spec.name not in features:
+            raise ValueError(f"feature {spec.name!r} is missing from the data")
+        array = features[spec.name]
+        if array.ndim != 1:
+            raise ValueError(f"feature {spec.name!r} must be 1-D (one value per row), got shape {array.shape}")
+        if spec.kind is FeatureKind.NUMERIC:
+            if array.dtype.kind not in "biuf":
+                raise TypeError(f"feature {spec.name!r} is numeric and expects float values, got {array.dtype}")
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"feature {spec.name!r} contains NaN or infinite values")
+        elif spec.dtype == tf.string and array.dtype.kind not in "OUS":
+            raise TypeError(f"feature {spec.name!r} expects string ids, got {array.dtype} (convert the ids to str)")
+        elif spec.dtype == tf.int64 and array.dtype.kind not in "iu":
+            raise TypeError(f"feature {spec.name!r} expects int64 ids, got {array.dtype}")
+        lengths[spec.name] = len(array)
+    for task in tasks:
+        if task.label_key not in labels:
+            raise ValueError(
+                f"task {task.name!r} has no label column {task.label_key!r}; label columns: {sorted(labels)}"
+            )
+        lengths[f"label {task.label_key}"] = len(labels[task.label_key])
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"columns have different numbers of rows: {lengths}")
