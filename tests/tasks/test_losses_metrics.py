@@ -3,6 +3,7 @@ import pytest
 
 import tfmtl
 from tfmtl._compat import tf
+from tfmtl.tasks.task import check_tasks
 from tfmtl.tasks import MaskedAUC, MaskedLogLoss, MaskedLoss, MaskedMAE, MaskedRMSE, Task, TaskKind
 
 
@@ -69,7 +70,7 @@ def test_task_defaults_and_validation():
     with pytest.raises(ValueError, match="task 'x': loss_weight"):
         Task.binary("x", loss_weight=-1.0)
     with pytest.raises(ValueError, match="duplicate task name 'ctr'"):
-        tfmtl.tasks.check_tasks([Task.binary("ctr"), Task.regression("ctr")])
+        check_tasks([Task.binary("ctr"), Task.regression("ctr")])
 
 
 def test_loss_round_trips_its_config():

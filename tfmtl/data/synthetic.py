@@ -36,7 +36,14 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def synthetic_schema(embedding_dim: int = 8) -> Schema:
-    """The (unadapted) schema of :func:`synthetic_recsys`'s features."""
+    """The (unadapted) schema of :func:`synthetic_recsys`'s features.
+
+    Example:
+
+    >>> import tfmtl
+    >>> tfmtl.data.synthetic_schema().names[:3]
+    ('user_id', 'item_id', 'user_segment')
+    """
     return Schema(
         [
             Categorical("user_id", embedding_dim=embedding_dim),
@@ -53,7 +60,14 @@ def synthetic_schema(embedding_dim: int = 8) -> Schema:
 
 
 def synthetic_tasks(conversion_weight: float = 1.0) -> tuple[Task, Task]:
-    """Default tasks: ``click`` and ``conversion`` (binary)."""
+    """Default tasks: ``click`` and ``conversion`` (binary).
+
+    Example:
+
+    >>> import tfmtl
+    >>> [(t.name, t.loss_weight) for t in tfmtl.data.synthetic_tasks(conversion_weight=2.0)]
+    [('click', 1.0), ('conversion', 2.0)]
+    """
     return (Task.binary("click"), Task.binary("conversion", loss_weight=conversion_weight))
 
 

@@ -26,6 +26,16 @@ class MultiTaskModel(keras.Model):
       outputs: dict of task name to output tensor.
       schema: The adapted feature schema.
       tasks: The tasks, in output order.
+
+    Example:
+
+    >>> import numpy as np, tfmtl
+    >>> schema = tfmtl.Schema([tfmtl.Categorical("item", embedding_dim=2, vocabulary=("a", "b"))])
+    >>> model = tfmtl.models.shared_bottom(schema, [tfmtl.Task.binary("ctr", label="click")], bottom_units=(4,))
+    >>> model.compile(optimizer="adam")  # losses, weights and metrics come from the tasks
+    >>> history = model.fit({"item": np.array(["a", "b"])}, {"click": np.array([1.0, 0.0])}, verbose=0)
+    >>> sorted(history.history)
+    ['auc', 'logloss', 'loss']
     """
 
     def __init__(self, inputs: Any, outputs: Any, schema: Schema, tasks: Sequence[Task], **kwargs: Any) -> None:

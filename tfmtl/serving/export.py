@@ -16,7 +16,14 @@ DEFAULT_SIGNATURE = "serving_default"
 
 
 def task_signature_name(task: str) -> str:
-    """Name of the signature that returns only ``task``: ``predict_<task>``."""
+    """Name of the signature that returns only ``task``: ``predict_<task>``.
+
+    Example:
+
+    >>> import tfmtl
+    >>> tfmtl.serving.task_signature_name("ctr")
+    'predict_ctr'
+    """
     return f"predict_{task}"
 
 
@@ -72,7 +79,19 @@ class _ServingModule(tf.Module):
 
 
 def next_version(base_dir: str | os.PathLike) -> int:
-    """1 + the largest integer-named version under ``base_dir`` (1 if none)."""
+    """1 + the largest integer-named version under ``base_dir`` (1 if none).
+
+    Names that are not integers (such as an export still being written) are
+    ignored, as TF Serving ignores them.
+
+    Example:
+
+    >>> import pathlib, tempfile, tfmtl
+    >>> base = pathlib.Path(tempfile.mkdtemp())
+    >>> (base / "3").mkdir(); (base / ".tmp-4-abc").mkdir()
+    >>> tfmtl.serving.next_version(base)
+    4
+    """
     base = pathlib.Path(base_dir)
     versions = [int(p.name) for p in base.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name)] if base.exists() else []
     return max(versions, default=0) + 1

@@ -3,7 +3,7 @@
 from tfmtl.tasks.kinds import TaskKind
 from tfmtl.tasks.losses import MaskedLoss
 from tfmtl.tasks.metrics import MaskedAUC, MaskedLogLoss, MaskedMAE, MaskedRMSE
-from tfmtl.tasks.task import MISSING_LABEL, Task, check_tasks
+from tfmtl.tasks.task import MISSING_LABEL, Task
 
 __all__ = [
     "MISSING_LABEL",
@@ -14,5 +14,4 @@ __all__ = [
     "MaskedRMSE",
     "Task",
     "TaskKind",
-    "check_tasks",
 ]

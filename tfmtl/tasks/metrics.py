@@ -40,7 +40,16 @@ class MaskedAUC(_MaskedMetric, keras.metrics.AUC):
 
 @keras.utils.register_keras_serializable(package="tfmtl")
 class MaskedLogLoss(_MaskedMetric, keras.metrics.BinaryCrossentropy):
-    """Binary cross-entropy (logloss) over examples with a present label."""
+    """Binary cross-entropy (logloss) over examples with a present label.
+
+    Example:
+
+    >>> import numpy as np, tfmtl
+    >>> logloss = tfmtl.tasks.MaskedLogLoss()
+    >>> _ = logloss.update_state(np.array([1.0, np.nan]), np.array([0.5, 0.9]))
+    >>> round(float(logloss.result()), 4)  # -log(0.5); the NaN row is skipped
+    0.6931
+    """
 
     def __init__(self, name: str = "logloss", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
@@ -48,7 +57,16 @@ class MaskedLogLoss(_MaskedMetric, keras.metrics.BinaryCrossentropy):
 
 @keras.utils.register_keras_serializable(package="tfmtl")
 class MaskedRMSE(_MaskedMetric, keras.metrics.RootMeanSquaredError):
-    """Root mean squared error over examples with a present label."""
+    """Root mean squared error over examples with a present label.
+
+    Example:
+
+    >>> import numpy as np, tfmtl
+    >>> rmse = tfmtl.tasks.MaskedRMSE()
+    >>> _ = rmse.update_state(np.array([1.0, np.nan]), np.array([4.0, 0.0]))
+    >>> float(rmse.result())
+    3.0
+    """
 
     def __init__(self, name: str = "rmse", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
@@ -56,7 +74,16 @@ class MaskedRMSE(_MaskedMetric, keras.metrics.RootMeanSquaredError):
 
 @keras.utils.register_keras_serializable(package="tfmtl")
 class MaskedMAE(_MaskedMetric, keras.metrics.MeanAbsoluteError):
-    """Mean absolute error over examples with a present label."""
+    """Mean absolute error over examples with a present label.
+
+    Example:
+
+    >>> import numpy as np, tfmtl
+    >>> mae = tfmtl.tasks.MaskedMAE()
+    >>> _ = mae.update_state(np.array([1.0, np.nan, 3.0]), np.array([2.0, 9.0, 1.0]))
+    >>> float(mae.result())
+    1.5
+    """
 
     def __init__(self, name: str = "mae", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)

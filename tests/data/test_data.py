@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+
+import tfmtl
+from tfmtl.data import MultiTaskData, census_income, roc_auc, synthetic_recsys
+
+
+def test_roc_auc_matches_pairwise_definition_with_ties():
+    rng = np.random.default_rng(0)
+    y = (rng.random(200) < 0.3).astype(float)
+    s = np.round(rng.random(200), 1)  # many ties
+    pos, neg = s[y == 1], s[y == 0]
+    pairwise = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (
+        len(pos) * len(neg)
+    )
+    assert roc_auc(y, s) == pytest.approx(pairwise)
+
+
+def test_synthetic_is_deterministic_and_a_funnel():
+    a, b = synthetic_recsys(5000, seed=4), synthetic_recsys(5000, seed=4)
+    for name in a.features:
+        np.testing.assert_array_equal(a.features[name], b.features[name])
+    click, conversion = a.labels["click"], a.labels["conversion"]
+    assert np.all(conversion <= click)  # a conversion needs a click
+    assert 0.05 < click.mean() < 0.2
+    assert conversion.mean() < click.mean() / 4  # conversions far rarer than clicks
+    assert not np.array_equal(synthetic_recsys(5000, seed=5).labels["click"], click)
+
+
+def test_oracle_probabilities_are_informative_and_relatedness_knob_works():
+    data = synthetic_recsys(20_000, seed=0)
+    for task in ("click", "conversion"):
+        assert roc_auc(data.labels[task], data.oracle[task]) > 0.75
+
+    def cvr_click_correlation(rho):
+        d = synthetic_recsys(20_000, task_relatedness=rho, seed=0)
+        p_cvr = d.oracle["conversion"] / d.oracle["click"]
+        return np.corrcoef(np.log(d.oracle["click"]), np.log(p_cvr / (1 - p_cvr)))[0, 1]
+
+    low, mid, high = cvr_click_correlation(0.0), cvr_click_correlation(0.5), cvr_click_correlation(1.0)
+    assert low < mid < high
+    assert high > 0.5 and abs(low) < 0.3
+    with pytest.raises(ValueError, match="task_relatedness"):
+        synthetic_recsys(10, task_relatedness=1.5)
+
+
+def test_container_checks_name_the_column():
+    schema = tfmtl.Schema([tfmtl.Numeric("price"), tfmtl.Categorical("item")])
+    tasks = (tfmtl.Task.binary("ctr", label="click"),)
+    good = {"price": np.array([1.0, 2.0]), "item": np.array(["a", "b"])}
+    labels = {"click": np.array([1.0, 0.0])}
+    with pytest.raises(ValueError, match="task 'ctr' has no label column 'click'"):
+        MultiTaskData(good, {}, schema, tasks)
+    with pytest.raises(ValueError, match="'price' contains NaN"):
+        MultiTaskData({**good, "price": np.array([1.0, np.nan])}, labels, schema, tasks)
+    with pytest.raises(TypeError, match="'item' expects string ids"):
+        MultiTaskData({**good, "item": np.array([1, 2])}, labels, schema, tasks)
+    with pytest.raises(ValueError, match="different numbers of rows"):
+        MultiTaskData({**good, "item": np.array(["a"])}, labels, schema, tasks)
+    with pytest.raises(ValueError, match=r"unknown feature\(s\) \['color'\]"):
+        MultiTaskData({**good, "color": np.array(["r", "g"])}, labels, schema, tasks)
+    features, labels_out = next(iter(MultiTaskData(good, labels, schema, tasks).to_dataset(2)))
+    assert sorted(features) == ["item", "price"] and list(labels_out) == ["click"]
+
+
+def test_census_income_matches_the_published_statistics():
+    train, test = census_income(max_rows=3000)
+    assert len(train) == 3000 and len(test) == 3000
+    assert [t.name for t in train.tasks] == ["income", "marital"]
+    assert "instance_weight" not in train.features and "marital_stat" not in train.features
+    assert "education" not in train.features
+    assert len(train.features) == 38  # 40 attributes minus education and marital status
+    assert 0.03 < train.labels["income"].mean() < 0.1  # 6.2% on the full file
+    assert 0.35 < train.labels["marital"].mean() < 0.5  # 43.4% on the full file
+    assert train.features["age"].dtype == np.float32
+    education, _ = census_income(group=2, max_rows=2000)
+    assert [t.name for t in education.tasks] == ["education", "marital"]
+    assert 0.1 < education.labels["education"].mean() < 0.4
+
+
+def test_census_missing_folder_gives_guidance(tmp_path):
+    with pytest.raises(FileNotFoundError, match="TFMTL_DATA_DIR"):
+        census_income(tmp_path)

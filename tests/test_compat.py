@@ -1,0 +1,65 @@
+"""The Keras-2 guard, and the rule that one module owns the TF/Keras/TFRS imports."""
+
+import enum
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import tfmtl
+
+PACKAGE = pathlib.Path(tfmtl.__file__).parent
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_importing_tfmtl_first_selects_keras_2_for_tf_keras():
+    done = _python(
+        "import os, tfmtl, tensorflow as tf, tf_keras\n"
+        "assert os.environ['TF_USE_LEGACY_KERAS'] == '1'\n"
+        "assert tf.keras.layers.Dense is tf_keras.layers.Dense\n"
+        "print('ok')"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ok" in done.stdout
+
+
+def test_tensorflow_imported_but_keras_not_yet_resolved_is_fine():
+    done = _python("import tensorflow\nimport tfmtl\nprint('ok')")
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_keras_3_already_in_use_gives_a_clear_import_error():
+    done = _python("import tensorflow as tf\ntf.keras.layers.Dense\nimport tfmtl")
+    assert done.returncode != 0
+    assert "ImportError: tfmtl needs Keras 2 (tf_keras) as tf.keras" in done.stderr
+    assert "Import tfmtl before TensorFlow" in done.stderr
+
+
+def test_only_the_compat_module_imports_tensorflow_keras_or_tfrs():
+    pattern = re.compile(r"^\s*(import|from)\s+(tensorflow|tf_keras|keras|tensorflow_recommenders)\b", re.M)
+    allowed = {PACKAGE / "_compat.py", PACKAGE / "serving" / "standalone_predict.py"}  # the latter: TF-only script
+    offenders = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if p not in allowed and pattern.search(p.read_text())]
+    assert offenders == []
+    assert "tensorflow.python" not in "".join(p.read_text() for p in PACKAGE.rglob("*.py"))
+
+
+def test_serving_never_imports_training_code():
+    pattern = re.compile(r"^\s*(?:from|import)\s+tfmtl\.(\w+)", re.M)
+    imported = {m for p in (PACKAGE / "serving").glob("*.py") for m in pattern.findall(p.read_text())}
+    assert imported <= {"_compat", "serving"}
+
+
+def test_every_public_callable_documents_an_example():
+    missing = []
+    for module in (tfmtl, tfmtl.features, tfmtl.tasks, tfmtl.layers, tfmtl.models, tfmtl.serving, tfmtl.data):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if callable(obj) and not isinstance(obj, enum.EnumMeta) and obj.__module__.startswith("tfmtl"):
+                if ">>>" not in (obj.__doc__ or ""):
+                    missing.append(f"{module.__name__}.{name}")
+    assert missing == [], f"public API without an Example: {missing}"
