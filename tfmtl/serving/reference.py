@@ -58,6 +58,7 @@ def predict_in_fresh_process(
     """
     if mode not in ("session", "function"):
         raise ValueError(f"mode must be 'session' or 'function', got {mode!r}")
+    export_dir = pathlib.Path(export_dir).resolve()
     env = {key: value for key, value in os.environ.items() if key != "TF_USE_LEGACY_KERAS"}
     with tempfile.TemporaryDirectory(prefix="tfmtl-predict-") as tmp:
         inputs_path = pathlib.Path(tmp, "inputs.npz")

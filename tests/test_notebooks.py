@@ -1,0 +1,37 @@
+"""Every notebook runs top to bottom on a small data set; they are committed without outputs."""
+
+import os
+import pathlib
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((pathlib.Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_is_committed_clean(path):
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"{path.name} has stored outputs"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("TFMTL_NOTEBOOK_ROWS", "30000")
+    monkeypatch.delenv("TF_USE_LEGACY_KERAS", raising=False)  # the notebook's `import tfmtl` must set it
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    outputs = "".join(
+        out.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs
+    )
+    assert "max |served - in-memory|" in outputs
+    assert list((tmp_path / "export" / "quickstart").iterdir())[0].name == "1"
