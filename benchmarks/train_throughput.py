@@ -114,7 +114,7 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, TensorFlow {tf.__version__}, "
           f"GPU: {bool(tf.config.list_physical_devices('GPU'))}")
     print(f"workload: {len(train):,} train / {len(test):,} test rows, 26 categorical (vocab 10..100k) + 13 numeric, "
-          f"adapt (one pass) {adapt_seconds:.1f}s")
+          f"adapt (one pass) {adapt_seconds:.2f}s")
     print(f"label rates: ctr {train.labels['ctr'].mean():.3f}, cvr {train.labels['cvr'].mean():.3f}; "
           f"oracle AUC ctr {oracle['ctr']:.4f}, cvr {oracle['cvr']:.4f}")
     print()
