@@ -1,4 +1,4 @@
 """Root pytest configuration: what doctest collection must not import."""
 
-# A script run in a TensorFlow-only process; importing it here would undo the Keras-2 setup.
-collect_ignore = ["tfmtl/serving/standalone_predict.py"]
+# Scripts run in a TensorFlow-only process; importing it here would undo the Keras-2 setup.
+collect_ignore = ["tfmtl/serving/standalone_predict.py", "tfmtl/serving/standalone_audit.py"]

@@ -87,8 +87,7 @@ def run(train, test, schema, batch_size: int) -> dict:
     started = time.perf_counter()
     model.fit(dataset, epochs=1, verbose=0, callbacks=[timer])
     epoch_seconds = time.perf_counter() - started
-    steps = int(np.ceil(len(train) / batch_size))
-    timed_examples = (steps - timer.skip) * batch_size
+    timed_examples = len(train) - timer.skip * batch_size  # steps after the skipped ones, last one partial
     metrics = model.evaluate(test.to_dataset(8192), return_dict=True, verbose=0)
     return {
         "batch": batch_size,

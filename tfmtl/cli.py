@@ -34,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--task-relatedness", type=float, default=0.7, help="0..1, see tfmtl.data.synthetic_recsys")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(handler=_demo)
+    serve = commands.add_parser(
+        "serve", help="development server with TF Serving's gRPC/REST APIs (loopback; not for production)"
+    )
+    from tfmtl.serving.server import add_arguments, run
+
+    add_arguments(serve)
+    serve.set_defaults(handler=run)
     return parser
 
 

@@ -14,7 +14,8 @@ from tfmtl._compat import keras
 from tfmtl.data.stats import roc_auc
 from tfmtl.data.synthetic import synthetic_recsys
 from tfmtl.models.mmoe import mmoe
-from tfmtl.serving.export import DEFAULT_SIGNATURE, export, task_signature_name
+from tfmtl.serving.export import export
+from tfmtl.serving.signatures import DEFAULT_SIGNATURE, task_signature_name
 from tfmtl.serving.reference import predict_in_fresh_process
 from tfmtl.tasks.task import Task
 

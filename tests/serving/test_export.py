@@ -9,7 +9,9 @@ import pytest
 import tfmtl
 from tfmtl._compat import tf
 
-SIGNATURES = ["serving_default", "predict_click", "predict_conversion"]
+RAW_SIGNATURES = ["serving_default", "predict_click", "predict_conversion"]
+EXAMPLE_SIGNATURES = ["predict_examples", "classify_click", "classify_conversion"]
+SIGNATURES = RAW_SIGNATURES + EXAMPLE_SIGNATURES
 
 
 def _sample(small_data):
@@ -28,9 +30,13 @@ def test_version_directory_and_signatures(exported_mmoe):
     assert not [p for p in exported_mmoe.parent.iterdir() if p.name.startswith(".tmp")]
     loaded = tf.saved_model.load(str(exported_mmoe))
     assert sorted(loaded.signatures) == sorted(SIGNATURES)
-    for name in SIGNATURES:
+    for name in RAW_SIGNATURES:
         _, inputs = loaded.signatures[name].structured_input_signature
         assert sorted(inputs) == sorted(tfmtl.data.synthetic_schema().names)
+    for name in EXAMPLE_SIGNATURES:
+        _, inputs = loaded.signatures[name].structured_input_signature
+        assert list(inputs) == ["inputs"] and inputs["inputs"].dtype == tf.string
+    assert sorted(loaded.signatures["classify_click"].structured_outputs) == ["classes", "scores"]
     assert sorted(loaded.signatures["serving_default"].structured_outputs) == ["click", "conversion"]
     assert list(loaded.signatures["predict_conversion"].structured_outputs) == ["conversion"]
 
@@ -43,10 +49,16 @@ def test_fresh_process_without_tfmtl_answers_like_the_model(trained_mmoe, export
     assert sorted(served) == sorted(SIGNATURES)
     assert sorted(served["serving_default"]) == ["click", "conversion"]
     assert list(served["predict_click"]) == ["click"]
-    for signature, outputs in served.items():
-        for task, values in outputs.items():
+    for signature in RAW_SIGNATURES + ["predict_examples"]:
+        for task, values in served[signature].items():
             assert values.shape == (64,)
             np.testing.assert_allclose(values, expected[task][:, 0], atol=1e-5, err_msg=f"{signature}/{task}")
+    for task in ("click", "conversion"):
+        classified = served[f"classify_{task}"]
+        assert classified["scores"].shape == (64, 2)
+        assert classified["classes"][0].tolist() == [b"0", b"1"]
+        np.testing.assert_allclose(classified["scores"][:, 1], expected[task][:, 0], atol=1e-5)
+        np.testing.assert_allclose(classified["scores"].sum(axis=1), 1.0, atol=1e-6)
 
 
 def test_saved_model_cli_lists_signatures_with_feature_and_task_keys(exported_mmoe):
@@ -58,6 +70,7 @@ def test_saved_model_cli_lists_signatures_with_feature_and_task_keys(exported_mm
     assert shown.returncode == 0, shown.stderr[-2000:]
     for name in SIGNATURES:
         assert f"signature_def['{name}']" in shown.stdout
+    assert "inputs['inputs']" in shown.stdout and "outputs['scores']" in shown.stdout
     for key in ["inputs['user_id']", "inputs['item_price']", "outputs['click']", "outputs['conversion']"]:
         assert key in shown.stdout
     assert "Method name is: tensorflow/serving/predict" in shown.stdout
@@ -83,7 +96,15 @@ def test_a_failed_export_leaves_no_version_and_no_temporary_files(trained_mmoe, 
     monkeypatch.setattr(tf.saved_model, "save", broken_save)
     with pytest.raises(RuntimeError, match="disk full"):
         tfmtl.serving.export(trained_mmoe, tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir() if p.name != ".tfmtl-export.lock"] == []
+
+
+def test_concurrent_exports_get_distinct_versions(trained_mmoe, tmp_path):
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        paths = list(pool.map(lambda _: tfmtl.serving.export(trained_mmoe, tmp_path, examples=False), range(3)))
+    assert sorted(p.name for p in paths) == ["1", "2", "3"]
 
 
 def test_unknown_signature_is_reported(exported_mmoe, small_data):

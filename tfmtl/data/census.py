@@ -4,7 +4,8 @@ Data: UCI Machine Learning Repository, "Census-Income (KDD)", donated by Terran
 Lane and Ronny Kohavi; CC BY 4.0. The files are not shipped with tfmtl: point
 ``data_dir`` (or the ``TFMTL_DATA_DIR`` environment variable) at a folder with
 ``census-income.data.gz`` and ``census-income.test.gz``; by default the
-project's ``../shared/data/census-income`` is used.
+project's ``../shared/data/census-income`` is used, else the copy in the
+repository's ``tests/data/census-income``.
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ def _default_dir() -> pathlib.Path:
     env = os.environ.get("TFMTL_DATA_DIR")
     if env:
         return pathlib.Path(env) / "census-income"
+    repo = pathlib.Path(__file__).resolve().parents[2]
     candidates = [
-        pathlib.Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "census-income",
+        repo / ".." / "shared" / "data" / "census-income",
         pathlib.Path.cwd() / ".." / "shared" / "data" / "census-income",
+        repo / "tests" / "data" / "census-income",  # the copy shipped with the repository
     ]
     for candidate in candidates:
         if (candidate / "census-income.data.gz").exists():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import warnings
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -20,6 +21,12 @@ class _VocabularyCounter:
     def update(self, values: np.ndarray) -> None:
         values = values.reshape(-1)
         if self.spec.id_type is IdType.STRING:
+            if values.dtype.kind not in "OSU" or (
+                values.dtype == object and not all(isinstance(v, (str, bytes)) for v in values)
+            ):
+                raise TypeError(
+                    f"feature {self.spec.name!r} expects string ids, got {values.dtype} values (convert the ids to str)"
+                )
             if values.dtype.kind == "S" or (values.dtype == object and values.size and isinstance(values[0], bytes)):
                 values = np.char.decode(values.astype("S"), "utf-8") if values.size else values
             values = values.astype(str)
@@ -65,6 +72,13 @@ class _MomentAccumulator:
             raise ValueError(f"feature {self.spec.name!r}: no values to adapt on")
         mean = self.total / self.count
         variance = max(self.total_sq / self.count - mean * mean, 0.0)
+        if variance <= 1e-12 * max(1.0, mean * mean):
+            # Dividing by ~0 would turn any other value at serving time into ~1e7.
+            warnings.warn(
+                f"feature {self.spec.name!r} is constant ({mean}) in the adapt data; using variance 1.0",
+                stacklevel=4,
+            )
+            variance = 1.0
         return dataclasses.replace(self.spec, mean=mean, variance=variance)
 
 

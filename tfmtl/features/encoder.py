@@ -8,6 +8,18 @@ from tfmtl._compat import keras, tf
 from tfmtl.features.schema import Categorical, IdType, Numeric, Schema
 
 
+def _unused_oov_token(spec: Categorical) -> object:
+    # Keras drops a leading vocabulary entry equal to its OOV token (-1 or "[UNK]"),
+    # which would silently send a real id to the OOV bucket: pick a token not in use.
+    vocabulary = set(spec.vocabulary or ())
+    if spec.id_type is IdType.STRING:
+        token = "[UNK]"
+        while token in vocabulary:
+            token = f"[{token}]"
+        return token
+    return -1 if -1 not in vocabulary else min(vocabulary) - 1
+
+
 class FeatureEncoder(keras.layers.Layer):
     """Turns a dict of raw features into one ``[batch, width]`` tensor.
 
@@ -59,6 +71,7 @@ class FeatureEncoder(keras.layers.Layer):
                     vocabulary=list(spec.vocabulary),
                     num_oov_indices=spec.num_oov_buckets,
                     mask_token=None,
+                    oov_token=_unused_oov_token(spec),
                     name=f"{spec.name}_lookup",
                 )
                 self.embeddings[spec.name] = keras.layers.Embedding(

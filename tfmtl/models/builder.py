@@ -27,6 +27,7 @@ def build_model(
     tasks = check_tasks(tasks)
     if not isinstance(schema, Schema):
         raise TypeError(f"schema must be a tfmtl.features.Schema, got {type(schema).__name__}")
+    _check_names(schema, tasks)
     inputs = schema.inputs()
     shared = FeatureEncoder(schema, name="features")(inputs)  # [B, D]
     if cross_layers < 0:
@@ -45,6 +46,23 @@ def build_model(
             )(hidden)
         outputs[task.name] = task.head()(hidden)  # [B, 1]
     return MultiTaskModel(inputs=inputs, outputs=outputs, schema=schema, tasks=tasks, name=name)
+
+
+_RESERVED = {"features", "bottom", "mixture_of_experts"}
+
+
+def _check_names(schema: Schema, tasks: Sequence[Task]) -> None:
+    """Feature names, task names and internal layer names become Keras layer names: keep them apart."""
+    task_names = {task.name for task in tasks}
+    both = sorted(task_names & set(schema.names))
+    if both:
+        raise ValueError(f"{both} name(s) both a feature and a task; rename the task (e.g. 'p_{both[0]}')")
+    internal = _RESERVED | {f"cross_{i}" for i in range(64)} | {
+        f"{t}_{suffix}" for t in task_names for suffix in ("tower", "gate")
+    }
+    clashes = sorted((task_names | set(schema.names)) & internal)
+    if clashes:
+        raise ValueError(f"feature/task name(s) {clashes} are reserved for tfmtl's internal layers; rename them")
 
 
 def check_units(units: Sequence[int], what: str) -> list[int]:

@@ -35,7 +35,7 @@ class MultiTaskModel(keras.Model):
     >>> model.compile(optimizer="adam")  # losses, weights and metrics come from the tasks
     >>> history = model.fit({"item": np.array(["a", "b"])}, {"click": np.array([1.0, 0.0])}, verbose=0)
     >>> sorted(history.history)
-    ['auc', 'logloss', 'loss']
+    ['ctr_auc', 'ctr_logloss', 'loss']
     """
 
     def __init__(self, inputs: Any, outputs: Any, schema: Schema, tasks: Sequence[Task], **kwargs: Any) -> None:
@@ -72,6 +72,11 @@ class MultiTaskModel(keras.Model):
                 raise ValueError(f"loss_weights name unknown task(s) {unknown}; tasks: {', '.join(self.task_names)}")
         if metrics is None:
             metrics = {task.name: task.metrics() for task in self.tasks}
+            if len(self.tasks) == 1:
+                # Keras prefixes metric names with the output name only for several
+                # outputs; name them "<task>_<metric>" for one task too.
+                for metric in metrics[self.tasks[0].name]:
+                    metric._name = f"{self.tasks[0].name}_{metric.name}"
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, loss_weights=loss_weights, **kwargs)
 
     # -- labels ----------------------------------------------------------

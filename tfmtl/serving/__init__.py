@@ -3,7 +3,32 @@
 This package never imports tfmtl's training code.
 """
 
-from tfmtl.serving.export import DEFAULT_SIGNATURE, export, next_version, task_signature_name
+from tfmtl.serving import examples
+from tfmtl.serving.audit import OpAudit, audit_export
+from tfmtl.serving.client import Client
+from tfmtl.serving.config import BatchingConfig, model_config_text, write_configs
+from tfmtl.serving.errors import ServingError
+from tfmtl.serving.export import export, next_version
+from tfmtl.serving.signatures import DEFAULT_SIGNATURE, EXAMPLES_SIGNATURE, task_signature_name
 from tfmtl.serving.reference import predict_in_fresh_process
+from tfmtl.serving.server import DevServer
+from tfmtl.serving.warmup import read_warmup
 
-__all__ = ["DEFAULT_SIGNATURE", "export", "next_version", "predict_in_fresh_process", "task_signature_name"]
+__all__ = [
+    "Client",
+    "DevServer",
+    "ServingError",
+    "BatchingConfig",
+    "OpAudit",
+    "audit_export",
+    "model_config_text",
+    "write_configs",
+    "DEFAULT_SIGNATURE",
+    "EXAMPLES_SIGNATURE",
+    "examples",
+    "export",
+    "next_version",
+    "predict_in_fresh_process",
+    "read_warmup",
+    "task_signature_name",
+]

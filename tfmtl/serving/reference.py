@@ -54,7 +54,7 @@ def predict_in_fresh_process(
     >>> path = tfmtl.serving.export(model, tempfile.mkdtemp())
     >>> out = tfmtl.serving.predict_in_fresh_process(path, {"price": np.array([1.0], np.float32)})
     >>> sorted(out)
-    ['predict_click', 'serving_default']
+    ['classify_click', 'predict_click', 'predict_examples', 'serving_default']
     """
     if mode not in ("session", "function"):
         raise ValueError(f"mode must be 'session' or 'function', got {mode!r}")
@@ -64,7 +64,7 @@ def predict_in_fresh_process(
         inputs_path = pathlib.Path(tmp, "inputs.npz")
         outputs_path = pathlib.Path(tmp, "outputs.npz")
         np.savez(inputs_path, **{name: _portable(value) for name, value in features.items()})
-        command = [sys.executable, str(_SCRIPT), str(export_dir), str(inputs_path), str(outputs_path), "--mode", mode]
+        command = [sys.executable, "-P", str(_SCRIPT), str(export_dir), str(inputs_path), str(outputs_path), "--mode", mode]
         for name in signatures or ():
             command += ["--signature", name]
         completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=tmp)

@@ -30,20 +30,51 @@ def _feed_value(array):
     return array
 
 
+def _serialized_examples(inputs, dtypes):
+    """Serialize raw feature columns as tf.Examples, for signatures keyed ``inputs``."""
+    rows = len(next(iter(inputs.values())))
+    serialized = []
+    for row in range(rows):
+        feature = {}
+        for key, values in inputs.items():
+            value, dtype = values[row], dtypes.get(key)
+            if dtype == tf.string or isinstance(value, (bytes, str, np.str_, np.bytes_)):
+                raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+                feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[raw]))
+            elif dtype is not None and dtype.is_integer:
+                feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+            else:
+                feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+        example = tf.train.Example(features=tf.train.Features(feature=feature))
+        serialized.append(example.SerializeToString())
+    return np.array(serialized, dtype=object)
+
+
+def _feeds(signature_inputs, inputs, raw_dtypes, name):
+    """Feature columns for a signature: raw features, or serialized Examples under ``inputs``."""
+    keys = set(signature_inputs)
+    if keys == {"inputs"} and "inputs" not in inputs:
+        return {"inputs": _serialized_examples(inputs, raw_dtypes)}
+    missing = sorted(keys - set(inputs))
+    if missing:
+        raise SystemExit(f"signature {name!r}: missing inputs {missing}")
+    return {key: _feed_value(inputs[key]) for key in keys}
+
+
 def run_session(export_dir, inputs, signatures):
     results = {}
     graph = tf.Graph()
     with tf.compat.v1.Session(graph=graph) as session:
         meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], export_dir)
         signature_defs = meta_graph.signature_def
+        default = signature_defs.get("serving_default")
+        raw_dtypes = {k: tf.dtypes.as_dtype(v.dtype) for k, v in default.inputs.items()} if default else {}
         for name in signatures or [key for key in signature_defs if not key.startswith("__")]:
             if name not in signature_defs:
                 raise SystemExit(f'Serving signature key "{name}" not found; have: {sorted(signature_defs)}')
             signature = signature_defs[name]
-            missing = sorted(set(signature.inputs) - set(inputs))
-            if missing:
-                raise SystemExit(f"signature {name!r}: missing inputs {missing}")
-            feed = {signature.inputs[key].name: _feed_value(inputs[key]) for key in signature.inputs}
+            columns = _feeds(signature.inputs, inputs, raw_dtypes, name)
+            feed = {signature.inputs[key].name: value for key, value in columns.items()}
             keys = sorted(signature.outputs)
             values = session.run([signature.outputs[key].name for key in keys], feed_dict=feed)
             for key, value in zip(keys, values):
@@ -54,10 +85,15 @@ def run_session(export_dir, inputs, signatures):
 def run_function(export_dir, inputs, signatures):
     loaded = tf.saved_model.load(export_dir)
     results = {}
+    default = loaded.signatures.get("serving_default")
+    raw_dtypes = {k: s.dtype for k, s in default.structured_input_signature[1].items()} if default else {}
     for name in signatures or list(loaded.signatures):
+        if name not in loaded.signatures:
+            raise SystemExit(f'Serving signature key "{name}" not found; have: {sorted(loaded.signatures)}')
         function = loaded.signatures[name]
         _, kwargs = function.structured_input_signature
-        feed = {key: tf.constant(_feed_value(inputs[key]), dtype=spec.dtype) for key, spec in kwargs.items()}
+        columns = _feeds(kwargs, inputs, raw_dtypes, name)
+        feed = {key: tf.constant(columns[key], dtype=spec.dtype) for key, spec in kwargs.items()}
         for key, value in function(**feed).items():
             results[f"{name}/{key}"] = value.numpy()
     return results
@@ -78,7 +114,8 @@ def main(argv=None):
     leaked = sorted(name for name in ("tfmtl", "tf_keras", "tensorflow_recommenders") if name in sys.modules)
     if leaked:
         raise SystemExit(f"the serving check imported {leaked}; an export must load with TensorFlow alone")
-    np.savez(args.outputs, **results)
+    # String outputs (e.g. Classify's classes) as fixed-width bytes: .npz holds no object arrays.
+    np.savez(args.outputs, **{k: v.astype(bytes) if v.dtype == object else v for k, v in results.items()})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+"""Numpy <-> TensorProto helpers shared by the warmup writer, the client and the dev server."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from tfmtl._compat import tf
+
+
+def to_numpy(values: Any, dtype: tf.DType, *, feature: str = "", signature: str = "") -> np.ndarray:
+    """Convert a feature column to the numpy type of ``dtype``, or raise naming the feature."""
+    where = f"feature {feature!r}" + (f" of signature {signature!r}" if signature else "")
+    array = np.asarray(values)
+    if dtype == tf.string:
+        if array.dtype.kind == "U":
+            return np.char.encode(array, "utf-8").astype(object)
+        if array.dtype.kind == "S" or (array.dtype == object and all(isinstance(v, (bytes, str)) for v in array.flat)):
+            return np.asarray([v.encode("utf-8") if isinstance(v, str) else v for v in array.flat], dtype=object).reshape(array.shape)
+        raise TypeError(f"{where} expects string values, got {array.dtype}")
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{where} expects {dtype.name} values, got {array.dtype}")
+    if dtype.is_integer and array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
+            raise TypeError(f"{where} expects integer ids, got non-integer floats")
+    return array.astype(dtype.as_numpy_dtype)
+
+
+def request_tensor(values: np.ndarray) -> Any:
+    """A TensorProto for a request (``tensor_content`` or ``string_val``, as clients send)."""
+    return tf.make_tensor_proto(values)
+
+
+def response_tensor(values: np.ndarray) -> Any:
+    """A TensorProto with typed ``*_val`` fields, the encoding TF Serving's responses use."""
+    values = np.asarray(values)
+    proto = type(tf.make_tensor_proto(0))()  # TensorProto, without importing tensorflow.core
+    for size in values.shape:
+        proto.tensor_shape.dim.add(size=size)
+    flat = values.reshape(-1)
+    if values.dtype == object or values.dtype.kind in "SU":
+        proto.dtype = tf.string.as_datatype_enum
+        proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode("utf-8") for v in flat)
+    elif values.dtype == np.float32:
+        proto.dtype = tf.float32.as_datatype_enum
+        proto.float_val.extend(flat.tolist())
+    elif values.dtype == np.float64:
+        proto.dtype = tf.float64.as_datatype_enum
+        proto.double_val.extend(flat.tolist())
+    elif values.dtype == np.int64:
+        proto.dtype = tf.int64.as_datatype_enum
+        proto.int64_val.extend(flat.tolist())
+    elif values.dtype == np.int32:
+        proto.dtype = tf.int32.as_datatype_enum
+        proto.int_val.extend(flat.tolist())
+    elif values.dtype == np.bool_:
+        proto.dtype = tf.bool.as_datatype_enum
+        proto.bool_val.extend(flat.tolist())
+    else:
+        return tf.make_tensor_proto(values)
+    return proto
+
+
+def from_tensor(proto: Any) -> np.ndarray:
+    """A numpy array from a TensorProto in either encoding."""
+    return tf.make_ndarray(proto)
+
+
+def dtype_name(enum_value: int) -> str:
+    return tf.dtypes.as_dtype(enum_value).name
+
+
+def signature_io(signature_def: Any) -> dict[str, dict[str, tf.DType]]:
+    """``{"inputs": {key: dtype}, "outputs": {key: dtype}}`` of a SignatureDef proto."""
+    return {
+        "inputs": {key: tf.dtypes.as_dtype(info.dtype) for key, info in signature_def.inputs.items()},
+        "outputs": {key: tf.dtypes.as_dtype(info.dtype) for key, info in signature_def.outputs.items()},
+    }
+
+
+def check_features(features: Mapping[str, Any], expected: Mapping[str, tf.DType], signature: str) -> dict[str, np.ndarray]:
+    """Check a feature dict against a signature's inputs and convert it to its dtypes."""
+    unknown = sorted(set(features) - set(expected))
+    missing = sorted(set(expected) - set(features))
+    if unknown or missing:
+        raise ValueError(
+            f"signature {signature!r} takes inputs {sorted(expected)}; "
+            + (f"unknown: {unknown}. " if unknown else "")
+            + (f"missing: {missing}." if missing else "")
+        )
+    return {
+        name: to_numpy(features[name], dtype, feature=name, signature=signature) for name, dtype in expected.items()
+    }

@@ -1,0 +1,202 @@
+"""A development server that speaks TF Serving's gRPC and REST APIs, on loopback.
+
+It loads SavedModels the way ``tensorflow_model_server`` does (TF1 Session over
+the SignatureDefs, warmup file replayed at load, a failed warmup fails the load)
+and answers PredictionService (Predict, Classify, Regress, GetModelMetadata) and
+ModelService (GetModelStatus) with tensorflow-serving-api's own generated
+servicers, plus the ``/v1/models/...`` REST routes. It is for development and
+tests on machines without TF Serving: it does not batch, poll for new
+versions, or run MultiInference. Use the real server in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import signal
+import sys
+import threading
+import time
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+import grpc
+
+from tfmtl.serving import rest, server_core
+from tfmtl.serving.errors import ServingError
+from tfmtl.serving.server_core import ModelEntry, ModelRepository, entries_from_config
+
+
+def _servicer_method(handler: Callable[[ModelRepository, Any], Any], repository: ModelRepository) -> Callable:
+    def method(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return handler(repository, request)
+        except ServingError as error:
+            context.abort(error.code, error.message)
+
+    return method
+
+
+def _grpc_server(repository: ModelRepository, address: str, workers: int) -> tuple[grpc.Server, int]:
+    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+    prediction = type(
+        "PredictionService",
+        (prediction_service_pb2_grpc.PredictionServiceServicer,),
+        {
+            "Predict": _servicer_method(server_core.predict, repository),
+            "Classify": _servicer_method(server_core.classify, repository),
+            "Regress": _servicer_method(server_core.regress, repository),
+            "GetModelMetadata": _servicer_method(server_core.model_metadata, repository),
+        },
+    )
+    models = type(
+        "ModelService",
+        (model_service_pb2_grpc.ModelServiceServicer,),
+        {"GetModelStatus": _servicer_method(server_core.model_status, repository)},
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction(), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(models(), server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot bind gRPC to {address}")
+    return server, port
+
+
+def _rest_server(repository: ModelRepository, host: str, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self, method: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            code, payload = rest.handle(repository, method, self.path, body)
+            data = json.dumps(payload).encode("utf-8")
+            self.send_response(int(code))
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._answer("GET")
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._answer("POST")
+
+        def log_message(self, *args: Any) -> None:  # quiet
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+class DevServer:
+    """gRPC (and optionally REST) endpoints over a :class:`ModelRepository`.
+
+    Args:
+      entries: Models to load (name, base path, version policy, labels).
+      host: Interface to bind; loopback by default.
+      port: gRPC port (0 = any free port; see ``grpc_port`` after start).
+      rest_port: REST port, or None for no REST (as TF Serving, whose REST is off
+        unless ``--rest_api_port`` is set).
+      workers: gRPC worker threads.
+
+    Example:
+
+    >>> import tempfile, numpy as np, tfmtl
+    >>> schema = tfmtl.Schema([tfmtl.Numeric("price", mean=0.0, variance=1.0)])
+    >>> model = tfmtl.models.shared_bottom(schema, [tfmtl.Task.binary("click")], bottom_units=(2,))
+    >>> base = tempfile.mkdtemp(); _ = tfmtl.serving.export(model, base)
+    >>> with tfmtl.serving.DevServer.for_model("m", base, port=0) as server:
+    ...     client = tfmtl.serving.Client("m", grpc_target=server.grpc_target)
+    ...     sorted(client.predict({"price": [1.0, 2.0]}))
+    ['click']
+    """
+
+    def __init__(
+        self,
+        entries: list[ModelEntry],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8500,
+        rest_port: int | None = None,
+        workers: int = 8,
+    ) -> None:
+        self.repository = ModelRepository(entries)
+        self.host = host
+        self._grpc, self.grpc_port = _grpc_server(self.repository, f"{host}:{port}", workers)
+        self._rest = _rest_server(self.repository, host, rest_port) if rest_port is not None else None
+        self.rest_port = self._rest.server_address[1] if self._rest else None
+        self._rest_thread: threading.Thread | None = None
+
+    @classmethod
+    def for_model(cls, name: str, base_path: str | os.PathLike, **kwargs: Any) -> "DevServer":
+        """Serve the latest version under ``base_path`` as model ``name``."""
+        return cls([ModelEntry(name, pathlib.Path(base_path))], **kwargs)
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def rest_url(self) -> str | None:
+        return f"http://{self.host}:{self.rest_port}" if self.rest_port else None
+
+    def start(self) -> "DevServer":
+        self._grpc.start()
+        if self._rest:
+            self._rest_thread = threading.Thread(target=self._rest.serve_forever, daemon=True)
+            self._rest_thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._grpc.stop(grace=1.0).wait()
+        if self._rest:
+            self._rest.shutdown()
+            self._rest.server_close()
+        self.repository.close()
+
+    def __enter__(self) -> "DevServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model_name", help="name clients use (with --model_base_path)")
+    parser.add_argument("--model_base_path", help="folder holding integer version folders")
+    parser.add_argument("--model_config_file", help="text ModelServerConfig (as tensorflow_model_server takes)")
+    parser.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500; 0 = any free port)")
+    parser.add_argument("--rest_api_port", type=int, default=None, help="REST port (default: REST off; 0 = any)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--max_seconds", type=float, default=None, help="stop by itself after this long")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.model_config_file:
+        entries = entries_from_config(pathlib.Path(args.model_config_file).read_text())
+    elif args.model_name and args.model_base_path:
+        entries = [ModelEntry(args.model_name, pathlib.Path(args.model_base_path).resolve())]
+    else:
+        print("give --model_name and --model_base_path, or --model_config_file", file=sys.stderr)
+        return 2
+    server = DevServer(entries, host=args.host, port=args.port, rest_port=args.rest_api_port).start()
+    models = ", ".join(f"{name} (versions {sorted(v)})" for name, v in server.repository.servables.items())
+    rest_part = f", REST on {server.rest_url}" if server.rest_url else ""
+    print(f"tfmtl development server: gRPC on {server.grpc_target}{rest_part}; models: {models}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    deadline = time.monotonic() + args.max_seconds if args.max_seconds else None
+    while not stop.wait(0.2):
+        if deadline and time.monotonic() > deadline:
+            break
+    server.stop()
+    return 0

@@ -1,0 +1,140 @@
+"""The tf.Module that an export saves: the model's state and one function per signature."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from tfmtl._compat import tf
+from tfmtl.serving.examples import example_spec
+
+#: Signature that returns every task (what TF Serving uses when none is named).
+DEFAULT_SIGNATURE = "serving_default"
+#: Signature that takes serialized tf.Examples (key ``inputs``) and returns every task.
+EXAMPLES_SIGNATURE = "predict_examples"
+#: Class labels of a binary task's Classify signature, in score order.
+BINARY_CLASSES = (b"0", b"1")
+
+
+def task_signature_name(task: str) -> str:
+    """Name of the signature that returns only ``task``: ``predict_<task>``.
+
+    Example:
+
+    >>> import tfmtl
+    >>> tfmtl.serving.task_signature_name("ctr")
+    'predict_ctr'
+    """
+    return f"predict_{task}"
+
+
+def input_specs(model: Any) -> dict[str, tf.TensorSpec]:
+    """The raw-feature input signature of a model with dict inputs."""
+    inputs = model.input
+    if not isinstance(inputs, Mapping):
+        raise TypeError("export needs a model whose inputs are a dict keyed by feature name")
+    return {
+        name: tf.TensorSpec([None, *tensor.shape[1:]], tensor.dtype, name=name) for name, tensor in inputs.items()
+    }
+
+
+def task_kinds(model: Any) -> dict[str, str]:
+    """Task name to kind (``"binary"``/``"regression"``/``None`` if unknown), in output order."""
+    outputs = model.output
+    if not isinstance(outputs, Mapping):
+        raise TypeError("export needs a model whose outputs are a dict keyed by task name")
+    declared = {task.name: task.kind.value for task in getattr(model, "tasks", ())}
+    return {name: declared.get(name) for name in outputs}
+
+
+def _squeeze_scalar(tensor: tf.Tensor) -> tf.Tensor:
+    # [B, 1] -> [B]: one value per example, the shape TF Serving's Regress and REST
+    # row format expect. Wider outputs ([B, C]) keep their shape.
+    if tensor.shape.rank == 2 and tensor.shape[1] == 1:
+        return tf.reshape(tensor, [-1])
+    return tensor
+
+
+class ServingModule(tf.Module):
+    """What gets saved: the model (variables, lookup tables) and the signature functions.
+
+    Signatures:
+
+    * ``serving_default``: raw features in, every task out;
+    * ``predict_<task>``: raw features in, one task out;
+    * with ``examples=True``: ``predict_examples`` (serialized ``tf.Example``s in,
+      key ``inputs``; every task out), ``classify_<task>`` for binary tasks
+      (``classes`` ``[B, 2]`` = ``b"0"``, ``b"1"`` and ``scores`` ``[B, 2]`` =
+      ``1 - p``, ``p``) and ``regress_<task>`` for regression tasks (``outputs`` ``[B]``),
+      the shapes TF Serving's Classify and Regress APIs require.
+    """
+
+    def __init__(self, model: Any, *, examples: bool = True) -> None:
+        super().__init__(name="tfmtl_serving")
+        self.model = model
+        self._specs = input_specs(model)
+        self._kinds = task_kinds(model)
+        self._examples = examples
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self._kinds)
+
+    def _predict(self, features: Mapping[str, tf.Tensor], tasks: list[str]) -> dict[str, tf.Tensor]:
+        outputs = self.model(dict(features), training=False)
+        return {task: _squeeze_scalar(tf.cast(outputs[task], tf.float32)) for task in tasks}
+
+    def _parse(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        return tf.io.parse_example(serialized, example_spec(self._specs))
+
+    def _raw(self, body: Callable[[Mapping[str, tf.Tensor]], dict[str, tf.Tensor]]) -> Any:
+        @tf.function(input_signature=[self._specs])
+        def serve(features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+            return body(features)
+
+        return serve.get_concrete_function()
+
+    def _from_examples(self, body: Callable[[Mapping[str, tf.Tensor]], dict[str, tf.Tensor]]) -> Any:
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def serve(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+            return body(self._parse(serialized))
+
+        return serve.get_concrete_function()
+
+    def signature_kinds(self) -> dict[str, str]:
+        """Signature name to request kind: predict, predict_examples, classify or regress."""
+        kinds = {DEFAULT_SIGNATURE: "predict", **{task_signature_name(task): "predict" for task in self.task_names}}
+        if self._examples:
+            kinds[EXAMPLES_SIGNATURE] = "predict_examples"
+            for task, kind in self._kinds.items():
+                if kind == "binary":
+                    kinds[f"classify_{task}"] = "classify"
+                elif kind == "regression":
+                    kinds[f"regress_{task}"] = "regress"
+        return kinds
+
+    @property
+    def specs(self) -> dict[str, tf.TensorSpec]:
+        return dict(self._specs)
+
+    def signatures(self) -> dict[str, Any]:
+        tasks = self.task_names
+        signatures = {DEFAULT_SIGNATURE: self._raw(lambda features: self._predict(features, tasks))}
+        for task in tasks:
+            signatures[task_signature_name(task)] = self._raw(lambda f, task=task: self._predict(f, [task]))
+        if not self._examples:
+            return signatures
+        signatures[EXAMPLES_SIGNATURE] = self._from_examples(lambda features: self._predict(features, tasks))
+        for task, kind in self._kinds.items():
+            if kind == "binary":
+                signatures[f"classify_{task}"] = self._from_examples(lambda f, task=task: self._classify(f, task))
+            elif kind == "regression":
+                signatures[f"regress_{task}"] = self._from_examples(
+                    lambda f, task=task: {"outputs": self._predict(f, [task])[task]}
+                )
+        return signatures
+
+    def _classify(self, features: Mapping[str, tf.Tensor], task: str) -> dict[str, tf.Tensor]:
+        probability = self._predict(features, [task])[task]  # [B]
+        scores = tf.stack([1.0 - probability, probability], axis=1)  # [B, 2]
+        classes = tf.tile(tf.constant([list(BINARY_CLASSES)]), [tf.shape(probability)[0], 1])  # [B, 2]
+        return {"classes": classes, "scores": scores}
