@@ -1,4 +1,5 @@
 import os
+import re
 import pathlib
 import subprocess
 import sys
@@ -25,6 +26,8 @@ def test_demo_runs_end_to_end_and_the_export_serves_identically(tmp_path):
     for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"):
         assert step in out
     assert "oracle AUC" in out
+    aucs = {m[0]: float(m[1]) for m in re.findall(r"^\s+(click|conversion)\s+([0-9.]+)\s", out, re.M)}
+    assert aucs["click"] > 0.55 and aucs["conversion"] > 0.55, out  # chance is 0.5
     assert out.count(" same") == 4  # serving_default x 2 tasks + one per-task signature each
     assert "done: the export answers exactly as the in-memory model" in out
     assert (tmp_path / "demo" / "1" / "saved_model.pb").exists()

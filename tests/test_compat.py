@@ -49,6 +49,17 @@ def test_only_the_compat_module_imports_tensorflow_keras_or_tfrs():
     assert "tensorflow.python" not in "".join(p.read_text() for p in library)
 
 
+def test_importing_tfmtl_serving_loads_no_modelling_code():
+    done = _python(
+        "import sys, tfmtl.serving\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[:2] in (['tfmtl', 'models'], ['tfmtl', 'tasks'],"
+        " ['tfmtl', 'features'], ['tfmtl', 'layers'], ['tfmtl', 'data'], ['tfmtl', 'demo']))\n"
+        "print(loaded)"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_serving_never_imports_training_code():
     pattern = re.compile(r"^\s*(?:from|import)\s+tfmtl\.(\w+)", re.M)
     imported = {m for p in (PACKAGE / "serving").glob("*.py") for m in pattern.findall(p.read_text())}

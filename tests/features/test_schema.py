@@ -121,3 +121,14 @@ class TestConform:
 
 def test_public_namespace():
     assert tfmtl.Schema is Schema and tfmtl.Categorical is Categorical and tfmtl.Numeric is Numeric
+
+
+def test_adapt_rejects_ints_for_string_ids():
+    with pytest.raises(TypeError, match="feature 'item' expects string ids, got int64"):
+        Schema([Categorical("item")]).adapt({"item": np.array([1, 2, 3])})
+
+
+def test_constant_numeric_gets_unit_variance_with_a_warning():
+    with pytest.warns(UserWarning, match="'flag' is constant"):
+        adapted = Schema([Numeric("flag")]).adapt({"flag": np.full(10, 3.0)})
+    assert (adapted["flag"].mean, adapted["flag"].variance) == (3.0, 1.0)

@@ -121,6 +121,38 @@ class TestBadInput:
             model.compile(loss_weights={"cvr": 1.0})
 
 
+def test_single_task_metric_names_carry_the_task_name(tiny_schema):
+    model = tfmtl.models.shared_bottom(tiny_schema, [tfmtl.Task.binary("ctr", label="click")], bottom_units=(4,))
+    model.compile()
+    metrics = model.evaluate(BATCH, {"click": np.array([1.0, 0.0], "f")}, return_dict=True, verbose=0)
+    assert {"ctr_auc", "ctr_logloss"} <= set(metrics)
+
+
+def test_a_batch_without_conversion_labels_still_trains_the_click_task(tiny_schema):
+    keras.utils.set_random_seed(0)
+    tasks = (tfmtl.Task.binary("ctr", label="click"), tfmtl.Task.binary("cvr", label="conversion"))
+    model = tfmtl.models.mmoe(tiny_schema, tasks, num_experts=2, expert_units=(4,))
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    before = {task: model.get_layer(task).kernel.numpy().copy() for task in ("ctr", "cvr")}
+    before_gate = model.get_layer("mixture_of_experts").gates["cvr"].kernel.numpy().copy()
+    labels = {"click": np.array([1.0, 0.0], "f"), "conversion": np.array([np.nan, np.nan], "f")}
+    history = model.fit(BATCH, labels, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert not np.allclose(model.get_layer("ctr").kernel.numpy(), before["ctr"])  # click trained
+    np.testing.assert_array_equal(model.get_layer("cvr").kernel.numpy(), before["cvr"])  # no cvr gradient
+    np.testing.assert_array_equal(model.get_layer("mixture_of_experts").gates["cvr"].kernel.numpy(), before_gate)
+
+
+@pytest.mark.parametrize("features, task, message", [
+    ([Numeric("click", mean=0.0, variance=1.0)], "click", r"\['click'\] name\(s\) both a feature and a task"),
+    ([Numeric("price", mean=0.0, variance=1.0)], "features", r"reserved for tfmtl's internal layers"),
+    ([Numeric("ctr_tower", mean=0.0, variance=1.0)], "ctr", r"\['ctr_tower'\] are reserved"),
+])
+def test_names_that_would_clash_as_keras_layer_names(features, task, message):
+    with pytest.raises(ValueError, match=message):
+        tfmtl.models.mmoe(Schema(features), [tfmtl.Task.binary(task)], num_experts=2, expert_units=(2,))
+
+
 def test_build_errors(tiny_schema):
     with pytest.raises(ValueError, match="duplicate task name 'ctr'"):
         tfmtl.models.mmoe(tiny_schema, [tfmtl.Task.binary("ctr"), tfmtl.Task.binary("ctr")])

@@ -30,6 +30,12 @@ DEFAULT_SIGNATURE = "serving_default"
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
+def _cc_type_name(enum_value: int) -> str:
+    # TensorFlow C++'s DataTypeString: "float" and "double" where Python says float32/float64.
+    name = tf.dtypes.as_dtype(enum_value).name
+    return {"float32": "float", "float64": "double", "float16": "half"}.get(name, name)
+
+
 def _set_repr(names: Any) -> str:
     return "{" + ", ".join(sorted(names)) + "}"
 
@@ -181,7 +187,7 @@ def predict(repository: ModelRepository, request: Any) -> Any:
     for index, key in enumerate(sorted(sent)):
         proto, info = request.inputs[key], signature.inputs[key]
         if proto.dtype != info.dtype:
-            want, got = tf.dtypes.as_dtype(info.dtype).name, tf.dtypes.as_dtype(proto.dtype).name
+            want, got = _cc_type_name(info.dtype), _cc_type_name(proto.dtype)
             raise ServingError(
                 grpc.StatusCode.INVALID_ARGUMENT, f"Expects arg[{index}] to be {want} but {got} is provided"
             )
