@@ -18,16 +18,20 @@ def test_parser_defaults():
 def test_demo_runs_end_to_end_and_the_export_serves_identically(tmp_path):
     script = pathlib.Path(sys.executable).with_name("tfmtl")
     done = subprocess.run(
-        [str(script), "demo", "--rows", "8000", "--epochs", "1", "--export-dir", str(tmp_path / "demo")],
+        [str(script), "demo", "--rows", "30000", "--epochs", "1", "--batch-size", "256",
+         "--export-dir", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"):
-        assert step in out
+    for step in range(1, 7):
+        assert f"[{step}/6]" in out
     assert "oracle AUC" in out
     aucs = {m[0]: float(m[1]) for m in re.findall(r"^\s+(click|conversion)\s+([0-9.]+)\s", out, re.M)}
     assert aucs["click"] > 0.55 and aucs["conversion"] > 0.55, out  # chance is 0.5
-    assert out.count(" same") == 4  # serving_default x 2 tasks + one per-task signature each
+    # (serving_default x 2 tasks + predict_<task> x 2) x (fresh process, gRPC, REST)
+    assert out.count(" same") == 12 and "DIFFERENT" not in out
+    assert "all in stock TensorFlow Serving" in out
+    assert (tmp_path / "models.config").exists() and (tmp_path / "batching.config").exists()
     assert "done: the export answers exactly as the in-memory model" in out
     assert (tmp_path / "demo" / "1" / "saved_model.pb").exists()

@@ -10,11 +10,15 @@ from typing import Callable
 
 import numpy as np
 
-from tfmtl._compat import keras
+from tfmtl._compat import keras, tf
 from tfmtl.data.stats import roc_auc
 from tfmtl.data.synthetic import synthetic_recsys
 from tfmtl.models.mmoe import mmoe
+from tfmtl.serving.audit import audit_export
+from tfmtl.serving.client import Client
+from tfmtl.serving.config import write_configs
 from tfmtl.serving.export import export
+from tfmtl.serving.server import DevServer
 from tfmtl.serving.signatures import DEFAULT_SIGNATURE, task_signature_name
 from tfmtl.serving.reference import predict_in_fresh_process
 from tfmtl.tasks.task import Task
@@ -50,10 +54,13 @@ def run_demo(
 ) -> DemoResult:
     """Train an MMoE on the built-in synthetic data, evaluate, export and serve it.
 
-    The export is called in a separate process that imports only TensorFlow,
-    through TF Serving's own path (a TF1 Session over the SignatureDefs), for
-    ``serving_default`` and every ``predict_<task>`` signature, and compared with
-    the in-memory model.
+    The export is audited for ops a stock TF Serving lacks, TF Serving's
+    ``models.config`` and ``batching.config`` are written beside it, and it is
+    called (``serving_default`` and every ``predict_<task>``) in a separate
+    process that imports only TensorFlow, through TF Serving's own path (a TF1
+    Session over the SignatureDefs), and over TF Serving's gRPC and REST APIs
+    (tfmtl's development server); every answer is compared with the in-memory
+    model.
 
     Example:
 
@@ -66,7 +73,7 @@ def run_demo(
     if verbose is None:  # progress bar on a terminal, one line per epoch in logs
         verbose = 1 if sys.stdout.isatty() else 2
     keras.utils.set_random_seed(seed)
-    log(f"[1/5] generating {rows:,} synthetic impressions (task relatedness {task_relatedness})")
+    log(f"[1/6] generating {rows:,} synthetic impressions (task relatedness {task_relatedness})")
     data = synthetic_recsys(rows, task_relatedness=task_relatedness, seed=seed)
     train, test = data.split(0.8, seed=seed)
     tasks = (Task.binary("click", loss_weight=1.0), Task.binary("conversion", loss_weight=2.0))
@@ -74,14 +81,14 @@ def run_demo(
     rates = ", ".join(f"{task.name} rate {train.labels[task.label_key].mean():.3f}" for task in tasks)
     log(f"      {len(train):,} train / {len(test):,} test rows; {rates}")
 
-    log("[2/5] learning vocabularies and statistics (one pass), building the MMoE")
+    log("[2/6] learning vocabularies and statistics (one pass), building the MMoE")
     schema = train.schema.adapt(train.features)
     model = mmoe(schema, tasks, num_experts=4, expert_units=(128, 64))
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=2e-3))
     weights = ", ".join(f"{task.name}={task.loss_weight}" for task in tasks)
     log(f"      loss weights: {weights}; {model.count_params():,} parameters")
 
-    log(f"[3/5] training {epochs} epoch(s) at batch {batch_size}")
+    log(f"[3/6] training {epochs} epoch(s) at batch {batch_size}")
     started = time.perf_counter()
     model.fit(train.to_dataset(batch_size, shuffle=True, seed=seed), epochs=epochs, verbose=verbose)
     log(f"      {epochs * len(train) / (time.perf_counter() - started):,.0f} examples/s")
@@ -94,22 +101,41 @@ def run_demo(
             f"    {oracle[task.name]:.4f}"
         )
 
-    log(f"[4/5] exporting a SavedModel for TF Serving under {export_dir}/")
-    path = export(model, export_dir)
-    signatures = [DEFAULT_SIGNATURE] + [task_signature_name(task.name) for task in tasks]
-    log(f"      {path}: signatures {', '.join(signatures)}")
-
-    log("[5/5] serving the export in a fresh process (TensorFlow only, TF Serving's Session path)")
+    log(f"[4/6] exporting a SavedModel for TF Serving under {export_dir}/")
     sample = test.take(slice(0, 512))
-    expected = model.predict(sample.features, batch_size=512, verbose=0)
+    path = export(model, export_dir, warmup_features=sample.take(slice(0, 8)).features)
+    audit = audit_export(path)
+    config_dir = pathlib.Path(export_dir).resolve().parent
+    model_name = pathlib.Path(export_dir).name
+    configs = write_configs(config_dir, {model_name: pathlib.Path(export_dir).resolve()})
+    log(f"      {path}: signatures {', '.join(tf.saved_model.load(str(path)).signatures)}")
+    log(f"      op audit: {len(audit.ops)} ops, all in stock TensorFlow Serving" if audit.ok else f"      op audit: {audit.problems()}")
+    log(f"      TF Serving configs: {configs[0]}, {configs[1]}")
+
+    log("[5/6] serving the export in a fresh process (TensorFlow only, TF Serving's Session path)")
+    signatures = [DEFAULT_SIGNATURE] + [task_signature_name(task.name) for task in tasks]
+    expected = {task: values[:, 0] for task, values in model.predict(sample.features, batch_size=512, verbose=0).items()}
     served = predict_in_fresh_process(path, sample.features, signatures)
     diffs = {}
     for signature, outputs in served.items():
         for task, values in outputs.items():
-            diffs[f"{signature}/{task}"] = float(np.max(np.abs(values - expected[task][:, 0])))
-    for key, diff in sorted(diffs.items()):
+            diffs[f"fresh process {signature}/{task}"] = float(np.max(np.abs(values - expected[task])))
+
+    log("[6/6] calling it through TF Serving's gRPC and REST APIs (tfmtl's development server on loopback)")
+    with DevServer.for_model(model_name, export_dir, port=0, rest_port=0) as server:
+        client = Client(model_name, grpc_target=server.grpc_target, rest_url=server.rest_url)
+        for protocol in ("grpc", "rest"):
+            for task, values in client.predict(sample.features, protocol=protocol).items():
+                diffs[f"{protocol} serving_default/{task}"] = float(np.max(np.abs(values - expected[task])))
+            for task in tasks:
+                values = client.predict_task(task.name, sample.features, protocol=protocol)
+                diffs[f"{protocol} {task_signature_name(task.name)}/{task.name}"] = float(
+                    np.max(np.abs(values - expected[task.name]))
+                )
+        client.close()
+    for key, diff in diffs.items():
         verdict = "same" if diff <= TOLERANCE else "DIFFERENT"
-        log(f"      {key:<32} max |served - in-memory| = {diff:.2e}  {verdict}")
+        log(f"      {key:<44} max |served - in-memory| = {diff:.2e}  {verdict}")
     result = DemoResult(metrics=metrics, oracle_auc=oracle, export_path=path, max_abs_diff=diffs)
     log("done: the export answers exactly as the in-memory model" if result.serving_matches else "FAILED: see above")
     return result

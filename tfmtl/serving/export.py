@@ -12,7 +12,7 @@ import uuid
 from typing import Any, Iterator, Mapping
 
 from tfmtl._compat import tf
-from tfmtl.serving.signatures import ServingModule
+from tfmtl.serving.signatures import ModelState, ServingModule
 from tfmtl.serving.warmup import sample_features, warmup_logs, write_warmup
 
 def next_version(base_dir: str | os.PathLike) -> int:
@@ -99,7 +99,15 @@ def export(
     staging = base / f".tmp-{uuid.uuid4().hex[:12]}"
     module = ServingModule(model, examples=examples)
     try:
-        tf.saved_model.save(module, str(staging), signatures=module.signatures())
+        signatures = module.signatures()
+        try:
+            tf.saved_model.save(ModelState(model), str(staging), signatures=signatures)
+        except (AssertionError, ValueError) as error:
+            if "untracked" not in str(error).lower():
+                raise
+            # A layer holds state ModelState does not know: save the whole model (slower).
+            shutil.rmtree(staging, ignore_errors=True)
+            tf.saved_model.save(module, str(staging), signatures=signatures)
         features = warmup_features if warmup_features is not None else sample_features(module.specs)
         logs = warmup_logs(module.signature_kinds(), module.specs, features, model_name or base.resolve().name)
         write_warmup(staging, logs)

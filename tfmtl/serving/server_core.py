@@ -47,8 +47,14 @@ class Servable:
         self.name, self.version, self.path = name, version, str(path)
         self.graph = tf.Graph()
         self.session = tf.compat.v1.Session(graph=self.graph)
-        with self.graph.as_default():
-            meta_graph = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], self.path)
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel("ERROR")  # the TF1 loader is deprecated in Python, but it is the server's path
+        try:
+            with self.graph.as_default():
+                meta_graph = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], self.path)
+        finally:
+            logger.setLevel(level)
         self.signature_defs = dict(meta_graph.signature_def)
 
     def signature(self, name: str) -> Any:
@@ -321,8 +327,8 @@ def replay_warmup(repository: ModelRepository | None, servable: Servable) -> int
         return 0
     single = _SingleServable(servable)
     count = 0
-    for record in tf.compat.v1.io.tf_record_iterator(str(path)):
-        log = prediction_log_pb2.PredictionLog.FromString(record)
+    for record in tf.data.TFRecordDataset(str(path)):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
         kind = log.WhichOneof("log_type")
         handler = {"predict_log": predict, "classify_log": classify, "regress_log": regress}.get(kind)
         if handler is None:

@@ -54,6 +54,26 @@ def _squeeze_scalar(tensor: tf.Tensor) -> tf.Tensor:
     return tensor
 
 
+class ModelState(tf.Module):
+    """What an export saves as its root object: the model's variables and lookup tables.
+
+    Saving the Keras model object itself would also make tf_keras serialize every
+    layer (configs that include whole vocabularies, re-traced call functions):
+    about 90 s instead of 1 s for a 1M-id vocabulary. The signatures need only
+    the variables and the tables they capture.
+    """
+
+    def __init__(self, model: Any) -> None:
+        super().__init__(name="tfmtl_state")
+        self.model_variables = list(model.variables)
+        resources = []
+        for module in [model, *model.submodules]:
+            for value in vars(module).values():
+                if isinstance(value, tf.saved_model.experimental.TrackableResource) and value not in resources:
+                    resources.append(value)  # e.g. the StaticHashTable of a StringLookup
+        self.resources = resources
+
+
 class ServingModule(tf.Module):
     """What gets saved: the model (variables, lookup tables) and the signature functions.
 
