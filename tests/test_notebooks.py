@@ -8,6 +8,15 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+#: What each notebook must print and write (beyond its own asserts, which fail the run).
+EXPECTED = {
+    "01_quickstart.ipynb": ("max |served - in-memory|", "export/quickstart/1/saved_model.pb"),
+    "05_export_and_serve.ipynb": ('{"predictions": [', "export/serving_demo/1/saved_model.pb"),
+}
+
+
+def test_every_notebook_has_expectations():
+    assert sorted(EXPECTED) == [p.name for p in NOTEBOOKS]
 
 
 def test_there_are_notebooks():
@@ -33,5 +42,6 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     outputs = "".join(
         out.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs
     )
-    assert "max |served - in-memory|" in outputs
-    assert (tmp_path / "export" / "quickstart" / "1" / "saved_model.pb").exists()
+    printed, written = EXPECTED[path.name]
+    assert printed in outputs
+    assert (tmp_path / written).exists()

@@ -140,6 +140,11 @@ class DevServer:
         """Serve the latest version under ``base_path`` as model ``name``."""
         return cls([ModelEntry(name, pathlib.Path(base_path))], **kwargs)
 
+    @classmethod
+    def from_config_file(cls, path: str | os.PathLike, **kwargs: Any) -> "DevServer":
+        """Serve the models of a text ``ModelServerConfig`` (what ``--model_config_file`` takes)."""
+        return cls(entries_from_config(pathlib.Path(path).read_text()), **kwargs)
+
     @property
     def grpc_target(self) -> str:
         return f"{self.host}:{self.grpc_port}"
@@ -180,14 +185,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    endpoints = {"host": args.host, "port": args.port, "rest_port": args.rest_api_port}
     if args.model_config_file:
-        entries = entries_from_config(pathlib.Path(args.model_config_file).read_text())
+        server = DevServer.from_config_file(args.model_config_file, **endpoints)
     elif args.model_name and args.model_base_path:
-        entries = [ModelEntry(args.model_name, pathlib.Path(args.model_base_path).resolve())]
+        server = DevServer.for_model(args.model_name, pathlib.Path(args.model_base_path).resolve(), **endpoints)
     else:
         print("give --model_name and --model_base_path, or --model_config_file", file=sys.stderr)
         return 2
-    server = DevServer(entries, host=args.host, port=args.port, rest_port=args.rest_api_port).start()
+    server.start()
     models = ", ".join(f"{name} (versions {sorted(v)})" for name, v in server.repository.servables.items())
     rest_part = f", REST on {server.rest_url}" if server.rest_url else ""
     print(f"tfmtl development server: gRPC on {server.grpc_target}{rest_part}; models: {models}", flush=True)
