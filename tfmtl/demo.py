@@ -35,10 +35,11 @@ class DemoResult:
     oracle_auc: dict[str, float]
     export_path: pathlib.Path
     max_abs_diff: dict[str, float]
+    audit_ok: bool = True
 
     @property
     def serving_matches(self) -> bool:
-        return all(diff <= TOLERANCE for diff in self.max_abs_diff.values())
+        return self.audit_ok and all(diff <= TOLERANCE for diff in self.max_abs_diff.values())
 
 
 def run_demo(
@@ -136,6 +137,6 @@ def run_demo(
     for key, diff in diffs.items():
         verdict = "same" if diff <= TOLERANCE else "DIFFERENT"
         log(f"      {key:<44} max |served - in-memory| = {diff:.2e}  {verdict}")
-    result = DemoResult(metrics=metrics, oracle_auc=oracle, export_path=path, max_abs_diff=diffs)
+    result = DemoResult(metrics=metrics, oracle_auc=oracle, export_path=path, max_abs_diff=diffs, audit_ok=audit.ok)
     log("done: the export answers exactly as the in-memory model" if result.serving_matches else "FAILED: see above")
     return result

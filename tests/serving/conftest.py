@@ -95,7 +95,10 @@ def served(request, two_versions):
         if binary is None:
             pytest.skip("tensorflow_model_server is not on PATH (not installable here); the dev server stands in")
         grpc_port, rest_port = _free_port(), _free_port()
-        command = [binary, f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_config_file={config}"]
+        command = [
+            binary, f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_config_file={config}",
+            "--allow_version_labels_for_unavailable_models",  # labels in a startup config need it
+        ]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         _wait_for(process, r"Exporting HTTP/REST API")
         grpc_target, rest_url = f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{rest_port}"

@@ -24,7 +24,7 @@ def test_warmup_covers_every_signature_and_replays(exported_mmoe):
     assert kinds == {"predict_log", "classify_log"}
     repository = ModelRepository([ModelEntry("m", exported_mmoe.parent)], warmup=False)
     servable = repository.servables["m"][1]
-    assert replay_warmup(repository, servable) == len(logs)
+    assert replay_warmup(servable) == len(logs)
     repository.close()
 
 
@@ -34,11 +34,11 @@ def test_a_corrupt_warmup_file_fails_the_load(exported_mmoe, tmp_path):
     copy = tmp_path / "m" / "1"
     shutil.copytree(exported_mmoe, copy)
     (copy / WARMUP_PATH).write_bytes(b"not a tfrecord")
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="Please verify your warmup data is in TFRecord format"):
         ModelRepository([ModelEntry("m", copy.parent)])
 
 
-def test_a_warmup_request_that_fails_fails_the_load(trained_mmoe, small_data, tmp_path):
+def test_a_warmup_request_that_fails_fails_the_load_and_the_export(trained_mmoe, small_data, tmp_path):
     path = tfmtl.serving.export(trained_mmoe, tmp_path / "m")
     from tfmtl.serving.warmup import warmup_logs, write_warmup
     from tfmtl.serving.signatures import ServingModule
@@ -49,6 +49,10 @@ def test_a_warmup_request_that_fails_fails_the_load(trained_mmoe, small_data, tm
     write_warmup(path, warmup_logs({"serving_default": "predict"}, module.specs, features, "m"))
     with pytest.raises(ValueError, match=r"(?s)warmup record 0 .*numeric feature 'user_age' contains NaN"):
         ModelRepository([ModelEntry("m", path.parent)])
+    # export replays its warmup file before publishing: a bad warmup batch never becomes a version
+    with pytest.raises(ValueError, match="numeric feature 'user_age' contains NaN"):
+        tfmtl.serving.export(trained_mmoe, tmp_path / "n", warmup_features=features)
+    assert [p.name for p in (tmp_path / "n").iterdir() if not p.name.startswith(".")] == []
 
 
 def test_models_config_parses_with_tensorflow_serving_protos(tmp_path):
@@ -93,6 +97,19 @@ def test_op_audit_passes_for_a_tfmtl_export(exported_mmoe):
     report = tfmtl.serving.audit_export(exported_mmoe)
     assert report.ok, report.problems()
     assert {"LookupTableFindV2", "ParseExampleV2", "Einsum", "CheckNumerics"} <= set(report.ops)
+
+
+def test_op_audit_catches_ragged_signature_tensors(tmp_path):
+    class RaggedModule(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int64, name="x")])
+        def serve(self, x):
+            return {"y": tf.RaggedTensor.from_row_lengths(tf.cast(x, tf.float32), x)}
+
+    module = RaggedModule()
+    tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.serve})
+    report = tfmtl.serving.audit_export(tmp_path / "1")
+    assert report.non_dense_signature_tensors == ("serving_default: output 'y' is not a dense tensor",)
+    assert not report.ok
 
 
 def test_op_audit_catches_python_ops(tmp_path):

@@ -42,7 +42,7 @@ def test_tf_example_signatures_match_predict(served):
         classified = client.classify("click", served.sample, protocol=protocol)
         assert classified["classes"][0].tolist() == ["0", "1"]
         np.testing.assert_allclose(classified["scores"][:, 1], latest["click"], atol=TOLERANCE)
-        np.testing.assert_allclose(client.regress("dwell", served.sample, protocol=protocol), latest["dwell"], atol=1e-4)
+        np.testing.assert_allclose(client.regress("dwell", served.sample, protocol=protocol), latest["dwell"], atol=TOLERANCE)
 
 
 @pytest.mark.parametrize("rest_format", ["row", "columnar"])
@@ -142,28 +142,73 @@ def test_bad_grpc_requests_get_tf_serving_status_codes(served, change, code, mes
     assert __import__("re").search(message, caught.value.details()), caught.value.details()
 
 
-def test_classify_on_a_predict_signature_is_refused(served):
-    from tensorflow_serving.apis import classification_pb2, prediction_service_pb2_grpc
+@pytest.mark.parametrize("api, signature, message", [
+    ("Classify", "predict_click", "Expected one input Tensor"),
+    ("Classify", "classify_ctr", "No signature was found with the name: classify_ctr"),
+    ("Regress", "classify_click", "No regression outputs found"),
+    ("Regress", "regress_rating", "No signature was found with the name: regress_rating"),
+])
+def test_classify_and_regress_refuse_the_wrong_signature(served, api, signature, message):
+    from tensorflow_serving.apis import classification_pb2, prediction_service_pb2_grpc, regression_pb2
 
-    request = classification_pb2.ClassificationRequest()
-    request.model_spec.name, request.model_spec.signature_name = "mtl", "predict_click"
+    request = (classification_pb2.ClassificationRequest if api == "Classify" else regression_pb2.RegressionRequest)()
+    request.model_spec.name, request.model_spec.signature_name = "mtl", signature
     request.input.example_list.examples.extend(tfmtl.serving.examples.to_examples({"user_age": [1.0]}))
     with grpc.insecure_channel(served.grpc_target) as channel:
         with pytest.raises(grpc.RpcError) as caught:
-            prediction_service_pb2_grpc.PredictionServiceStub(channel).Classify(request, timeout=30)
+            getattr(prediction_service_pb2_grpc.PredictionServiceStub(channel), api)(request, timeout=30)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in caught.value.details()
 
 
-def test_bad_rest_requests(served):
-    def post(path, body):
-        request = urllib.request.Request(f"{served.rest_url}{path}", data=json.dumps(body).encode())
-        with pytest.raises(urllib.error.HTTPError) as caught:
-            urllib.request.urlopen(request, timeout=30)
-        return caught.value.code, json.loads(caught.value.read())["error"]
+def _row(served, index=0):
+    return {k: (v[index].item() if hasattr(v[index], "item") else v[index]) for k, v in served.sample.items()}
 
-    assert post("/v1/models/nope:predict", {"instances": [{}]})[0] == 404
-    code, error = post("/v1/models/mtl:predict", {"signature_name": "predict_ctr", "instances": [{}]})
-    assert code in (400, 404) and "predict_ctr" in error
+
+def _post(served, path, body):
+    request = urllib.request.Request(f"{served.rest_url}{path}", data=json.dumps(body).encode())
+    try:
+        return 200, json.loads(urllib.request.urlopen(request, timeout=30).read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.mark.parametrize("path, body, code, message", [
+    ("/v1/models/nope:predict", {"instances": [{}]}, 404, "Servable not found"),
+    ("/v1/models/mtl:explain", {"instances": [{}]}, 400, "Malformed request"),
+    ("/v1/models/mtl/labels/beta:predict", {"instances": [{}]}, 400, "Unrecognized servable version label: beta"),
+    ("/v1/models/mtl:predict", {"signature_name": "predict_ctr", "instances": [{}]}, 400, "predict_ctr"),
+    ("/v1/models/mtl:predict", {"instances": [{}], "inputs": {}}, 400, "exactly one of 'instances'"),
+    ("/v1/models/mtl:predict", {"signature_name": 7, "instances": [{}]}, 400, "signature_name"),
+    ("/v1/models/mtl:predict", "ROW:hour=1.5", 400, "is not of expected type: int64"),
+    ("/v1/models/mtl:predict", "ROW:user_id=3", 400, "is not of expected type: string"),
+    ("/v1/models/mtl:predict", "ROW:extra=1", 400, "unknown: ['extra']"),
+    ("/v1/models/mtl:classify", {"signature_name": "classify_click", "examples": [{"hour": [1, 2.5]}]}, 400, "mixed"),
+])
+def test_bad_rest_requests(served, path, body, code, message):
+    if isinstance(body, str):  # a valid row with one field changed
+        key, value = body[4:].split("=")
+        row = _row(served)
+        row[key] = json.loads(value)
+        body = {"instances": [row]}
+    got_code, answer = _post(served, path, body)
+    assert got_code == code, answer
+    assert message in answer["error"]
+
+
+def test_rest_formats_b64_and_ignored_columnar_keys(served):
+    row = _row(served)
+    row["user_id"] = {"b64": __import__("base64").b64encode(row["user_id"].encode()).decode()}
+    code, answer = _post(served, "/v1/models/mtl:predict", {"signature_name": "predict_click", "instances": [row]})
+    assert code == 200 and abs(answer["predictions"][0] - float(served.expected[2]["click"][0])) < TOLERANCE
+    columns = {k: [v] for k, v in _row(served).items()}
+    code, answer = _post(served, "/v1/models/mtl:predict",
+                         {"signature_name": "predict_click", "inputs": {**columns, "not_an_input": [1]}})
+    assert code == 200 and isinstance(answer["outputs"], list)  # one output: bare value, extra key ignored
+    code, answer = _post(served, "/v1/models/mtl:predict", {"inputs": columns})
+    assert sorted(answer["outputs"]) == ["click", "dwell"]
+    code, answer = _post(served, "/v1/models/mtl:predict", {"instances": [_row(served)]})
+    assert sorted(answer["predictions"][0]) == ["click", "dwell"]
 
 
 def test_client_names_the_feature_and_signature_before_sending(served):
@@ -178,13 +223,19 @@ def test_client_names_the_feature_and_signature_before_sending(served):
         client.predict(served.sample, "predict_ctr")
 
 
-def test_client_retries_unavailable_then_raises():
+def test_client_retries_unavailable_only(served, monkeypatch):
+    sleeps = []
+    monkeypatch.setattr(time, "sleep", sleeps.append)
     client = tfmtl.serving.Client("mtl", grpc_target="127.0.0.1:1", retries=2, timeout=2)
-    started = time.perf_counter()
     with pytest.raises(tfmtl.serving.ServingError) as caught:
         client.status()
-    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
-    assert time.perf_counter() - started >= 0.3  # 0.1 + 0.2 s of backoff before giving up
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE and sleeps == [0.1, 0.2]
+    sleeps.clear()
+    for protocol in ("grpc", "rest"):
+        client = served.client(version=9)
+        with pytest.raises(tfmtl.serving.ServingError) as caught:
+            client.signatures() if protocol == "grpc" else served.client(grpc_target=None, version=9).signatures()
+        assert caught.value.code == grpc.StatusCode.NOT_FOUND and sleeps == []  # not retried
 
 
 def test_bounded_load_8_threads_x_250_requests(served, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import time
 import urllib.error
@@ -94,6 +95,8 @@ class Client:
                     message = str(error)
             except urllib.error.URLError as error:  # connection refused etc.
                 code, message = grpc.StatusCode.UNAVAILABLE, str(error.reason)
+            except (TimeoutError, ConnectionError, http.client.HTTPException) as error:  # reset, closed, timed out
+                code, message = grpc.StatusCode.UNAVAILABLE, f"{type(error).__name__}: {error}"
             if code != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
                 raise ServingError(code, f"{what}: {message}")
             time.sleep(0.1 * 2**attempt)
@@ -194,7 +197,7 @@ class Client:
     def _rest_predict(
         self, columns: dict[str, np.ndarray], signature: str, outputs: dict[str, tf.DType], rest_format: str
     ) -> dict[str, np.ndarray]:
-        plain = {key: [_json_value(v) for v in values.reshape(-1)] for key, values in columns.items()}
+        plain = {key: _json_value(values.tolist()) for key, values in columns.items()}  # keeps each input's shape
         if rest_format == "row":
             rows = len(next(iter(plain.values())))
             body = {"signature_name": signature, "instances": [{k: v[i] for k, v in plain.items()} for i in range(rows)]}
@@ -213,17 +216,18 @@ class Client:
         return {key: _from_json(value, outputs[key]) for key, value in result.items()}
 
     # -- Classify / Regress ----------------------------------------------------
-    def _examples(self, features: Mapping[str, Any]) -> list[Any]:
+    def _examples(self, features: Mapping[str, Any], signature: str) -> list[Any]:
+        # An Example signature's only input is "inputs"; the raw-feature signature says what goes in one.
         raw = self.signatures().get(DEFAULT_SIGNATURE)
         if raw is not None:
-            features = check_features(features, raw["inputs"], "classify/regress (inputs of serving_default)")
+            features = check_features(features, raw["inputs"], signature)
         return to_examples(features, raw["inputs"] if raw else None)
 
     def classify(self, task: str, features: Mapping[str, Any], *, protocol: str | None = None) -> dict[str, np.ndarray]:
         """Classify via ``classify_<task>``: ``{"classes": [B, k] str, "scores": [B, k] float}``."""
         signature = f"classify_{task}"
         self._signature(signature)
-        examples = self._examples(features)
+        examples = self._examples(features, signature)
         if self._protocol(protocol) == "grpc":
             from tensorflow_serving.apis import classification_pb2, input_pb2
 
@@ -245,7 +249,7 @@ class Client:
         """Regress via ``regress_<task>``: a ``[B]`` float array."""
         signature = f"regress_{task}"
         self._signature(signature)
-        examples = self._examples(features)
+        examples = self._examples(features, signature)
         if self._protocol(protocol) == "grpc":
             from tensorflow_serving.apis import input_pb2, regression_pb2
 
@@ -281,6 +285,8 @@ class Client:
 
 
 def _json_value(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
     if isinstance(value, bytes):
         try:
             return value.decode("utf-8")
@@ -290,8 +296,16 @@ def _json_value(value: Any) -> Any:
 
 
 def _from_json(value: Any, dtype: tf.DType) -> np.ndarray:
-    if dtype == tf.string:
-        return np.asarray(value, dtype=object)
+    if dtype == tf.string:  # bytes, as gRPC gives them; {"b64": ...} for keys ending in _bytes
+        def decode(v: Any) -> Any:
+            if isinstance(v, list):
+                return [decode(x) for x in v]
+            return base64.b64decode(v["b64"]) if isinstance(v, dict) else str(v).encode("utf-8")
+
+        decoded = decode(value)
+        array = np.empty(np.shape(decoded), dtype=object)
+        array[...] = decoded
+        return array
     return np.asarray(value, dtype=dtype.as_numpy_dtype)
 
 

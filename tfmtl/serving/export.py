@@ -111,6 +111,7 @@ def export(
         features = warmup_features if warmup_features is not None else sample_features(module.specs)
         logs = warmup_logs(module.signature_kinds(), module.specs, features, model_name or base.resolve().name)
         write_warmup(staging, logs)
+        _replay_before_publishing(staging)
         with _exclusive(base):  # choosing the number and renaming is atomic among exporters
             if version is None:
                 version = next_version(base)
@@ -124,6 +125,17 @@ def export(
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _replay_before_publishing(staging: pathlib.Path) -> None:
+    """Load the staged version as TF Serving does and replay its warmup: a failure never gets a version."""
+    from tfmtl.serving.server_core import Servable, replay_warmup
+
+    servable = Servable("staging", 0, staging)
+    try:
+        replay_warmup(servable)
+    finally:
+        servable.close()
 
 
 @contextlib.contextmanager

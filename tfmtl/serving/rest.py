@@ -24,13 +24,17 @@ from tfmtl.serving.errors import ServingError
 from tfmtl.serving.server_core import ModelRepository
 
 ROUTE = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[A-Za-z0-9_]+))?"
+    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
     r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z]+))?$"
 )
-HTTP_CODES = {
+HTTP_CODES = {  # model_servers/http_rest_api_util.cc
     grpc.StatusCode.INVALID_ARGUMENT: HTTPStatus.BAD_REQUEST,
     grpc.StatusCode.FAILED_PRECONDITION: HTTPStatus.BAD_REQUEST,
+    grpc.StatusCode.OUT_OF_RANGE: HTTPStatus.BAD_REQUEST,
     grpc.StatusCode.NOT_FOUND: HTTPStatus.NOT_FOUND,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: HTTPStatus.TOO_MANY_REQUESTS,
+    grpc.StatusCode.DEADLINE_EXCEEDED: HTTPStatus.GATEWAY_TIMEOUT,
+    grpc.StatusCode.UNIMPLEMENTED: HTTPStatus.NOT_IMPLEMENTED,
     grpc.StatusCode.UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
 }
 
@@ -51,7 +55,27 @@ def _decode_strings(value: Any) -> Any:
     return value
 
 
+def _check_leaves(value: Any, dtype: tf.DType, key: str) -> None:
+    # util/json_tensor.cc: int64 inputs take JSON integers only, floats take numbers,
+    # strings take strings or {"b64": ...}; booleans are no number.
+    if isinstance(value, list):
+        for item in value:
+            _check_leaves(item, dtype, key)
+        return
+    if dtype == tf.string:
+        ok = isinstance(value, str) or (isinstance(value, dict) and set(value) == {"b64"})
+    elif dtype == tf.bool:
+        ok = isinstance(value, bool)
+    elif dtype.is_integer:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok:
+        raise _bad(f"Failed to process input {key!r}: JSON value {value!r} is not of expected type: {dtype.name}")
+
+
 def _to_array(value: Any, dtype: tf.DType, key: str) -> np.ndarray:
+    _check_leaves(value, dtype, key)
     try:
         if dtype == tf.string:
             return np.asarray(_decode_strings(value), dtype=object)
@@ -78,7 +102,10 @@ def _jsonable(value: Any, key: str) -> Any:
 def _model_spec(match: re.Match, body: dict | None = None) -> Any:
     from tensorflow_serving.apis import model_pb2
 
-    spec = model_pb2.ModelSpec(name=match["name"], signature_name=(body or {}).get("signature_name", ""))
+    signature_name = (body or {}).get("signature_name", "")
+    if not isinstance(signature_name, str):
+        raise _bad(f"'signature_name' must be a string, got {signature_name!r}")
+    spec = model_pb2.ModelSpec(name=match["name"], signature_name=signature_name)
     if match["version"]:
         spec.version.value = int(match["version"])
     elif match["label"]:
@@ -100,26 +127,29 @@ def predict(repository: ModelRepository, match: re.Match, body: dict) -> dict:
         if not isinstance(data, list) or not data:
             raise _bad("'instances' must be a non-empty list")
         if all(isinstance(row, dict) and set(row) != {"b64"} for row in data):
-            columns = {}
-            for key in inputs:
-                if any(key not in row for row in data):
-                    raise _bad(f"Failed to process element: {key!r} missing from an instance")
-                columns[key] = [row[key] for row in data]
-            extra = sorted(set().union(*data) - set(inputs))
-            columns.update({key: [row[key] for row in data] for key in extra})
+            for index, row in enumerate(data):
+                extra = sorted(set(row) - set(inputs))
+                missing = sorted(set(inputs) - set(row))
+                if extra or missing:
+                    raise _bad(
+                        f"Failed to process element: {index} of 'instances' list. Its keys must be the signature's "
+                        f"inputs {sorted(inputs)}" + (f"; unknown: {extra}" if extra else "")
+                        + (f"; missing: {missing}" if missing else "")
+                    )
+            columns = {key: [row[key] for row in data] for key in inputs}
         elif len(inputs) == 1:
             columns = {next(iter(inputs)): data}
         else:
             raise _bad(f"instances must be objects keyed by the signature's inputs {sorted(inputs)}")
-    elif isinstance(data, dict) and set(data) != {"b64"} and (len(inputs) != 1 or set(data) <= set(inputs)):
-        columns = data
+    elif isinstance(data, dict) and set(data) != {"b64"} and (len(inputs) != 1 or set(data) & set(inputs)):
+        columns = {key: data[key] for key in inputs if key in data}  # other keys are ignored, as TF Serving does
     elif len(inputs) == 1:
         columns = {next(iter(inputs)): data}
     else:
         raise _bad(f"'inputs' must be an object keyed by the signature's inputs {sorted(inputs)}")
     request = predict_pb2.PredictRequest(model_spec=spec)
     for key, value in columns.items():
-        request.inputs[key].CopyFrom(request_tensor(_to_array(value, inputs.get(key, tf.string), key)))
+        request.inputs[key].CopyFrom(request_tensor(_to_array(value, inputs[key], key)))
     response = server_core.predict(repository, request)
     outputs = {key: from_tensor(proto) for key, proto in response.outputs.items()}
     if not row_format:
@@ -139,19 +169,21 @@ def predict(repository: ModelRepository, match: re.Match, body: dict) -> dict:
     return {"predictions": [{key: _jsonable(value[i], key) for key, value in outputs.items()} for i in range(rows)]}
 
 
-def _example(features: dict) -> Any:
+def _example(features: Any) -> Any:
+    if not isinstance(features, dict):
+        raise _bad(f"an example must be a JSON object of features, got {features!r}")
     example = tf.train.Example()
     for key, value in features.items():
         values = value if isinstance(value, list) else [value]
         feature = example.features.feature[key]
-        if all(isinstance(v, bool) for v in values) and values:
-            raise _bad(f"feature {key!r}: booleans are not a tf.Example type")
-        if all(isinstance(v, int) for v in values):
-            feature.int64_list.value.extend(values)
-        elif all(isinstance(v, (int, float)) for v in values):
-            feature.float_list.value.extend(float(v) for v in values)
+        if all(isinstance(v, int) for v in values):  # JSON integers and booleans: int64_list
+            feature.int64_list.value.extend(int(v) for v in values)
+        elif all(isinstance(v, float) for v in values):
+            feature.float_list.value.extend(values)
+        elif all(isinstance(v, str) or (isinstance(v, dict) and set(v) == {"b64"}) for v in values):
+            feature.bytes_list.value.extend(_decode_strings(v) for v in values)
         else:
-            feature.bytes_list.value.extend(_decode_strings(v) if not isinstance(v, bytes) else v for v in values)
+            raise _bad(f"feature {key!r}: values of mixed or unsupported JSON types {values!r}")
     return example
 
 
@@ -213,7 +245,7 @@ def metadata(repository: ModelRepository, match: re.Match) -> dict:
     response.metadata["signature_def"].Unpack(signature_map)
     return {
         "model_spec": {"name": response.model_spec.name, "signature_name": "", "version": str(response.model_spec.version.value)},
-        "metadata": {"signature_def": json_format.MessageToDict(signature_map)},
+        "metadata": {"signature_def": json_format.MessageToDict(signature_map, preserving_proto_field_name=True)},
     }
 
 
@@ -222,12 +254,12 @@ def handle(repository: ModelRepository, method: str, path: str, body: bytes) -> 
     match = ROUTE.match(path.split("?", 1)[0])
     try:
         if match is None:
-            raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: {method} {path}")
+            raise _bad(f"Malformed request: {method} {path}")
         verb = (match["verb"] or "").lower()
         if method == "GET" and not verb:
             return HTTPStatus.OK, metadata(repository, match) if match["metadata"] else status(repository, match)
         if method != "POST" or verb not in ("predict", "classify", "regress"):
-            raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: {method} {path}")
+            raise _bad(f"Malformed request: {method} {path}")
         try:
             parsed = json.loads(body or b"{}")
         except json.JSONDecodeError as error:
@@ -238,3 +270,7 @@ def handle(repository: ModelRepository, method: str, path: str, body: bytes) -> 
         return HTTPStatus.OK, handler(repository, match, parsed)
     except ServingError as error:
         return HTTP_CODES.get(error.code, HTTPStatus.INTERNAL_SERVER_ERROR), {"error": error.message}
+    except (TypeError, ValueError, KeyError) as error:  # malformed content that slipped past the checks
+        return HTTPStatus.BAD_REQUEST, {"error": f"{type(error).__name__}: {error}"}
+    except Exception as error:  # noqa: BLE001  (answer, never drop the connection)
+        return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(error).__name__}: {error}"}

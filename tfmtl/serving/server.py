@@ -36,6 +36,8 @@ def _servicer_method(handler: Callable[[ModelRepository, Any], Any], repository:
             return handler(repository, request)
         except ServingError as error:
             context.abort(error.code, error.message)
+        except (TypeError, ValueError) as error:  # e.g. a TensorProto that does not parse
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{type(error).__name__}: {error}")
 
     return method
 
@@ -58,7 +60,8 @@ def _grpc_server(repository: ModelRepository, address: str, workers: int) -> tup
         (model_service_pb2_grpc.ModelServiceServicer,),
         {"GetModelStatus": _servicer_method(server_core.model_status, repository)},
     )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+    # No SO_REUSEPORT: a second server on the same port must fail, not silently share it.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=[("grpc.so_reuseport", 0)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction(), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(models(), server)
     port = server.add_insecure_port(address)
@@ -72,9 +75,13 @@ def _rest_server(repository: ModelRepository, host: str, port: int) -> Threading
         protocol_version = "HTTP/1.1"
 
         def _answer(self, method: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            code, payload = rest.handle(repository, method, self.path, body)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                code, payload = 400, {"error": "Malformed request: bad Content-Length"}
+            else:
+                body = self.rfile.read(length) if length > 0 else b""
+                code, payload = rest.handle(repository, method, self.path, body)
             data = json.dumps(payload).encode("utf-8")
             self.send_response(int(code))
             self.send_header("Content-Type", "application/json")
@@ -130,10 +137,16 @@ class DevServer:
     ) -> None:
         self.repository = ModelRepository(entries)
         self.host = host
-        self._grpc, self.grpc_port = _grpc_server(self.repository, f"{host}:{port}", workers)
-        self._rest = _rest_server(self.repository, host, rest_port) if rest_port is not None else None
-        self.rest_port = self._rest.server_address[1] if self._rest else None
+        self._grpc: grpc.Server | None = None
+        self._rest: ThreadingHTTPServer | None = None
         self._rest_thread: threading.Thread | None = None
+        try:
+            self._grpc, self.grpc_port = _grpc_server(self.repository, f"{host}:{port}", workers)
+            self._rest = _rest_server(self.repository, host, rest_port) if rest_port is not None else None
+        except BaseException:
+            self.stop()
+            raise
+        self.rest_port = self._rest.server_address[1] if self._rest else None
 
     @classmethod
     def for_model(cls, name: str, base_path: str | os.PathLike, **kwargs: Any) -> "DevServer":
@@ -161,9 +174,11 @@ class DevServer:
         return self
 
     def stop(self) -> None:
-        self._grpc.stop(grace=1.0).wait()
-        if self._rest:
-            self._rest.shutdown()
+        if self._grpc is not None:
+            self._grpc.stop(grace=1.0).wait()
+        if self._rest is not None:
+            if self._rest_thread is not None:  # shutdown() waits for serve_forever: only when it runs
+                self._rest.shutdown()
             self._rest.server_close()
         self.repository.close()
 

@@ -15,7 +15,6 @@ import dataclasses
 import os
 import pathlib
 import re
-import threading
 from typing import Any, Mapping
 
 import grpc
@@ -24,7 +23,7 @@ import numpy as np
 from tfmtl._compat import tf
 from tfmtl.serving.errors import ServingError
 from tfmtl.serving.protos import from_tensor, response_tensor
-from tfmtl.serving.warmup import WARMUP_PATH
+from tfmtl.serving.warmup import MAX_RECORDS, WARMUP_PATH
 
 DEFAULT_SIGNATURE = "serving_default"
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
@@ -112,9 +111,12 @@ class ModelRepository:
     def __init__(self, entries: list[ModelEntry], *, warmup: bool = True) -> None:
         self.entries = {entry.name: entry for entry in entries}
         self.servables: dict[str, dict[int, Servable]] = {}
-        self._lock = threading.Lock()
-        for entry in entries:
-            self.servables[entry.name] = self._load(entry, warmup)
+        try:
+            for entry in entries:
+                self.servables[entry.name] = self._load(entry, warmup)
+        except BaseException:
+            self.close()
+            raise
 
     def _load(self, entry: ModelEntry, warmup: bool) -> dict[int, Servable]:
         if not entry.base_path.is_dir():
@@ -128,15 +130,22 @@ class ModelRepository:
             chosen = found[-1:]
         if not chosen:
             raise FileNotFoundError(f"model {entry.name!r}: no version to serve under {entry.base_path}")
-        loaded = {}
-        for version in chosen:
-            servable = Servable(entry.name, version, entry.base_path / str(version))
-            if warmup:
-                replay_warmup(self, servable)
-            loaded[version] = servable
-        for label, version in entry.labels.items():
-            if version not in loaded:
-                raise ValueError(f"model {entry.name!r}: label {label!r} points at version {version}, which is not loaded")
+        loaded: dict[int, Servable] = {}
+        try:
+            for version in chosen:
+                servable = Servable(entry.name, version, entry.base_path / str(version))
+                loaded[version] = servable
+                if warmup:
+                    replay_warmup(servable)
+            for label, version in entry.labels.items():
+                if version not in loaded:
+                    raise ValueError(
+                        f"model {entry.name!r}: label {label!r} points at version {version}, which is not loaded"
+                    )
+        except BaseException:
+            for servable in loaded.values():
+                servable.close()
+            raise
         return loaded
 
     def resolve(self, model_spec: Any) -> Servable:
@@ -237,22 +246,45 @@ def input_examples(model_input: Any) -> list[Any]:
 def _run_on_examples(repository: ModelRepository, request: Any, wanted: set[str], api: str) -> tuple[Servable, str, dict]:
     servable = repository.resolve(request.model_spec)
     name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-    signature = servable.signature(name)
+    if name not in servable.signature_defs or name.startswith("__"):
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"No signature was found with the name: {name}")
+    signature = servable.signature_defs[name]
     if len(signature.inputs) != 1:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Expected one input Tensor.")
     (key, info), = signature.inputs.items()
-    if info.dtype != tf.string.as_datatype_enum:
-        raise ServingError(
-            grpc.StatusCode.INVALID_ARGUMENT, f"No {api} inputs found in SignatureDef: {name} takes no tf.Examples"
-        )
-    outputs = sorted(set(signature.outputs) & wanted)
-    if not outputs or set(signature.outputs) - wanted:
-        raise ServingError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"Expected {api} outputs {_set_repr(wanted)} in SignatureDef {name}, got {_set_repr(signature.outputs)}",
-        )
-    serialized = np.array([e.SerializeToString() for e in input_examples(request.input)], dtype=object)
-    return servable, name, servable.run(signature, {key: serialized}, outputs)
+    if key != "inputs" or info.dtype != tf.string.as_datatype_enum:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"No {api} inputs found in SignatureDef: {name}")
+    if api == "classification":
+        if not 1 <= len(signature.outputs) <= 2:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"Expected one or two output Tensors, found {len(signature.outputs)}"
+            )
+        outputs = sorted(set(signature.outputs) & wanted)
+        if not outputs:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"Expected classification signature outputs classes or scores in {name}"
+            )
+    else:
+        if list(signature.outputs) != ["outputs"]:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"No regression outputs found in SignatureDef: {name}"
+            )
+        outputs = ["outputs"]
+    examples = input_examples(request.input)
+    serialized = np.array([e.SerializeToString() for e in examples], dtype=object)
+    values = servable.run(signature, {key: serialized}, outputs)
+    for output, value in values.items():
+        value = np.asarray(value)
+        if value.ndim == 0 or value.shape[0] != len(examples):
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Expected output Tensor {output} shape to be [{len(examples)}, ...], got {list(value.shape)}",
+            )
+        if api == "regression" and not (value.ndim == 1 or (value.ndim == 2 and value.shape[1] == 1)):
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"Expected output Tensor shape to be [batch] or [batch, 1], got {list(value.shape)}"
+            )
+    return servable, name, values
 
 
 def classify(repository: ModelRepository, request: Any) -> Any:
@@ -318,7 +350,7 @@ def model_status(repository: ModelRepository, request: Any) -> Any:
     return response
 
 
-def replay_warmup(repository: ModelRepository | None, servable: Servable) -> int:
+def replay_warmup(servable: Servable) -> int:
     """Replay a version's warmup file against it; raise (failing the load) on any error."""
     from tensorflow_serving.apis import prediction_log_pb2
 
@@ -327,8 +359,14 @@ def replay_warmup(repository: ModelRepository | None, servable: Servable) -> int
         return 0
     single = _SingleServable(servable)
     count = 0
-    for record in tf.data.TFRecordDataset(str(path)):
-        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+    try:
+        records = [record.numpy() for record in tf.data.TFRecordDataset(str(path))]
+    except tf.errors.OpError as error:
+        raise ValueError(f"{path}: Please verify your warmup data is in TFRecord format ({error.message})") from None
+    if len(records) > MAX_RECORDS:
+        raise ValueError(f"{path}: {len(records)} warmup records; TF Serving reads at most {MAX_RECORDS}")
+    for record in records:
+        log = prediction_log_pb2.PredictionLog.FromString(record)
         kind = log.WhichOneof("log_type")
         handler = {"predict_log": predict, "classify_log": classify, "regress_log": regress}.get(kind)
         if handler is None:
