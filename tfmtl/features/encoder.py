@@ -10,6 +10,28 @@ from tfmtl._compat import keras, tf
 from tfmtl.features.schema import Categorical, IdType, Numeric, Schema
 
 
+class _SchemaVocabulary:
+    """Lookup layers whose vocabulary the FeatureEncoder's config (the schema) carries.
+
+    Keras's own asset files for lookup layers are then redundant, and its
+    ``save_assets`` cannot handle the numpy vocabularies used here.
+    """
+
+    def save_assets(self, dir_path: str) -> None:
+        pass
+
+    def load_assets(self, dir_path: str) -> None:
+        pass
+
+
+class _StringLookup(_SchemaVocabulary, keras.layers.StringLookup):
+    pass
+
+
+class _IntegerLookup(_SchemaVocabulary, keras.layers.IntegerLookup):
+    pass
+
+
 def _unused_oov_token(spec: Categorical) -> object:
     # Keras drops a leading vocabulary entry equal to its OOV token (-1 or "[UNK]"),
     # which would silently send a real id to the OOV bucket: pick a token not in use.
@@ -22,6 +44,7 @@ def _unused_oov_token(spec: Categorical) -> object:
     return -1 if -1 not in vocabulary else min(vocabulary) - 1
 
 
+@keras.utils.register_keras_serializable(package="tfmtl")
 class FeatureEncoder(keras.layers.Layer):
     """Turns a dict of raw features into one ``[batch, width]`` tensor.
 
@@ -68,7 +91,7 @@ class FeatureEncoder(keras.layers.Layer):
         self.normalizers: dict[str, keras.layers.Layer] = {}
         for spec in schema:
             if isinstance(spec, Categorical):
-                lookup_cls = keras.layers.StringLookup if spec.id_type is IdType.STRING else keras.layers.IntegerLookup
+                lookup_cls = _StringLookup if spec.id_type is IdType.STRING else _IntegerLookup
                 self.lookups[spec.name] = lookup_cls(
                     # A numpy array, not a list: tf_keras tracks list attributes and walks
                     # them on every layer call (seconds per call for a 1M-id vocabulary).
@@ -85,6 +108,14 @@ class FeatureEncoder(keras.layers.Layer):
                 self.normalizers[spec.name] = keras.layers.Normalization(
                     axis=None, mean=spec.mean, variance=spec.variance, name=f"{spec.name}_normalization"
                 )
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "schema": self.schema.get_config()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "FeatureEncoder":
+        config = dict(config)
+        return cls(Schema.from_config(config.pop("schema")), **config)
 
     @property
     def output_dim(self) -> int:

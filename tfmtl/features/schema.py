@@ -245,6 +245,40 @@ class Schema:
             self[name]  # raises a clear KeyError for unknown names
         return Schema([specs.get(spec.name, spec) for spec in self._features])
 
+    # -- serialization -------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """A JSON-able description (Keras saves it with the model).
+
+        Example:
+
+        >>> import tfmtl
+        >>> schema = tfmtl.Schema([tfmtl.Numeric("price", mean=1.0, variance=2.0)])
+        >>> tfmtl.Schema.from_config(schema.get_config()) == schema
+        True
+        """
+        features = []
+        for spec in self._features:
+            entry = {"kind": spec.kind.value, **dataclasses.asdict(spec)}
+            if isinstance(spec, Categorical):
+                entry["id_type"] = spec.id_type.value
+                entry["vocabulary"] = None if spec.vocabulary is None else list(spec.vocabulary)
+            features.append(entry)
+        return {"features": features}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "Schema":
+        specs: list[Feature] = []
+        for entry in config["features"]:
+            entry = dict(entry)
+            kind = FeatureKind(entry.pop("kind"))
+            if kind is FeatureKind.CATEGORICAL:
+                if entry.get("vocabulary") is not None:
+                    entry["vocabulary"] = tuple(entry["vocabulary"])
+                specs.append(Categorical(**entry))
+            else:
+                specs.append(Numeric(**entry))
+        return cls(specs)
+
     # -- learning vocabularies and statistics -----------------------------
     def adapt(self, data: Any, *, batch_size: int = 65536) -> "Schema":
         """Learn missing vocabularies and statistics in one pass over ``data``.

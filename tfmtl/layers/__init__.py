@@ -1,6 +1,9 @@
 """Building blocks shared by the multi-task architectures."""
 
 from tfmtl.layers.experts import Experts
+from tfmtl.layers.extraction import ExtractionLayer
+from tfmtl.layers.gate import ExpertGate, mix_experts
 from tfmtl.layers.mixture import MixtureOfExperts
+from tfmtl.layers.mlp import MLP
 
-__all__ = ["Experts", "MixtureOfExperts"]
+__all__ = ["ExpertGate", "Experts", "ExtractionLayer", "MLP", "MixtureOfExperts", "mix_experts"]

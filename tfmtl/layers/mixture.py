@@ -1,4 +1,4 @@
-"""Gate-weighted mixing of experts: the core of MMoE (and, later, OMoE/CGC/PLE)."""
+"""Experts shared by several gates: MMoE (one gate per task) and OMoE (one gate)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 from tfmtl._compat import keras, tf
 from tfmtl.layers.experts import Experts
+from tfmtl.layers.gate import ExpertGate, mix_experts
 
 
 @keras.utils.register_keras_serializable(package="tfmtl")
@@ -13,13 +14,14 @@ class MixtureOfExperts(keras.layers.Layer):
     """Experts shared by several gates; each gate mixes them for one task.
 
     Shapes: B batch, D input width, E experts, H expert output units.
-    For gate k: ``g_k = softmax(W_k x)`` (``[B, E]``, a linear map of the input as
-    in Ma et al. 2018, Eq. 8) and ``f_k(x) = sum_i g_k(x)_i * expert_i(x)``.
+    For gate k: ``g_k = softmax(W_k x / temperature)`` (``[B, E]``, a linear map of
+    the input as in Ma et al. 2018, Eq. 8) and ``f_k(x) = sum_i g_k(x)_i * expert_i(x)``.
 
     Args:
       num_experts: E.
       expert_units: Hidden units of each expert MLP.
-      gate_names: One gate per name (task names, for MMoE).
+      gate_names: One gate per name (task names for MMoE; a single name for OMoE).
+      temperature: Softmax temperature of every gate.
 
     Call args:
       inputs: ``[B, D]`` tensor.
@@ -36,7 +38,12 @@ class MixtureOfExperts(keras.layers.Layer):
     """
 
     def __init__(
-        self, num_experts: int, expert_units: Sequence[int], gate_names: Sequence[str], **kwargs: Any
+        self,
+        num_experts: int,
+        expert_units: Sequence[int],
+        gate_names: Sequence[str],
+        temperature: float = 1.0,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if not gate_names:
@@ -44,21 +51,20 @@ class MixtureOfExperts(keras.layers.Layer):
         self.num_experts = int(num_experts)
         self.expert_units = tuple(int(u) for u in expert_units)
         self.gate_names = tuple(gate_names)
+        self.temperature = float(temperature)
         self.experts = Experts(self.num_experts, self.expert_units, name="experts")
         self.gates = {
-            name: keras.layers.Dense(self.num_experts, use_bias=False, name=f"{name}_gate") for name in self.gate_names
+            name: ExpertGate(self.num_experts, temperature=self.temperature, name=f"{name}_gate")
+            for name in self.gate_names
         }
 
     def gate_weights(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
         """Softmax gate weights per gate name, each ``[B, E]``."""
-        return {name: tf.nn.softmax(gate(inputs), axis=-1) for name, gate in self.gates.items()}
+        return {name: gate(inputs) for name, gate in self.gates.items()}
 
     def call(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
         expert_outputs = self.experts(inputs)  # [B, E, H]
-        return {
-            name: tf.einsum("be,beh->bh", weights, expert_outputs)  # [B, H]
-            for name, weights in self.gate_weights(inputs).items()
-        }
+        return {name: mix_experts(weights, expert_outputs) for name, weights in self.gate_weights(inputs).items()}
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -66,4 +72,5 @@ class MixtureOfExperts(keras.layers.Layer):
             "num_experts": self.num_experts,
             "expert_units": list(self.expert_units),
             "gate_names": list(self.gate_names),
+            "temperature": self.temperature,
         }

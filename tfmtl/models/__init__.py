@@ -2,6 +2,8 @@
 
 from tfmtl.models.mmoe import mmoe
 from tfmtl.models.model import MultiTaskModel
+from tfmtl.models.omoe import omoe
+from tfmtl.models.ple import cgc, ple
 from tfmtl.models.shared_bottom import shared_bottom
 
-__all__ = ["MultiTaskModel", "mmoe", "shared_bottom"]
+__all__ = ["MultiTaskModel", "cgc", "mmoe", "omoe", "ple", "shared_bottom"]

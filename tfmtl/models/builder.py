@@ -7,6 +7,7 @@ from typing import Callable, Mapping, Sequence
 from tfmtl._compat import tf, tfrs
 from tfmtl.features.encoder import FeatureEncoder
 from tfmtl.features.schema import Schema
+from tfmtl.layers.mlp import MLP
 from tfmtl.models.model import MultiTaskModel
 from tfmtl.tasks.task import Task, check_tasks
 
@@ -41,14 +42,12 @@ def build_model(
     for task in tasks:
         hidden = representations[task.name]  # [B, H]
         if task.tower_units:
-            hidden = tfrs.layers.blocks.MLP(
-                list(task.tower_units), final_activation="relu", name=f"{task.name}_tower"
-            )(hidden)
+            hidden = MLP(task.tower_units, final_activation="relu", name=f"{task.name}_tower")(hidden)
         outputs[task.name] = task.head()(hidden)  # [B, 1]
-    return MultiTaskModel(inputs=inputs, outputs=outputs, schema=schema, tasks=tasks, name=name)
+    return MultiTaskModel(inputs=inputs, outputs=outputs, name=name)
 
 
-_RESERVED = {"features", "bottom", "mixture_of_experts"}
+_RESERVED = {"features", "bottom", "mixture_of_experts", "shared", "all_tasks"}
 
 
 def _check_names(schema: Schema, tasks: Sequence[Task]) -> None:
@@ -57,7 +56,7 @@ def _check_names(schema: Schema, tasks: Sequence[Task]) -> None:
     both = sorted(task_names & set(schema.names))
     if both:
         raise ValueError(f"{both} name(s) both a feature and a task; rename the task (e.g. 'p_{both[0]}')")
-    internal = _RESERVED | {f"cross_{i}" for i in range(64)} | {
+    internal = _RESERVED | {f"{kind}_{i}" for kind in ("cross", "extraction") for i in range(64)} | {
         f"{t}_{suffix}" for t in task_names for suffix in ("tower", "gate")
     }
     clashes = sorted((task_names | set(schema.names)) & internal)

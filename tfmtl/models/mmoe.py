@@ -17,6 +17,7 @@ def mmoe(
     *,
     num_experts: int = 4,
     expert_units: Sequence[int] = (256, 128),
+    temperature: float = 1.0,
     cross_layers: int = 0,
     cross_projection_dim: int | None = None,
     name: str = "mmoe",
@@ -31,6 +32,7 @@ def mmoe(
       tasks: The tasks; each gets a gate, a tower (``task.tower_units``) and a head.
       num_experts: Number of experts.
       expert_units: Hidden units of each expert.
+      temperature: Softmax temperature of every gate (1 = the paper's gate).
       cross_layers: Number of DCN-v2 ``tfrs.layers.dcn.Cross`` layers on the
         encoded features before the experts and gates (0 = none).
       cross_projection_dim: Low-rank projection of the cross layers (None = full rank).
@@ -57,7 +59,10 @@ def mmoe(
         raise ValueError(f"num_experts must be >= 1, got {num_experts}")
 
     def body(shared, tasks):
-        moe = MixtureOfExperts(num_experts, units, gate_names=[task.name for task in tasks], name="mixture_of_experts")
+        moe = MixtureOfExperts(
+            num_experts, units, gate_names=[task.name for task in tasks], temperature=temperature,
+            name="mixture_of_experts",
+        )
         return moe(shared)  # {task: [B, H]}
 
     return build_model(

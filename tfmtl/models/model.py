@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from tfmtl._compat import keras
+from tfmtl.features.encoder import FeatureEncoder
 from tfmtl.features.schema import Schema
-from tfmtl.tasks.task import Task, check_tasks
+from tfmtl.tasks.task import Task, TaskHead, check_tasks
 
 
+@keras.utils.register_keras_serializable(package="tfmtl")
 class MultiTaskModel(keras.Model):
     """A Keras functional model with dict inputs (features) and dict outputs (tasks).
 
@@ -21,11 +23,17 @@ class MultiTaskModel(keras.Model):
     * reads each task's label from its ``label`` key in the data and raises a
       clear error when it is missing.
 
+    The schema comes from the model's :class:`~tfmtl.features.FeatureEncoder`
+    and the tasks from its :class:`~tfmtl.tasks.TaskHead` outputs, so a model
+    saved with ``model.save("m.keras")`` loads back (``keras.models.load_model``)
+    as a ``MultiTaskModel`` with both.
+
     Args:
       inputs: dict of feature name to ``keras.Input``.
-      outputs: dict of task name to output tensor.
-      schema: The adapted feature schema.
-      tasks: The tasks, in output order.
+      outputs: dict of output name to output tensor; task outputs come from a
+        ``TaskHead`` named after the task.
+      name: Model name.
+      trainable: Keras ``trainable``.
 
     Example:
 
@@ -38,10 +46,15 @@ class MultiTaskModel(keras.Model):
     ['ctr_auc', 'ctr_logloss', 'loss']
     """
 
-    def __init__(self, inputs: Any, outputs: Any, schema: Schema, tasks: Sequence[Task], **kwargs: Any) -> None:
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        self.schema = schema
-        self.tasks = check_tasks(tasks)
+    def __init__(self, inputs: Any, outputs: Any, name: str | None = None, trainable: bool = True, **kwargs: Any) -> None:
+        # The same arguments as a functional model, so Keras's from_config rebuilds it.
+        super().__init__(inputs=inputs, outputs=outputs, name=name, trainable=trainable, **kwargs)
+        encoders = [layer for layer in self.layers if isinstance(layer, FeatureEncoder)]
+        if len(encoders) != 1:
+            raise ValueError(f"a MultiTaskModel needs exactly one FeatureEncoder layer, found {len(encoders)}")
+        self.schema: Schema = encoders[0].schema
+        heads = [self.get_layer(output) for output in self.output_names]
+        self.tasks: tuple[Task, ...] = check_tasks(head.task for head in heads if isinstance(head, TaskHead))
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -62,6 +75,10 @@ class MultiTaskModel(keras.Model):
 
         Anything given explicitly (a dict keyed by task name) overrides the tasks.
         """
+        # What load_model needs to compile the model the same way (see get_compile_config).
+        self._tfmtl_compile_args = {
+            "loss": loss, "metrics": metrics, "loss_weights": dict(loss_weights) if loss_weights else None, **kwargs
+        }
         if loss is None:
             loss = {task.name: task.loss() for task in self.tasks}
         if loss_weights is None:
@@ -78,6 +95,20 @@ class MultiTaskModel(keras.Model):
                 for metric in metrics[self.tasks[0].name]:
                     metric._name = f"{self.tasks[0].name}_{metric.name}"
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, loss_weights=loss_weights, **kwargs)
+
+    # Keras restores compile() on load only when a model with its own compile() says how.
+    def get_compile_config(self) -> dict[str, Any] | None:
+        """The arguments given to :meth:`compile` (task defaults stay defaults), serialized."""
+        if not getattr(self, "_tfmtl_compile_args", None):
+            return None
+        args = {"optimizer": self.optimizer, **self._tfmtl_compile_args}
+        return {key: keras.saving.serialize_keras_object(value) for key, value in args.items()}
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        """Compile again from :meth:`get_compile_config`'s output (used by ``load_model``)."""
+        self.compile(**{key: keras.saving.deserialize_keras_object(value) for key, value in config.items()})
+        if self.built and isinstance(self.optimizer, keras.optimizers.Optimizer):
+            self.optimizer.build(self.trainable_variables)  # so the saved optimizer state can load
 
     # -- labels ----------------------------------------------------------
     def _labels_by_task(self, data: Any) -> Any:

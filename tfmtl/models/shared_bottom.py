@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from tfmtl._compat import tfrs
 from tfmtl.features.schema import Schema
+from tfmtl.layers.mlp import MLP
 from tfmtl.models.builder import build_model, check_units
 from tfmtl.models.model import MultiTaskModel
 from tfmtl.tasks.task import Task
@@ -25,7 +25,7 @@ def shared_bottom(
     Args:
       schema: Adapted feature schema.
       tasks: The tasks; each gets a tower (``task.tower_units``) and a head.
-      bottom_units: Hidden units of the shared MLP (a ``tfrs.layers.blocks.MLP``).
+      bottom_units: Hidden units of the shared MLP (TFRS's ``MLP`` block).
       cross_layers: Number of DCN-v2 ``tfrs.layers.dcn.Cross`` layers on the
         encoded features before the bottom (0 = none).
       cross_projection_dim: Low-rank projection of the cross layers (None = full rank).
@@ -45,7 +45,7 @@ def shared_bottom(
     units = check_units(bottom_units, "bottom_units")
 
     def body(shared, tasks):
-        bottom = tfrs.layers.blocks.MLP(units, final_activation="relu", name="bottom")(shared)  # [B, H]
+        bottom = MLP(units, final_activation="relu", name="bottom")(shared)  # [B, H]
         return {task.name: bottom for task in tasks}
 
     return build_model(

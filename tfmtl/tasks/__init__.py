@@ -3,7 +3,7 @@
 from tfmtl.tasks.kinds import TaskKind
 from tfmtl.tasks.losses import MaskedLoss
 from tfmtl.tasks.metrics import MaskedAUC, MaskedLogLoss, MaskedMAE, MaskedRMSE
-from tfmtl.tasks.task import MISSING_LABEL, Task
+from tfmtl.tasks.task import MISSING_LABEL, Task, TaskHead
 
 __all__ = [
     "MISSING_LABEL",
@@ -13,5 +13,6 @@ __all__ = [
     "MaskedMAE",
     "MaskedRMSE",
     "Task",
+    "TaskHead",
     "TaskKind",
 ]

@@ -71,14 +71,29 @@ class Task:
         """A regression task (e.g. watch time): predicts a real value."""
         return cls(name, TaskKind.REGRESSION, **kwargs)
 
+    def get_config(self) -> dict[str, Any]:
+        """A JSON-able description; ``Task.from_config`` inverts it.
+
+        Example:
+
+        >>> import tfmtl
+        >>> task = tfmtl.Task.regression("dwell", label="seconds", tower_units=(32, 16))
+        >>> tfmtl.Task.from_config(task.get_config()) == task
+        True
+        """
+        return {**dataclasses.asdict(self), "kind": self.kind.value, "tower_units": list(self.tower_units)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Task":
+        return cls(**config)
+
     @property
     def label_key(self) -> str:
         return self.label or self.name
 
     def head(self) -> keras.layers.Layer:
         """The output layer, named after the task, always in float32."""
-        activation = "sigmoid" if self.kind is TaskKind.BINARY else None
-        return keras.layers.Dense(1, activation=activation, name=self.name, dtype="float32")
+        return TaskHead(self)
 
     def loss(self) -> MaskedLoss:
         return MaskedLoss(self.kind, name=f"{self.name}_loss")
@@ -87,6 +102,37 @@ class Task:
         if self.kind is TaskKind.BINARY:
             return [MaskedAUC(), MaskedLogLoss()]
         return [MaskedRMSE(), MaskedMAE()]
+
+
+@keras.utils.register_keras_serializable(package="tfmtl")
+class TaskHead(keras.layers.Dense):
+    """A task's output layer: ``Dense(1)`` with sigmoid (binary) or no activation, in float32.
+
+    It carries its :class:`Task`, so a saved model knows its tasks again after loading.
+
+    Example:
+
+    >>> import numpy as np, tfmtl
+    >>> head = tfmtl.tasks.TaskHead(tfmtl.Task.binary("ctr"))
+    >>> head.name, head.task.kind.value, head(np.zeros([2, 3], np.float32)).shape
+    ('ctr', 'binary', TensorShape([2, 1]))
+    """
+
+    def __init__(self, task: Task | dict[str, Any], **kwargs: Any) -> None:
+        self.task = task if isinstance(task, Task) else Task.from_config(task)
+        kwargs.update(
+            units=1,
+            activation="sigmoid" if self.task.kind is TaskKind.BINARY else None,
+            name=kwargs.get("name") or self.task.name,
+            dtype="float32",
+        )
+        super().__init__(**kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        for key in ("units", "activation", "dtype"):
+            config.pop(key, None)
+        return {**config, "task": self.task.get_config()}
 
 
 def check_tasks(tasks: Any) -> tuple[Task, ...]:

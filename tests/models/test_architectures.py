@@ -1,0 +1,77 @@
+"""Every architecture: same schema and tasks in, dict keyed by task out, saves, loads, exports, learns."""
+
+import numpy as np
+import pytest
+
+import tfmtl
+from tfmtl._compat import keras
+
+SMALL = {
+    "shared_bottom": lambda s, t: tfmtl.models.shared_bottom(s, t, bottom_units=(16, 8)),
+    "mmoe": lambda s, t: tfmtl.models.mmoe(s, t, num_experts=3, expert_units=(16, 8)),
+    "omoe": lambda s, t: tfmtl.models.omoe(s, t, num_experts=3, expert_units=(16, 8)),
+    "cgc": lambda s, t: tfmtl.models.cgc(s, t, num_shared_experts=2, num_task_experts=1, expert_units=(16, 8)),
+    "ple": lambda s, t: tfmtl.models.ple(s, t, num_levels=2, num_shared_experts=2, num_task_experts=1,
+                                         expert_units=(16, 8), temperature=1.5),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(SMALL))
+def trained(request, small_data, small_schema):
+    keras.utils.set_random_seed(4)
+    model = SMALL[request.param](small_schema, small_data.tasks)
+    model.compile()
+    model.fit(small_data.to_dataset(256), epochs=1, verbose=0)
+    return request.param, model
+
+
+def test_single_task_is_valid(small_schema):
+    for build in SMALL.values():
+        model = build(small_schema, [tfmtl.Task.binary("click")])
+        assert list(model.output) == ["click"] and model.tasks[0].name == "click"
+
+
+def test_save_and_load_round_trip(trained, small_data, tmp_path):
+    name, model = trained
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, tfmtl.models.MultiTaskModel)
+    assert loaded.schema == model.schema and loaded.tasks == model.tasks
+    sample = small_data.take(slice(0, 50)).features
+    expected, got = model.predict(sample, verbose=0), loaded.predict(sample, verbose=0)
+    for task in ("click", "conversion"):
+        np.testing.assert_allclose(got[task], expected[task], atol=1e-6)
+    metrics = loaded.evaluate(small_data.take(slice(0, 500)).to_dataset(250), return_dict=True, verbose=0)
+    assert "click_auc" in metrics  # compiled again from the saved compile config
+
+
+def test_export_answers_identically_in_a_fresh_process(trained, small_data, tmp_path):
+    name, model = trained
+    path = tfmtl.serving.export(model, tmp_path / name)
+    sample = small_data.take(slice(0, 32)).features
+    expected = model.predict(sample, verbose=0)
+    served = tfmtl.serving.predict_in_fresh_process(path, sample, ["serving_default", "predict_conversion"])
+    for task, values in served["serving_default"].items():
+        np.testing.assert_allclose(values, expected[task][:, 0], atol=1e-5)
+    np.testing.assert_allclose(served["predict_conversion"]["conversion"], expected["conversion"][:, 0], atol=1e-5)
+
+
+def test_omoe_has_one_gate_and_ple_shares_only_at_inner_levels(small_schema, small_data):
+    omoe = tfmtl.models.omoe(small_schema, small_data.tasks, num_experts=2, expert_units=(4,))
+    assert list(omoe.get_layer("mixture_of_experts").gates) == ["all_tasks"]
+    ple = tfmtl.models.ple(small_schema, small_data.tasks, num_levels=3, expert_units=(4,))
+    assert [ple.get_layer(f"extraction_{i}").shared_gate for i in range(3)] == [True, True, False]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_learns_above_chance_on_the_synthetic_funnel(name):
+    keras.utils.set_random_seed(0)
+    data = tfmtl.data.synthetic_recsys(30_000, seed=11)
+    train, test = data.split(0.8, seed=0)
+    model = SMALL[name](train.schema.adapt(train.features), train.tasks)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    model.fit(train.to_dataset(256, shuffle=True, seed=0), epochs=1, verbose=0)
+    metrics = model.evaluate(test.to_dataset(4096), return_dict=True, verbose=0)
+    assert metrics["click_auc"] > 0.6 and metrics["conversion_auc"] > 0.6, metrics

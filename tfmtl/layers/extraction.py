@@ -1,0 +1,111 @@
+"""Customized Gate Control (CGC): the extraction layer of PLE (Tang et al., RecSys 2020)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from tfmtl._compat import keras, tf
+from tfmtl.layers.experts import Experts
+from tfmtl.layers.gate import ExpertGate, mix_experts
+
+#: Key of the shared branch in an extraction layer's inputs and outputs.
+SHARED = "shared"
+
+
+@keras.utils.register_keras_serializable(package="tfmtl")
+class ExtractionLayer(keras.layers.Layer):
+    """Shared experts plus task-specific experts, with per-task gates over [own + shared].
+
+    Shapes: B batch, D input width, S shared experts, K experts per task, T tasks,
+    H expert output units. Task t's output is its gate (over its K experts and the
+    S shared experts, computed from task t's input) mixing those K + S experts.
+    With ``shared_gate=True`` (PLE's inner levels) a shared gate over all T*K + S
+    experts, computed from the shared input, gives the next level's shared input.
+
+    Args:
+      task_names: One gate (and one expert group) per task.
+      num_shared_experts: S.
+      num_task_experts: K (0 gives MMoE over the shared experts).
+      expert_units: Hidden units of every expert.
+      shared_gate: Also output the shared branch (under the key ``"shared"``).
+      temperature: Softmax temperature of every gate.
+
+    Call args:
+      inputs: ``[B, D]`` (first level: every branch reads it), or a dict with one
+        ``[B, D]`` per task and ``"shared"`` (the previous level's outputs).
+
+    Returns:
+      dict of task name (and ``"shared"``) to ``[B, H]``.
+
+    Example:
+
+    >>> import tensorflow as tf, tfmtl
+    >>> cgc = tfmtl.layers.ExtractionLayer(("ctr", "cvr"), num_shared_experts=2, num_task_experts=1,
+    ...                                    expert_units=(8,), shared_gate=True)
+    >>> sorted(cgc(tf.ones([3, 5])))
+    ['ctr', 'cvr', 'shared']
+    """
+
+    def __init__(
+        self,
+        task_names: Sequence[str],
+        num_shared_experts: int,
+        num_task_experts: int,
+        expert_units: Sequence[int],
+        shared_gate: bool = False,
+        temperature: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not task_names or SHARED in task_names:
+            raise ValueError(f"task_names must be non-empty and must not include {SHARED!r}: {task_names!r}")
+        if num_shared_experts < 0 or num_task_experts < 0 or num_shared_experts + num_task_experts < 1:
+            raise ValueError("an extraction layer needs at least one expert per gate")
+        self.task_names = tuple(task_names)
+        self.num_shared_experts = int(num_shared_experts)
+        self.num_task_experts = int(num_task_experts)
+        self.expert_units = tuple(int(u) for u in expert_units)
+        self.shared_gate = bool(shared_gate)
+        self.temperature = float(temperature)
+        # -- sub-layers --
+        self.shared_experts = (
+            Experts(self.num_shared_experts, self.expert_units, name="shared_experts") if self.num_shared_experts else None
+        )
+        self.task_experts = (
+            {t: Experts(self.num_task_experts, self.expert_units, name=f"{t}_experts") for t in self.task_names}
+            if self.num_task_experts
+            else {}
+        )
+        per_task = self.num_task_experts + self.num_shared_experts
+        self.gates = {t: ExpertGate(per_task, self.temperature, name=f"{t}_gate") for t in self.task_names}
+        if self.shared_gate:
+            total = len(self.task_names) * self.num_task_experts + self.num_shared_experts
+            self.gates[SHARED] = ExpertGate(total, self.temperature, name=f"{SHARED}_gate")
+
+    def call(self, inputs: tf.Tensor | Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        # -- wiring: which input each branch reads --
+        if isinstance(inputs, Mapping):
+            task_inputs, shared_input = {t: inputs[t] for t in self.task_names}, inputs[SHARED]
+        else:
+            task_inputs, shared_input = {t: inputs for t in self.task_names}, inputs
+        shared = [self.shared_experts(shared_input)] if self.shared_experts else []  # [B, S, H]
+        own = {t: [experts(task_inputs[t])] for t, experts in self.task_experts.items()}  # [B, K, H]
+        outputs = {}
+        for task in self.task_names:
+            pool = tf.concat(own.get(task, []) + shared, axis=1)  # [B, K + S, H]
+            outputs[task] = mix_experts(self.gates[task](task_inputs[task]), pool)
+        if self.shared_gate:
+            pool = tf.concat([e for t in self.task_names for e in own.get(t, [])] + shared, axis=1)  # [B, T*K + S, H]
+            outputs[SHARED] = mix_experts(self.gates[SHARED](shared_input), pool)
+        return outputs
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "task_names": list(self.task_names),
+            "num_shared_experts": self.num_shared_experts,
+            "num_task_experts": self.num_task_experts,
+            "expert_units": list(self.expert_units),
+            "shared_gate": self.shared_gate,
+            "temperature": self.temperature,
+        }
