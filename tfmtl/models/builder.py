@@ -28,7 +28,7 @@ def build_model(
     tasks = check_tasks(tasks)
     if not isinstance(schema, Schema):
         raise TypeError(f"schema must be a tfmtl.features.Schema, got {type(schema).__name__}")
-    _check_names(schema, tasks)
+    check_names(schema, tasks)
     inputs = schema.inputs()
     shared = FeatureEncoder(schema, name="features")(inputs)  # [B, D]
     if cross_layers < 0:
@@ -50,9 +50,9 @@ def build_model(
 _RESERVED = {"features", "bottom", "mixture_of_experts", "shared", "all_tasks"}
 
 
-def _check_names(schema: Schema, tasks: Sequence[Task]) -> None:
+def check_names(schema: Schema, tasks: Sequence[Task], extra_outputs: Sequence[str] = ()) -> None:
     """Feature names, task names and internal layer names become Keras layer names: keep them apart."""
-    task_names = {task.name for task in tasks}
+    task_names = {task.name for task in tasks} | set(extra_outputs)
     both = sorted(task_names & set(schema.names))
     if both:
         raise ValueError(f"{both} name(s) both a feature and a task; rename the task (e.g. 'p_{both[0]}')")

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 from tfmtl._compat import keras
 from tfmtl.features.encoder import FeatureEncoder
 from tfmtl.features.schema import Schema
-from tfmtl.tasks.task import Task, TaskHead, check_tasks
+from tfmtl.tasks.task import Task, check_tasks
 
 
 @keras.utils.register_keras_serializable(package="tfmtl")
@@ -53,8 +53,10 @@ class MultiTaskModel(keras.Model):
         if len(encoders) != 1:
             raise ValueError(f"a MultiTaskModel needs exactly one FeatureEncoder layer, found {len(encoders)}")
         self.schema: Schema = encoders[0].schema
+        # Task outputs are the layers that carry a Task (TaskHead, FunnelProduct); other
+        # outputs (e.g. ESMM's conditional pCVR) are served but have no loss.
         heads = [self.get_layer(output) for output in self.output_names]
-        self.tasks: tuple[Task, ...] = check_tasks(head.task for head in heads if isinstance(head, TaskHead))
+        self.tasks: tuple[Task, ...] = check_tasks(head.task for head in heads if isinstance(getattr(head, "task", None), Task))
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -81,6 +83,7 @@ class MultiTaskModel(keras.Model):
         }
         if loss is None:
             loss = {task.name: task.loss() for task in self.tasks}
+            loss.update({name: None for name in self.output_names if name not in loss})  # served only
         if loss_weights is None:
             loss_weights = {task.name: float(task.loss_weight) for task in self.tasks}
         else:

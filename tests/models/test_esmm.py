@@ -1,0 +1,80 @@
+"""ESMM: pCTR, pCVR and pCTCVR all out, losses only on the entire-space ones, exported per output."""
+
+import numpy as np
+import pytest
+
+import tfmtl
+from tfmtl._compat import keras
+
+FUNNEL = (tfmtl.Task.binary("click", tower_units=(16,)), tfmtl.Task.binary("conversion", tower_units=(16,)))
+
+
+@pytest.fixture(scope="module")
+def trained_esmm():
+    keras.utils.set_random_seed(3)
+    data = tfmtl.data.synthetic_recsys(30_000, seed=11)
+    train, test = data.split(0.8, seed=0)
+    model = tfmtl.models.esmm(train.schema.adapt(train.features), FUNNEL)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    model.fit(train.to_dataset(256, shuffle=True, seed=0), epochs=1, verbose=0)
+    return model, test
+
+
+def test_outputs_and_the_product_identity(trained_esmm):
+    model, test = trained_esmm
+    assert [task.name for task in model.tasks] == ["click", "conversion"]  # the trained outputs
+    out = model.predict(test.take(slice(0, 200)).features, verbose=0)
+    assert sorted(out) == ["click", "conversion", "conversion_given_click"]
+    np.testing.assert_allclose(out["conversion"], out["click"] * out["conversion_given_click"], atol=1e-6)
+    assert np.all(out["conversion"] <= out["click"] + 1e-7)
+
+
+def test_learns_ctr_ctcvr_and_cvr_on_clicked_rows(trained_esmm):
+    model, test = trained_esmm
+    metrics = model.evaluate(test.to_dataset(4096), return_dict=True, verbose=0)
+    assert metrics["click_auc"] > 0.6 and metrics["conversion_auc"] > 0.6, metrics
+    assert "conversion_given_click_loss" not in metrics  # pCVR has no loss of its own
+    clicked = test.labels["click"] == 1
+    p_cvr = model.predict(test.features, batch_size=4096, verbose=0)["conversion_given_click"][:, 0]
+    assert tfmtl.data.roc_auc(test.labels["conversion"][clicked], p_cvr[clicked]) > 0.55  # chance 0.5
+
+
+def test_export_serves_each_output_and_keeps_the_identity(trained_esmm, tmp_path):
+    model, test = trained_esmm
+    path = tfmtl.serving.export(model, tmp_path)
+    sample = test.take(slice(0, 64)).features
+    served = tfmtl.serving.predict_in_fresh_process(
+        path, sample, ["serving_default", "predict_conversion_given_click", "classify_conversion"]
+    )
+    expected = model.predict(sample, verbose=0)
+    np.testing.assert_allclose(
+        served["predict_conversion_given_click"]["conversion_given_click"], expected["conversion_given_click"][:, 0],
+        atol=1e-5,
+    )
+    everything = served["serving_default"]
+    np.testing.assert_allclose(everything["conversion"], everything["click"] * everything["conversion_given_click"], atol=1e-6)
+    np.testing.assert_allclose(served["classify_conversion"]["scores"][:, 1], expected["conversion"][:, 0], atol=1e-5)
+
+
+def test_save_and_load(trained_esmm, tmp_path):
+    model, test = trained_esmm
+    model.save(tmp_path / "esmm.keras")
+    loaded = keras.models.load_model(tmp_path / "esmm.keras")
+    sample = test.take(slice(0, 20)).features
+    for key, values in model.predict(sample, verbose=0).items():
+        np.testing.assert_allclose(loaded.predict(sample, verbose=0)[key], values, atol=1e-6)
+    assert loaded.tasks == model.tasks
+
+
+def test_longer_funnels_and_degenerate_ones(small_schema):
+    steps = [tfmtl.Task.binary(n, tower_units=(4,)) for n in ("click", "cart", "purchase")]
+    model = tfmtl.models.esmm(small_schema, steps)
+    out = model(tfmtl.data.synthetic_recsys(10, seed=1).features)
+    assert sorted(out) == ["cart", "cart_given_click", "click", "purchase", "purchase_given_cart"]
+    np.testing.assert_allclose(
+        out["purchase"].numpy(), (out["click"] * out["cart_given_click"] * out["purchase_given_cart"]).numpy(), atol=1e-6
+    )
+    single = tfmtl.models.esmm(small_schema, steps[:1])
+    assert list(single.output) == ["click"]
+    with pytest.raises(ValueError, match="task 'dwell' is regression"):
+        tfmtl.models.esmm(small_schema, [steps[0], tfmtl.Task.regression("dwell")])
