@@ -9,8 +9,9 @@ def _relu(x):
     return np.maximum(x, 0.0)
 
 
-def test_experts_match_a_per_expert_numpy_loop():
-    experts = Experts(num_experts=3, units=(5, 4))
+@pytest.mark.parametrize("implementation", ["per_expert", "einsum"])
+def test_experts_match_a_per_expert_numpy_loop(implementation):
+    experts = Experts(num_experts=3, units=(5, 4), implementation=implementation)
     x = np.random.default_rng(0).normal(size=(6, 7)).astype(np.float32)
     out = experts(x).numpy()
     kernels = [k.numpy() for k in experts.kernels]
@@ -55,7 +56,11 @@ def test_layers_round_trip_their_config():
     assert Experts.from_config(experts.get_config()).get_config() == experts.get_config()
 
 
-@pytest.mark.parametrize("kwargs", [{"num_experts": 0, "units": (4,)}, {"num_experts": 2, "units": ()}])
+@pytest.mark.parametrize("kwargs", [
+    {"num_experts": 0, "units": (4,)},
+    {"num_experts": 2, "units": ()},
+    {"num_experts": 2, "units": (4,), "implementation": "loop"},
+])
 def test_bad_expert_arguments(kwargs):
     with pytest.raises(ValueError):
         Experts(**kwargs)
