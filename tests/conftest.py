@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")  # plots render off-screen
 
 import tfmtl
 from tfmtl._compat import keras

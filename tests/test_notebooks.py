@@ -11,6 +11,7 @@ NOTEBOOKS = sorted((pathlib.Path(__file__).parents[1] / "notebooks").glob("*.ipy
 #: What each notebook must print and write (beyond its own asserts, which fail the run).
 EXPECTED = {
     "01_quickstart.ipynb": ("max |served - in-memory|", "export/quickstart/1/saved_model.pb"),
+    "03_architectures.ipynb": ("oracle", None),
     "05_export_and_serve.ipynb": ('{"predictions": [', "export/serving_demo/1/saved_model.pb"),
 }
 
@@ -44,4 +45,5 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     )
     printed, written = EXPECTED[path.name]
     assert printed in outputs
-    assert (tmp_path / written).exists()
+    if written:
+        assert (tmp_path / written).exists()

@@ -12,7 +12,9 @@ SMALL = {
     "omoe": lambda s, t: tfmtl.models.omoe(s, t, num_experts=3, expert_units=(16, 8)),
     "cgc": lambda s, t: tfmtl.models.cgc(s, t, num_shared_experts=2, num_task_experts=1, expert_units=(16, 8)),
     "ple": lambda s, t: tfmtl.models.ple(s, t, num_levels=2, num_shared_experts=2, num_task_experts=1,
-                                         expert_units=(16, 8), temperature=1.5),
+                                         expert_units=(16, 8),
+                                         gate=tfmtl.layers.GateOptions(temperature=1.5, expert_dropout=0.1,
+                                                                       load_balance=0.01)),
 }
 
 

@@ -78,3 +78,51 @@ def test_longer_funnels_and_degenerate_ones(small_schema):
     assert list(single.output) == ["click"]
     with pytest.raises(ValueError, match="task 'dwell' is regression"):
         tfmtl.models.esmm(small_schema, [steps[0], tfmtl.Task.regression("dwell")])
+
+
+# -- AITM -------------------------------------------------------------------------------------------
+def test_ait_with_equal_candidates_returns_h1_of_them():
+    from tfmtl.layers import AdaptiveInformationTransfer
+
+    ait = AdaptiveInformationTransfer(4)
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    ait([x, x])
+    # Make the transfer layer the identity on x's range: then both candidates are equal and the
+    # attention weights, whatever they are, sum to one: z = h1(x).
+    ait.transfer.kernel.assign(np.eye(4, dtype=np.float32))
+    positive = np.abs(x)
+    np.testing.assert_allclose(ait([positive, positive]).numpy(), ait.h1(positive).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_funnel_head_calibration_matches_numpy():
+    from tfmtl.layers import FunnelHead
+
+    head = FunnelHead(tfmtl.Task.binary("conversion"), calibration=0.6)
+    hidden = np.random.default_rng(1).normal(size=(8, 3)).astype(np.float32)
+    previous = np.random.default_rng(2).uniform(size=(8, 1)).astype(np.float32)
+    probability = head([hidden, previous]).numpy()
+    assert float(head.losses[0]) == pytest.approx(0.6 * np.maximum(probability - previous, 0).mean(), rel=1e-5)
+
+
+def test_aitm_learns_the_funnel_keeps_order_and_round_trips(tmp_path):
+    keras.utils.set_random_seed(5)
+    data = tfmtl.data.synthetic_recsys(30_000, seed=11)
+    train, test = data.split(0.8, seed=0)
+    model = tfmtl.models.aitm(train.schema.adapt(train.features), FUNNEL, tower_units=16, calibration_weight=0.6)
+    assert len(model.losses) == 1  # the calibrator of the second step
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    model.fit(train.to_dataset(256, shuffle=True, seed=0), epochs=1, verbose=0)
+    metrics = model.evaluate(test.to_dataset(4096), return_dict=True, verbose=0)
+    assert metrics["click_auc"] > 0.6 and metrics["conversion_auc"] > 0.6, metrics
+    out = model.predict(test.features, batch_size=4096, verbose=0)
+    assert np.mean(out["conversion"] > out["click"] + 1e-3) < 0.01  # calibrated: later step rarely above
+    model.save(tmp_path / "aitm.keras")
+    loaded = keras.models.load_model(tmp_path / "aitm.keras")
+    sample = test.take(slice(0, 32)).features
+    for task, values in model.predict(sample, verbose=0).items():
+        np.testing.assert_allclose(loaded.predict(sample, verbose=0)[task], values, atol=1e-6)
+    path = tfmtl.serving.export(model, tmp_path / "export")
+    served = tfmtl.serving.predict_in_fresh_process(path, sample, ["serving_default"])["serving_default"]
+    expected = model.predict(sample, verbose=0)
+    for task in ("click", "conversion"):
+        np.testing.assert_allclose(served[task], expected[task][:, 0], atol=1e-5)

@@ -3,8 +3,20 @@
 from tfmtl.layers.experts import Experts
 from tfmtl.layers.extraction import ExtractionLayer
 from tfmtl.layers.funnel import FunnelProduct
-from tfmtl.layers.gate import ExpertGate, mix_experts
+from tfmtl.layers.gate import ExpertGate, GateOptions, mix_experts
 from tfmtl.layers.mixture import MixtureOfExperts
 from tfmtl.layers.mlp import MLP
+from tfmtl.layers.transfer import AdaptiveInformationTransfer, FunnelHead
 
-__all__ = ["ExpertGate", "Experts", "ExtractionLayer", "FunnelProduct", "MLP", "MixtureOfExperts", "mix_experts"]
+__all__ = [
+    "AdaptiveInformationTransfer",
+    "ExpertGate",
+    "Experts",
+    "ExtractionLayer",
+    "FunnelHead",
+    "FunnelProduct",
+    "GateOptions",
+    "MLP",
+    "MixtureOfExperts",
+    "mix_experts",
+]

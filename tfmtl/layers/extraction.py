@@ -29,6 +29,8 @@ class ExtractionLayer(keras.layers.Layer):
       expert_units: Hidden units of every expert.
       shared_gate: Also output the shared branch (under the key ``"shared"``).
       temperature: Softmax temperature of every gate.
+      expert_dropout: Expert dropout of every gate (see :class:`ExpertGate`).
+      load_balance: Weight of every gate's load-balancing loss.
 
     Call args:
       inputs: ``[B, D]`` (first level: every branch reads it), or a dict with one
@@ -54,6 +56,8 @@ class ExtractionLayer(keras.layers.Layer):
         expert_units: Sequence[int],
         shared_gate: bool = False,
         temperature: float = 1.0,
+        expert_dropout: float = 0.0,
+        load_balance: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -67,6 +71,9 @@ class ExtractionLayer(keras.layers.Layer):
         self.expert_units = tuple(int(u) for u in expert_units)
         self.shared_gate = bool(shared_gate)
         self.temperature = float(temperature)
+        self.expert_dropout = float(expert_dropout)
+        self.load_balance = float(load_balance)
+        gate_options = (self.temperature, self.expert_dropout, self.load_balance)
         # -- sub-layers --
         self.shared_experts = (
             Experts(self.num_shared_experts, self.expert_units, name="shared_experts") if self.num_shared_experts else None
@@ -77,12 +84,12 @@ class ExtractionLayer(keras.layers.Layer):
             else {}
         )
         per_task = self.num_task_experts + self.num_shared_experts
-        self.gates = {t: ExpertGate(per_task, self.temperature, name=f"{t}_gate") for t in self.task_names}
+        self.gates = {t: ExpertGate(per_task, *gate_options, name=f"{t}_gate") for t in self.task_names}
         if self.shared_gate:
             total = len(self.task_names) * self.num_task_experts + self.num_shared_experts
-            self.gates[SHARED] = ExpertGate(total, self.temperature, name=f"{SHARED}_gate")
+            self.gates[SHARED] = ExpertGate(total, *gate_options, name=f"{SHARED}_gate")
 
-    def call(self, inputs: tf.Tensor | Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def call(self, inputs: tf.Tensor | Mapping[str, tf.Tensor], training: Any = None) -> dict[str, tf.Tensor]:
         # -- wiring: which input each branch reads --
         if isinstance(inputs, Mapping):
             task_inputs, shared_input = {t: inputs[t] for t in self.task_names}, inputs[SHARED]
@@ -93,10 +100,10 @@ class ExtractionLayer(keras.layers.Layer):
         outputs = {}
         for task in self.task_names:
             pool = tf.concat(own.get(task, []) + shared, axis=1)  # [B, K + S, H]
-            outputs[task] = mix_experts(self.gates[task](task_inputs[task]), pool)
+            outputs[task] = mix_experts(self.gates[task](task_inputs[task], training=training), pool)
         if self.shared_gate:
             pool = tf.concat([e for t in self.task_names for e in own.get(t, [])] + shared, axis=1)  # [B, T*K + S, H]
-            outputs[SHARED] = mix_experts(self.gates[SHARED](shared_input), pool)
+            outputs[SHARED] = mix_experts(self.gates[SHARED](shared_input, training=training), pool)
         return outputs
 
     def get_config(self) -> dict[str, Any]:
@@ -108,4 +115,6 @@ class ExtractionLayer(keras.layers.Layer):
             "expert_units": list(self.expert_units),
             "shared_gate": self.shared_gate,
             "temperature": self.temperature,
+            "expert_dropout": self.expert_dropout,
+            "load_balance": self.load_balance,
         }

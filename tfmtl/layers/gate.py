@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from tfmtl._compat import keras, tf
@@ -20,13 +21,52 @@ def mix_experts(weights: tf.Tensor, experts: tf.Tensor) -> tf.Tensor:
     return tf.einsum("be,beh->bh", weights, experts)
 
 
+@dataclasses.dataclass(frozen=True)
+class GateOptions:
+    """How the gates of an MoE architecture behave (all defaults: the plain softmax gate).
+
+    Args:
+      temperature: Softmax temperature (> 1 flattens, < 1 sharpens).
+      expert_dropout: Per-example probability of dropping an expert while training.
+      load_balance: Weight of the load-balancing loss (see :class:`ExpertGate`).
+
+    Example:
+
+    >>> import tfmtl
+    >>> tfmtl.layers.GateOptions(temperature=2.0, load_balance=0.01).as_kwargs()
+    {'temperature': 2.0, 'expert_dropout': 0.0, 'load_balance': 0.01}
+    """
+
+    temperature: float = 1.0
+    expert_dropout: float = 0.0
+    load_balance: float = 0.0
+
+    def as_kwargs(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
 @keras.utils.register_keras_serializable(package="tfmtl")
 class ExpertGate(keras.layers.Layer):
     """``softmax(W x / temperature)`` over ``num_experts`` experts (Ma et al. 2018, Eq. 8).
 
+    Options against gate collapse (one expert taking everything), all off by default:
+
+    * ``temperature`` above 1 flattens the gate, below 1 sharpens it;
+    * ``expert_dropout``: while training, each expert is dropped for each example
+      with this probability and the remaining weights are renormalised (if all
+      are dropped, the example keeps its weights);
+    * ``load_balance``: adds ``load_balance * (E * sum_e u_e**2 - 1)`` to the
+      model's loss, where ``u_e`` is the batch-mean weight of expert e. It is 0
+      when the gate uses the experts equally on average and E - 1 when one takes all.
+
+    While :func:`tfmtl.diagnostics.expert_usage` runs, the gate also records its
+    weights so their statistics can be reported.
+
     Args:
       num_experts: E.
-      temperature: Softmax temperature; above 1 flattens the gate, below 1 sharpens it.
+      temperature: Softmax temperature.
+      expert_dropout: Probability of dropping an expert per example while training.
+      load_balance: Weight of the load-balancing loss.
 
     Call args:
       inputs: ``[B, D]``.
@@ -42,21 +82,48 @@ class ExpertGate(keras.layers.Layer):
     array([[0.333, 0.333, 0.333]], dtype=float32)
     """
 
-    def __init__(self, num_experts: int, temperature: float = 1.0, kernel_initializer: Any = "glorot_uniform", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_experts: int,
+        temperature: float = 1.0,
+        expert_dropout: float = 0.0,
+        load_balance: float = 0.0,
+        kernel_initializer: Any = "glorot_uniform",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if num_experts < 1:
             raise ValueError(f"a gate needs at least one expert, got {num_experts}")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not 0.0 <= expert_dropout < 1.0:
+            raise ValueError(f"expert_dropout must be in [0, 1), got {expert_dropout}")
+        if not load_balance >= 0.0:
+            raise ValueError(f"load_balance must be >= 0, got {load_balance}")
         self.num_experts = int(num_experts)
         self.temperature = float(temperature)
+        self.expert_dropout = float(expert_dropout)
+        self.load_balance = float(load_balance)
+        # Diagnostics record weights here; set with object.__setattr__ so Keras does not track the list.
+        object.__setattr__(self, "recorded", None)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.logits = keras.layers.Dense(
             self.num_experts, use_bias=False, kernel_initializer=self.kernel_initializer, name="logits"
         )
 
-    def call(self, inputs: tf.Tensor) -> tf.Tensor:
-        return tf.nn.softmax(self.logits(inputs) / self.temperature, axis=-1)  # [B, E]
+    def call(self, inputs: tf.Tensor, training: Any = None) -> tf.Tensor:
+        weights = tf.nn.softmax(self.logits(inputs) / self.temperature, axis=-1)  # [B, E]
+        if self.load_balance:
+            usage = tf.reduce_mean(weights, axis=0)  # [E]
+            self.add_loss(self.load_balance * (self.num_experts * tf.reduce_sum(tf.square(usage)) - 1.0))
+        if self.expert_dropout and training:
+            keep = tf.cast(tf.random.uniform(tf.shape(weights)) >= self.expert_dropout, weights.dtype)  # [B, E]
+            kept = weights * keep
+            total = tf.reduce_sum(kept, axis=-1, keepdims=True)  # [B, 1]
+            weights = tf.where(total > 0, kept / tf.maximum(total, 1e-12), weights)
+        if self.recorded is not None and tf.executing_eagerly():
+            self.recorded.append(weights.numpy())
+        return weights
 
     @property
     def kernel(self) -> tf.Variable:
@@ -67,5 +134,7 @@ class ExpertGate(keras.layers.Layer):
             **super().get_config(),
             "num_experts": self.num_experts,
             "temperature": self.temperature,
+            "expert_dropout": self.expert_dropout,
+            "load_balance": self.load_balance,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
         }

@@ -22,6 +22,8 @@ class MixtureOfExperts(keras.layers.Layer):
       expert_units: Hidden units of each expert MLP.
       gate_names: One gate per name (task names for MMoE; a single name for OMoE).
       temperature: Softmax temperature of every gate.
+      expert_dropout: Expert dropout of every gate (see :class:`ExpertGate`).
+      load_balance: Weight of every gate's load-balancing loss.
 
     Call args:
       inputs: ``[B, D]`` tensor.
@@ -43,6 +45,8 @@ class MixtureOfExperts(keras.layers.Layer):
         expert_units: Sequence[int],
         gate_names: Sequence[str],
         temperature: float = 1.0,
+        expert_dropout: float = 0.0,
+        load_balance: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -52,19 +56,24 @@ class MixtureOfExperts(keras.layers.Layer):
         self.expert_units = tuple(int(u) for u in expert_units)
         self.gate_names = tuple(gate_names)
         self.temperature = float(temperature)
+        self.expert_dropout = float(expert_dropout)
+        self.load_balance = float(load_balance)
         self.experts = Experts(self.num_experts, self.expert_units, name="experts")
         self.gates = {
-            name: ExpertGate(self.num_experts, temperature=self.temperature, name=f"{name}_gate")
+            name: ExpertGate(
+                self.num_experts, self.temperature, self.expert_dropout, self.load_balance, name=f"{name}_gate"
+            )
             for name in self.gate_names
         }
 
-    def gate_weights(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+    def gate_weights(self, inputs: tf.Tensor, training: Any = None) -> dict[str, tf.Tensor]:
         """Softmax gate weights per gate name, each ``[B, E]``."""
-        return {name: gate(inputs) for name, gate in self.gates.items()}
+        return {name: gate(inputs, training=training) for name, gate in self.gates.items()}
 
-    def call(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+    def call(self, inputs: tf.Tensor, training: Any = None) -> dict[str, tf.Tensor]:
         expert_outputs = self.experts(inputs)  # [B, E, H]
-        return {name: mix_experts(weights, expert_outputs) for name, weights in self.gate_weights(inputs).items()}
+        weights = self.gate_weights(inputs, training=training)
+        return {name: mix_experts(w, expert_outputs) for name, w in weights.items()}
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -73,4 +82,6 @@ class MixtureOfExperts(keras.layers.Layer):
             "expert_units": list(self.expert_units),
             "gate_names": list(self.gate_names),
             "temperature": self.temperature,
+            "expert_dropout": self.expert_dropout,
+            "load_balance": self.load_balance,
         }

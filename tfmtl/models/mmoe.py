@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from tfmtl.features.schema import Schema
+from tfmtl.layers.gate import GateOptions
 from tfmtl.layers.mixture import MixtureOfExperts
 from tfmtl.models.builder import build_model, check_units
 from tfmtl.models.model import MultiTaskModel
@@ -17,7 +18,7 @@ def mmoe(
     *,
     num_experts: int = 4,
     expert_units: Sequence[int] = (256, 128),
-    temperature: float = 1.0,
+    gate: GateOptions = GateOptions(),
     cross_layers: int = 0,
     cross_projection_dim: int | None = None,
     name: str = "mmoe",
@@ -32,7 +33,7 @@ def mmoe(
       tasks: The tasks; each gets a gate, a tower (``task.tower_units``) and a head.
       num_experts: Number of experts.
       expert_units: Hidden units of each expert.
-      temperature: Softmax temperature of every gate (1 = the paper's gate).
+      gate: Gate options (temperature, expert dropout, load-balancing loss), all off by default.
       cross_layers: Number of DCN-v2 ``tfrs.layers.dcn.Cross`` layers on the
         encoded features before the experts and gates (0 = none).
       cross_projection_dim: Low-rank projection of the cross layers (None = full rank).
@@ -60,7 +61,7 @@ def mmoe(
 
     def body(shared, tasks):
         moe = MixtureOfExperts(
-            num_experts, units, gate_names=[task.name for task in tasks], temperature=temperature,
+            num_experts, units, gate_names=[task.name for task in tasks], **gate.as_kwargs(),
             name="mixture_of_experts",
         )
         return moe(shared)  # {task: [B, H]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from tfmtl.features.schema import Schema
+from tfmtl.layers.gate import GateOptions
 from tfmtl.layers.mixture import MixtureOfExperts
 from tfmtl.models.builder import build_model, check_units
 from tfmtl.models.model import MultiTaskModel
@@ -17,7 +18,7 @@ def omoe(
     *,
     num_experts: int = 4,
     expert_units: Sequence[int] = (256, 128),
-    temperature: float = 1.0,
+    gate: GateOptions = GateOptions(),
     cross_layers: int = 0,
     cross_projection_dim: int | None = None,
     name: str = "omoe",
@@ -32,7 +33,7 @@ def omoe(
       tasks: The tasks; each gets a tower and a head over the shared mixture.
       num_experts: Number of experts.
       expert_units: Hidden units of each expert.
-      temperature: Softmax temperature of the gate.
+      gate: Gate options (temperature, expert dropout, load-balancing loss), all off by default.
       cross_layers: DCN-v2 ``tfrs.layers.dcn.Cross`` layers before the experts (0 = none).
       cross_projection_dim: Low-rank projection of the cross layers (None = full rank).
       name: Model name.
@@ -49,7 +50,7 @@ def omoe(
     units = check_units(expert_units, "expert_units")
 
     def body(shared, tasks):
-        moe = MixtureOfExperts(num_experts, units, gate_names=["all_tasks"], temperature=temperature,
+        moe = MixtureOfExperts(num_experts, units, gate_names=["all_tasks"], **gate.as_kwargs(),
                                name="mixture_of_experts")
         mixture = moe(shared)["all_tasks"]  # [B, H]
         return {task.name: mixture for task in tasks}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from tfmtl.features.schema import Schema
+from tfmtl.layers.gate import GateOptions
 from tfmtl.layers.extraction import ExtractionLayer
 from tfmtl.models.builder import build_model, check_units
 from tfmtl.models.model import MultiTaskModel
@@ -19,7 +20,7 @@ def ple(
     num_shared_experts: int = 2,
     num_task_experts: int = 1,
     expert_units: Sequence[int] = (128, 64),
-    temperature: float = 1.0,
+    gate: GateOptions = GateOptions(),
     cross_layers: int = 0,
     cross_projection_dim: int | None = None,
     name: str = "ple",
@@ -39,7 +40,7 @@ def ple(
       num_shared_experts: Shared experts per level.
       num_task_experts: Experts per task per level.
       expert_units: Hidden units of every expert.
-      temperature: Softmax temperature of every gate.
+      gate: Gate options (temperature, expert dropout, load-balancing loss), all off by default.
       cross_layers: DCN-v2 ``tfrs.layers.dcn.Cross`` layers before the first level (0 = none).
       cross_projection_dim: Low-rank projection of the cross layers (None = full rank).
       name: Model name.
@@ -71,7 +72,7 @@ def ple(
                 num_task_experts=num_task_experts,
                 expert_units=units,
                 shared_gate=level < num_levels - 1,
-                temperature=temperature,
+                **gate.as_kwargs(),
                 name=f"extraction_{level}",
             )(hidden)
         return {name: hidden[name] for name in names}
@@ -88,7 +89,7 @@ def cgc(
     num_shared_experts: int = 2,
     num_task_experts: int = 1,
     expert_units: Sequence[int] = (128, 64),
-    temperature: float = 1.0,
+    gate: GateOptions = GateOptions(),
     cross_layers: int = 0,
     cross_projection_dim: int | None = None,
     name: str = "cgc",
@@ -110,7 +111,7 @@ def cgc(
         num_shared_experts=num_shared_experts,
         num_task_experts=num_task_experts,
         expert_units=expert_units,
-        temperature=temperature,
+        gate=gate,
         cross_layers=cross_layers,
         cross_projection_dim=cross_projection_dim,
         name=name,
