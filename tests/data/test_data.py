@@ -81,3 +81,22 @@ def test_census_income_matches_the_published_statistics():
 def test_census_missing_folder_gives_guidance(tmp_path):
     with pytest.raises(FileNotFoundError, match="TFMTL_DATA_DIR"):
         census_income(tmp_path)
+
+
+def test_mmoe_synthetic_correlation_knob_and_fixed_task_pair():
+    def label_corr(p, seed):
+        d = tfmtl.data.mmoe_synthetic(5000, correlation=p, seed=seed)
+        return np.corrcoef(d.labels["y1"], d.labels["y2"])[0, 1]
+
+    means = {p: np.mean([label_corr(p, seed) for seed in range(4)]) for p in (0.5, 0.9, 1.0)}
+    assert means[0.5] < means[0.9] < means[1.0]
+    assert means[1.0] > 0.99 and means[0.5] < 0.3  # the sines pull the label correlation far below p
+    a, b = tfmtl.data.mmoe_synthetic(100, correlation=0.5, seed=3), tfmtl.data.mmoe_synthetic(100, correlation=0.9, seed=3)
+    np.testing.assert_array_equal(a.features["x7"], b.features["x7"])  # same rows for every p
+    np.testing.assert_array_equal(a.labels["y1"], b.labels["y1"])  # task 1 does not depend on p
+    assert not np.array_equal(a.labels["y2"], b.labels["y2"])
+    assert len(tfmtl.data.mmoe_synthetic(10, preset="ple").features) == 512
+    # The noise-free target plus N(0, 0.1^2) noise is the label.
+    assert np.std(a.labels["y1"] - a.oracle["y1"]) == pytest.approx(0.1, rel=0.25)
+    with pytest.raises(ValueError, match="preset"):
+        tfmtl.data.mmoe_synthetic(10, preset="other")

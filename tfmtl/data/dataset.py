@@ -21,7 +21,8 @@ class MultiTaskData:
       labels: Label key to 1-D float array; NaN means "no label".
       schema: The (possibly not yet adapted) feature schema.
       tasks: The tasks whose ``label_key`` index ``labels``.
-      oracle: Optional ground-truth probabilities keyed by task name (synthetic data).
+      oracle: Optional ground truth keyed by task name (synthetic data): the true probability
+        of a binary task, the noise-free target of a regression task.
 
     Example:
 
