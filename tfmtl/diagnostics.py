@@ -23,7 +23,9 @@ class ExpertUsage:
     ``extraction_1/conversion_gate``.
 
     Attributes:
-      mean: Gate name to the mean weight of each expert (``[E]``, sums to 1).
+      mean: Gate name to the mean weight of each expert it mixes (``[E]``, sums to 1).
+      experts: Gate name to the names of those experts, in the same order
+        (``mixture_of_experts/expert_3``, ``extraction_0/click_1``, ``extraction_0/shared_0``...).
       entropy: Gate name to the mean per-example entropy of the gate (nats;
         ``log(E)`` for a uniform gate, 0 for a one-hot one).
       collapsed: Gates where one expert takes more than :data:`COLLAPSE_SHARE`
@@ -33,6 +35,20 @@ class ExpertUsage:
     mean: dict[str, np.ndarray]
     entropy: dict[str, float]
     collapsed: tuple[str, ...]
+    experts: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+
+    def matrix(self) -> tuple[list[str], list[str], np.ndarray]:
+        """(gate names, expert names, ``[gates, experts]`` mean weights; NaN where a gate cannot pick an expert)."""
+        gates = list(self.mean)
+        experts = {gate: self.experts.get(gate) or [f"expert_{e}" for e in range(len(self.mean[gate]))] for gate in gates}
+        columns: list[str] = []
+        for gate in gates:
+            columns += [name for name in experts[gate] if name not in columns]
+        table = np.full((len(gates), len(columns)), np.nan)
+        for row, gate in enumerate(gates):
+            for name, weight in zip(experts[gate], self.mean[gate]):
+                table[row, columns.index(name)] = weight
+        return gates, columns, table
 
     def as_logs(self) -> dict[str, float]:
         """Flat ``{"<gate>/expert_<e>": mean weight, "<gate>/entropy": entropy}`` (for Keras logs)."""
@@ -42,12 +58,18 @@ class ExpertUsage:
         return logs
 
 
-def _gates(model: Any) -> dict[str, ExpertGate]:
+def _gates(model: Any) -> dict[str, tuple[ExpertGate, list[str]]]:
+    """Gate path to (gate, names of the experts it mixes)."""
     gates = {}
     for layer in model.layers:
+        owned = getattr(layer, "gates", None)
+        if hasattr(owned, "items") and hasattr(layer, "expert_names"):  # MixtureOfExperts, ExtractionLayer (Keras wraps the dict)
+            for key, gate in owned.items():
+                gates[f"{layer.name}/{gate.name}"] = (gate, layer.expert_names(key))
+            continue
         for module in layer.submodules:
             if isinstance(module, ExpertGate):
-                gates[f"{layer.name}/{module.name}"] = module
+                gates[f"{layer.name}/{module.name}"] = (module, [f"expert_{e}" for e in range(module.num_experts)])
     return gates
 
 
@@ -76,14 +98,17 @@ def expert_usage(model: Any, features: Mapping[str, Any], *, batch_size: int = 2
     rows = len(next(iter(columns.values())))
     if rows == 0:
         raise ValueError("expert_usage needs at least one row")
-    for gate in gates.values():
+    for gate, _ in gates.values():
         object.__setattr__(gate, "recorded", [])  # untracked by Keras (see ExpertGate)
     try:
         for start in range(0, rows, batch_size):
             model({name: values[start : start + batch_size] for name, values in columns.items()}, training=False)
-        weights = {name: np.concatenate(gate.recorded, axis=0) for name, gate in gates.items()}  # [N, E]
+        missing = [name for name, (gate, _) in gates.items() if not gate.recorded]
+        if missing:
+            raise RuntimeError(f"gates {missing} recorded nothing: expert_usage needs the model to run eagerly")
+        weights = {name: np.concatenate(gate.recorded, axis=0) for name, (gate, _) in gates.items()}  # [N, E]
     finally:
-        for gate in gates.values():
+        for gate, _ in gates.values():
             object.__setattr__(gate, "recorded", None)
     mean = {name: w.mean(axis=0) for name, w in weights.items()}
     entropy = {name: float(-(w * np.log(np.clip(w, 1e-12, 1.0))).sum(axis=1).mean()) for name, w in weights.items()}
@@ -99,7 +124,8 @@ def expert_usage(model: Any, features: Mapping[str, Any], *, batch_size: int = 2
                 "for every example. Consider GateOptions(temperature>1, expert_dropout or load_balance).",
                 stacklevel=2,
             )
-    return ExpertUsage(mean=mean, entropy=entropy, collapsed=collapsed)
+    experts = {name: names for name, (_, names) in gates.items()}
+    return ExpertUsage(mean=mean, entropy=entropy, collapsed=collapsed, experts=experts)
 
 
 class ExpertUsageCallback(keras.callbacks.Callback):
@@ -136,7 +162,8 @@ class ExpertUsageCallback(keras.callbacks.Callback):
 def plot_expert_usage(usage: ExpertUsage, ax: Any = None) -> Any:
     """Plot the gate x expert mean-usage matrix (matplotlib); returns the Axes.
 
-    Gates with different numbers of experts (e.g. PLE's shared gates) are padded with blanks.
+    Columns are the model's experts by name (see :meth:`ExpertUsage.matrix`); a
+    blank cell is an expert that gate cannot use (e.g. another task's experts in PLE).
 
     Example:
 
@@ -150,15 +177,12 @@ def plot_expert_usage(usage: ExpertUsage, ax: Any = None) -> Any:
         import matplotlib.pyplot as plt
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError("plot_expert_usage needs matplotlib: pip install matplotlib") from error
-    names = list(usage.mean)
-    width = max(len(w) for w in usage.mean.values())
-    matrix = np.full((len(names), width), np.nan)
-    for row, name in enumerate(names):
-        matrix[row, : len(usage.mean[name])] = usage.mean[name]
+    names, columns, matrix = usage.matrix()
+    width = len(columns)
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.0 + 0.7 * width, 0.8 + 0.45 * len(names)))
+        _, ax = plt.subplots(figsize=(1.5 + 0.8 * width, 0.8 + 0.45 * len(names)))
     image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(width), [f"expert {e}" for e in range(width)])
+    ax.set_xticks(range(width), columns, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), [f"{n} (H={usage.entropy[n]:.2f})" for n in names])
     for (row, col), value in np.ndenumerate(matrix):
         if not np.isnan(value):

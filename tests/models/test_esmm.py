@@ -81,6 +81,21 @@ def test_longer_funnels_and_degenerate_ones(small_schema):
 
 
 # -- AITM -------------------------------------------------------------------------------------------
+def test_ait_attention_matches_numpy():
+    from tfmtl.layers import AdaptiveInformationTransfer
+
+    ait = AdaptiveInformationTransfer(3)
+    rng = np.random.default_rng(4)
+    previous, current = (rng.normal(size=(5, 3)).astype(np.float32) for _ in range(2))
+    out = ait([previous, current]).numpy()
+    dense = lambda layer, v: v @ layer.kernel.numpy() + layer.bias.numpy()  # noqa: E731
+    p = np.maximum(dense(ait.transfer, previous), 0)
+    candidates = np.stack([p, current], axis=1)  # [B, 2, H]
+    scores = (dense(ait.h2, candidates) * dense(ait.h3, candidates)).sum(-1) / np.sqrt(3)
+    weights = np.exp(scores) / np.exp(scores).sum(-1, keepdims=True)
+    np.testing.assert_allclose(out, np.einsum("bu,buh->bh", weights, dense(ait.h1, candidates)), rtol=1e-5, atol=1e-6)
+
+
 def test_ait_with_equal_candidates_returns_h1_of_them():
     from tfmtl.layers import AdaptiveInformationTransfer
 

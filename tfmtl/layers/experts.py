@@ -1,4 +1,4 @@
-"""A bank of identical ReLU MLP experts computed with one einsum per layer."""
+"""A bank of identical ReLU MLP experts with one stacked weight per layer."""
 
 from __future__ import annotations
 
@@ -65,7 +65,6 @@ class Experts(keras.layers.Layer):
         self.num_experts = int(num_experts)
         self.units = tuple(int(u) for u in units)
         self.activation = keras.activations.get(activation)
-        self._activation_name = activation
         self.kernels: list[tf.Variable] = []
         self.biases: list[tf.Variable] = []
 
@@ -107,6 +106,6 @@ class Experts(keras.layers.Layer):
             **super().get_config(),
             "num_experts": self.num_experts,
             "units": list(self.units),
-            "activation": self._activation_name,
+            "activation": keras.activations.serialize(self.activation),
             "implementation": self.implementation,
         }

@@ -89,6 +89,14 @@ class ExtractionLayer(keras.layers.Layer):
             total = len(self.task_names) * self.num_task_experts + self.num_shared_experts
             self.gates[SHARED] = ExpertGate(total, *gate_options, name=f"{SHARED}_gate")
 
+    def expert_names(self, gate: str) -> list[str]:
+        """Names of the experts gate ``gate`` (a task name or ``"shared"``) mixes, in weight order."""
+        shared = [f"{self.name}/shared_{s}" for s in range(self.num_shared_experts)]
+        own = {t: [f"{self.name}/{t}_{k}" for k in range(self.num_task_experts)] for t in self.task_names}
+        if gate == SHARED:
+            return [name for t in self.task_names for name in own[t]] + shared
+        return own[gate] + shared
+
     def call(self, inputs: tf.Tensor | Mapping[str, tf.Tensor], training: Any = None) -> dict[str, tf.Tensor]:
         # -- wiring: which input each branch reads --
         if isinstance(inputs, Mapping):

@@ -66,6 +66,10 @@ class MixtureOfExperts(keras.layers.Layer):
             for name in self.gate_names
         }
 
+    def expert_names(self, gate: str) -> list[str]:
+        """Names of the experts gate ``gate`` mixes, in weight order (all gates share them)."""
+        return [f"{self.name}/expert_{e}" for e in range(self.num_experts)]
+
     def gate_weights(self, inputs: tf.Tensor, training: Any = None) -> dict[str, tf.Tensor]:
         """Softmax gate weights per gate name, each ``[B, E]``."""
         return {name: gate(inputs, training=training) for name, gate in self.gates.items()}
