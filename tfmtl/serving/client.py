@@ -223,23 +223,31 @@ class Client:
             features = check_features(features, raw["inputs"], signature)
         return to_examples(features, raw["inputs"] if raw else None)
 
+    def _examples_request(self, request_cls: Any, signature: str, examples: list[Any]) -> Any:
+        from tensorflow_serving.apis import input_pb2
+
+        return request_cls(
+            model_spec=self._model_spec(signature),
+            input=input_pb2.Input(example_list=input_pb2.ExampleList(examples=examples)),
+        )
+
+    def _rest_examples(self, verb: str, signature: str, examples: list[Any]) -> Any:
+        body = {"signature_name": signature, "examples": [_example_json(e) for e in examples]}
+        return self._retry(lambda: self._http(self._path(verb), body), signature)["result"]
+
     def classify(self, task: str, features: Mapping[str, Any], *, protocol: str | None = None) -> dict[str, np.ndarray]:
         """Classify via ``classify_<task>``: ``{"classes": [B, k] str, "scores": [B, k] float}``."""
         signature = f"classify_{task}"
         self._signature(signature)
         examples = self._examples(features, signature)
         if self._protocol(protocol) == "grpc":
-            from tensorflow_serving.apis import classification_pb2, input_pb2
+            from tensorflow_serving.apis import classification_pb2
 
-            request = classification_pb2.ClassificationRequest(
-                model_spec=self._model_spec(signature),
-                input=input_pb2.Input(example_list=input_pb2.ExampleList(examples=examples)),
-            )
+            request = self._examples_request(classification_pb2.ClassificationRequest, signature, examples)
             response = self._retry(lambda: self._stub().Classify(request, timeout=self.timeout), signature)
             pairs = [[(c.label, c.score) for c in item.classes] for item in response.result.classifications]
         else:
-            body = {"signature_name": signature, "examples": [_example_json(e) for e in examples]}
-            pairs = self._retry(lambda: self._http(self._path(":classify"), body), signature)["result"]
+            pairs = self._rest_examples(":classify", signature, examples)
         return {
             "classes": np.array([[label for label, _ in row] for row in pairs]),
             "scores": np.array([[score for _, score in row] for row in pairs], dtype=np.float32),
@@ -251,17 +259,13 @@ class Client:
         self._signature(signature)
         examples = self._examples(features, signature)
         if self._protocol(protocol) == "grpc":
-            from tensorflow_serving.apis import input_pb2, regression_pb2
+            from tensorflow_serving.apis import regression_pb2
 
-            request = regression_pb2.RegressionRequest(
-                model_spec=self._model_spec(signature),
-                input=input_pb2.Input(example_list=input_pb2.ExampleList(examples=examples)),
-            )
+            request = self._examples_request(regression_pb2.RegressionRequest, signature, examples)
             response = self._retry(lambda: self._stub().Regress(request, timeout=self.timeout), signature)
             values = [item.value for item in response.result.regressions]
         else:
-            body = {"signature_name": signature, "examples": [_example_json(e) for e in examples]}
-            values = self._retry(lambda: self._http(self._path(":regress"), body), signature)["result"]
+            values = self._rest_examples(":regress", signature, examples)
         return np.asarray(values, dtype=np.float32)
 
     def status(self) -> dict[int, str]:

@@ -32,6 +32,16 @@ def request_tensor(values: np.ndarray) -> Any:
     return tf.make_tensor_proto(values)
 
 
+#: numpy type -> (TF dtype, TensorProto field) for the typed-field encoding TF Serving responds with.
+_TYPED_FIELDS = {
+    np.float32: (tf.float32, "float_val"),
+    np.float64: (tf.float64, "double_val"),
+    np.int64: (tf.int64, "int64_val"),
+    np.int32: (tf.int32, "int_val"),
+    np.bool_: (tf.bool, "bool_val"),
+}
+
+
 def response_tensor(values: np.ndarray) -> Any:
     """A TensorProto with typed ``*_val`` fields, the encoding TF Serving's responses use."""
     values = np.asarray(values)
@@ -42,23 +52,13 @@ def response_tensor(values: np.ndarray) -> Any:
     if values.dtype == object or values.dtype.kind in "SU":
         proto.dtype = tf.string.as_datatype_enum
         proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode("utf-8") for v in flat)
-    elif values.dtype == np.float32:
-        proto.dtype = tf.float32.as_datatype_enum
-        proto.float_val.extend(flat.tolist())
-    elif values.dtype == np.float64:
-        proto.dtype = tf.float64.as_datatype_enum
-        proto.double_val.extend(flat.tolist())
-    elif values.dtype == np.int64:
-        proto.dtype = tf.int64.as_datatype_enum
-        proto.int64_val.extend(flat.tolist())
-    elif values.dtype == np.int32:
-        proto.dtype = tf.int32.as_datatype_enum
-        proto.int_val.extend(flat.tolist())
-    elif values.dtype == np.bool_:
-        proto.dtype = tf.bool.as_datatype_enum
-        proto.bool_val.extend(flat.tolist())
-    else:
+        return proto
+    typed = _TYPED_FIELDS.get(values.dtype.type)
+    if typed is None:
         return tf.make_tensor_proto(values)
+    dtype, field = typed
+    proto.dtype = dtype.as_datatype_enum
+    getattr(proto, field).extend(flat.tolist())
     return proto
 
 
