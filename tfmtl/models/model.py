@@ -14,8 +14,9 @@ from tfmtl.tasks.task import Task, check_tasks
 class MultiTaskModel(keras.Model):
     """A Keras functional model with dict inputs (features) and dict outputs (tasks).
 
-    Built by :func:`tfmtl.models.mmoe` or :func:`tfmtl.models.shared_bottom`; not
-    usually constructed directly. On top of a plain functional model it:
+    Built by the architectures in :mod:`tfmtl.models` (``shared_bottom``, ``mmoe``,
+    ``omoe``, ``cgc``, ``ple``, ``esmm``, ``aitm``); not usually constructed
+    directly. On top of a plain functional model it:
 
     * checks every input batch against the schema (unknown/missing feature,
       dtype, shape) with errors that name the feature;
@@ -24,7 +25,9 @@ class MultiTaskModel(keras.Model):
       clear error when it is missing.
 
     The schema comes from the model's :class:`~tfmtl.features.FeatureEncoder`
-    and the tasks from its :class:`~tfmtl.tasks.TaskHead` outputs, so a model
+    and the tasks from its output layers that carry a :class:`~tfmtl.Task`
+    (``TaskHead``, ``FunnelProduct``, ``FunnelHead``; Keras orders dict outputs by
+    name, and so ``tasks``), so a model
     saved with ``model.save("m.keras")`` loads back (``keras.models.load_model``)
     as a ``MultiTaskModel`` with both.
 
