@@ -1,6 +1,6 @@
 """The MMoE paper's synthetic experiment (Ma et al., KDD 2018, §5): Shared-Bottom vs OMoE vs MMoE.
 
-    python benchmarks/mmoe_synthetic.py [--seeds 5] [--rows 10000] [--epochs 20] [--learning-rate 1e-3]
+    python benchmarks/mmoe_synthetic.py [--seeds 5] [--rows 10000] [--epochs 20] [--learning-rate 1e-3] [--preset mmoe|ple]
 
 For each task correlation p in {0.5, 0.9, 1.0} and each seed (a fresh task pair,
 data and initialisation), trains the paper's three models on
@@ -35,7 +35,7 @@ MODELS = {
 
 
 def run(model_name: str, correlation: float, seed: int, args: argparse.Namespace) -> float:
-    data = tfmtl.data.mmoe_synthetic(args.rows + args.rows // 5, correlation=correlation, seed=seed)
+    data = tfmtl.data.mmoe_synthetic(args.rows + args.rows // 5, correlation=correlation, seed=seed, preset=args.preset)
     train, test = data.take(slice(0, args.rows)), data.take(slice(args.rows, None))
     keras.utils.set_random_seed(seed)
     model = MODELS[model_name](train.schema.adapt(train.features), train.tasks)
@@ -53,16 +53,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--correlations", type=float, nargs="+", default=[0.5, 0.9, 1.0])
+    parser.add_argument("--preset", choices=["mmoe", "ple"], default="mmoe")
     args = parser.parse_args()
     started = time.perf_counter()
-    print(f"{args.seeds} seeds, {args.rows:,} training rows, {args.epochs} epochs, batch {args.batch_size}, "
+    print(f"preset {args.preset}, {args.seeds} seeds, {args.rows:,} training rows, {args.epochs} epochs, batch {args.batch_size}, "
           f"Adam {args.learning_rate}; test MSE averaged over both tasks (mean ± std over seeds)")
     print()
     print("| p | label corr. | " + " | ".join(MODELS) + " | MMoE - OMoE |")
     print("|---:|---:|" + "---:|" * (len(MODELS) + 1))
     for p in args.correlations:
         corr = np.mean([
-            np.corrcoef(*tfmtl.data.mmoe_synthetic(args.rows, correlation=p, seed=s).labels.values())[0, 1]
+            np.corrcoef(*tfmtl.data.mmoe_synthetic(args.rows, correlation=p, seed=s, preset=args.preset).labels.values())[0, 1]
             for s in range(args.seeds)
         ])
         losses = {name: np.array([run(name, p, seed, args) for seed in range(args.seeds)]) for name in MODELS}
