@@ -98,3 +98,8 @@ def test_callback_logs_usage_each_epoch(small_schema, small_data):
     first, second = (history.history[f"mixture_of_experts/all_tasks_gate/expert_{e}"] for e in range(2))
     assert len(first) == 2
     np.testing.assert_allclose(np.array(first) + np.array(second), 1.0, rtol=1e-5)
+    # The logged figures are the usage of the trained model on the callback's data.
+    usage = tfmtl.diagnostics.expert_usage(model, small_data.take(slice(0, 200)).features)
+    np.testing.assert_allclose([first[-1], second[-1]], usage.mean["mixture_of_experts/all_tasks_gate"], rtol=1e-5)
+    assert history.history["mixture_of_experts/all_tasks_gate/entropy"][-1] == pytest.approx(
+        usage.entropy["mixture_of_experts/all_tasks_gate"], rel=1e-5)

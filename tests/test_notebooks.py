@@ -1,6 +1,5 @@
 """Every notebook runs top to bottom on a small data set; they are committed without outputs."""
 
-import os
 import pathlib
 
 import nbformat

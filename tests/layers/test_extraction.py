@@ -66,7 +66,12 @@ def test_extraction_layer_matches_a_numpy_oracle():
 
 def test_extraction_layer_config_round_trip_and_checks():
     layer = ExtractionLayer(("a",), num_shared_experts=1, num_task_experts=2, expert_units=(3,), temperature=2.0)
-    assert ExtractionLayer.from_config(layer.get_config()).get_config() == layer.get_config()
+    clone = ExtractionLayer.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    x = np.random.default_rng(3).normal(size=(4, 5)).astype(np.float32)
+    layer(x), clone(x)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(clone(x)["a"].numpy(), layer(x)["a"].numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match="must not include 'shared'"):
         ExtractionLayer(("shared",), 1, 1, (2,))
     with pytest.raises(ValueError, match="at least one expert"):

@@ -52,6 +52,10 @@ def test_layers_round_trip_their_config():
     moe = MixtureOfExperts(2, (3,), gate_names=("x",), name="moe")
     clone = MixtureOfExperts.from_config(moe.get_config())
     assert clone.get_config() == moe.get_config()
+    x = np.random.default_rng(2).normal(size=(4, 5)).astype(np.float32)
+    moe(x), clone(x)
+    clone.set_weights(moe.get_weights())  # same config + same weights = same layer
+    np.testing.assert_allclose(clone(x)["x"].numpy(), moe(x)["x"].numpy(), rtol=1e-6)
     experts = Experts(2, (3, 2))
     assert Experts.from_config(experts.get_config()).get_config() == experts.get_config()
 

@@ -110,3 +110,26 @@ def test_concurrent_exports_get_distinct_versions(trained_mmoe, tmp_path):
 def test_unknown_signature_is_reported(exported_mmoe, small_data):
     with pytest.raises(RuntimeError, match='signature key "predict_ctr" not found'):
         tfmtl.serving.predict_in_fresh_process(exported_mmoe, _sample(small_data), ["predict_ctr"])
+
+
+def test_state_the_lean_root_misses_falls_back_to_saving_the_whole_model(trained_mmoe, small_data, tmp_path,
+                                                                          monkeypatch):
+    import importlib
+
+    export_module = importlib.import_module("tfmtl.serving.export")  # the package attribute is the function
+
+    class NoTables(tfmtl.serving.signatures.ModelState):  # forgets the lookup tables: the save must notice
+        def __init__(self, model):
+            super().__init__(model)
+            self.resources = []
+
+    monkeypatch.setattr(export_module, "ModelState", NoTables)
+    roots, save = [], tf.saved_model.save
+    monkeypatch.setattr(tf.saved_model, "save", lambda root, *a, **k: (roots.append(type(root).__name__), save(root, *a, **k)))
+    path = tfmtl.serving.export(trained_mmoe, tmp_path, examples=False)
+    assert roots == ["NoTables", "ServingModule"]  # the lean save failed, the full one was published
+    sample = _sample(small_data)
+    served = tfmtl.serving.predict_in_fresh_process(path, sample, ["serving_default"])["serving_default"]
+    expected = trained_mmoe.predict(sample, verbose=0)
+    for task, values in served.items():
+        np.testing.assert_allclose(values, expected[task][:, 0], atol=1e-5)

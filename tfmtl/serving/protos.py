@@ -67,10 +67,6 @@ def from_tensor(proto: Any) -> np.ndarray:
     return tf.make_ndarray(proto)
 
 
-def dtype_name(enum_value: int) -> str:
-    return tf.dtypes.as_dtype(enum_value).name
-
-
 def signature_io(signature_def: Any) -> dict[str, dict[str, tf.DType]]:
     """``{"inputs": {key: dtype}, "outputs": {key: dtype}}`` of a SignatureDef proto."""
     return {

@@ -120,38 +120,37 @@ class ServingModule(tf.Module):
 
         return serve.get_concrete_function()
 
+    def _plan(self) -> dict[str, tuple[str, Callable[[], Any]]]:
+        """Signature name -> (request kind, builder of its concrete function): one place for both."""
+        tasks = self.task_names
+        plan: dict[str, tuple[str, Callable[[], Any]]] = {
+            DEFAULT_SIGNATURE: ("predict", lambda: self._raw(lambda f: self._predict(f, tasks))),
+        }
+        for task in tasks:
+            plan[task_signature_name(task)] = ("predict", lambda t=task: self._raw(lambda f: self._predict(f, [t])))
+        if not self._examples:
+            return plan
+        plan[EXAMPLES_SIGNATURE] = ("predict_examples", lambda: self._from_examples(lambda f: self._predict(f, tasks)))
+        for task, kind in self._kinds.items():
+            if kind == "binary":
+                plan[f"classify_{task}"] = ("classify", lambda t=task: self._from_examples(lambda f: self._classify(f, t)))
+            elif kind == "regression":
+                plan[f"regress_{task}"] = (
+                    "regress", lambda t=task: self._from_examples(lambda f: {"outputs": self._predict(f, [t])[t]})
+                )
+        return plan
+
     def signature_kinds(self) -> dict[str, str]:
         """Signature name to request kind: predict, predict_examples, classify or regress."""
-        kinds = {DEFAULT_SIGNATURE: "predict", **{task_signature_name(task): "predict" for task in self.task_names}}
-        if self._examples:
-            kinds[EXAMPLES_SIGNATURE] = "predict_examples"
-            for task, kind in self._kinds.items():
-                if kind == "binary":
-                    kinds[f"classify_{task}"] = "classify"
-                elif kind == "regression":
-                    kinds[f"regress_{task}"] = "regress"
-        return kinds
+        return {name: kind for name, (kind, _) in self._plan().items()}
 
     @property
     def specs(self) -> dict[str, tf.TensorSpec]:
         return dict(self._specs)
 
     def signatures(self) -> dict[str, Any]:
-        tasks = self.task_names
-        signatures = {DEFAULT_SIGNATURE: self._raw(lambda features: self._predict(features, tasks))}
-        for task in tasks:
-            signatures[task_signature_name(task)] = self._raw(lambda f, task=task: self._predict(f, [task]))
-        if not self._examples:
-            return signatures
-        signatures[EXAMPLES_SIGNATURE] = self._from_examples(lambda features: self._predict(features, tasks))
-        for task, kind in self._kinds.items():
-            if kind == "binary":
-                signatures[f"classify_{task}"] = self._from_examples(lambda f, task=task: self._classify(f, task))
-            elif kind == "regression":
-                signatures[f"regress_{task}"] = self._from_examples(
-                    lambda f, task=task: {"outputs": self._predict(f, [task])[task]}
-                )
-        return signatures
+        """Signature name to concrete function, for ``tf.saved_model.save``."""
+        return {name: build() for name, (_, build) in self._plan().items()}
 
     def _classify(self, features: Mapping[str, tf.Tensor], task: str) -> dict[str, tf.Tensor]:
         probability = self._predict(features, [task])[task]  # [B]
