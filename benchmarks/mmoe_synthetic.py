@@ -42,7 +42,7 @@ def run(model_name: str, correlation: float, seed: int, args: argparse.Namespace
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
     model.fit(train.to_dataset(args.batch_size, shuffle=True, seed=seed), epochs=args.epochs, verbose=0)
     metrics = model.evaluate(test.to_dataset(4096), return_dict=True, verbose=0)
-    return (metrics["y1_rmse"] ** 2 + metrics["y2_rmse"] ** 2) / 2
+    return (metrics["y1/rmse"] ** 2 + metrics["y2/rmse"] ** 2) / 2
 
 
 def main() -> None:

@@ -93,8 +93,8 @@ def run(train, test, schema, batch_size: int) -> dict:
         "batch": batch_size,
         "examples_per_s": timed_examples / (timer.end - timer.start),
         "epoch_s": epoch_seconds,
-        "ctr_auc": metrics["ctr_auc"],
-        "cvr_auc": metrics["cvr_auc"],
+        "ctr/auc": metrics["ctr/auc"],
+        "cvr/auc": metrics["cvr/auc"],
         "params": model.count_params(),
     }
 
@@ -121,8 +121,8 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|")
     for batch_size in args.batch_sizes:
         r = run(train, test, schema, batch_size)
-        print(f"| {r['batch']} | {r['examples_per_s']:,.0f} | {r['epoch_s']:.1f} | {r['ctr_auc']:.4f} | "
-              f"{r['cvr_auc']:.4f} | {r['params']:,} |", flush=True)
+        print(f"| {r['batch']} | {r['examples_per_s']:,.0f} | {r['epoch_s']:.1f} | {r['ctr/auc']:.4f} | "
+              f"{r['cvr/auc']:.4f} | {r['params']:,} |", flush=True)
 
 
 if __name__ == "__main__":

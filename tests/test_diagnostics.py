@@ -36,7 +36,7 @@ def test_load_balance_loss_reaches_the_model_loss(small_schema, small_data):
                               gate=GateOptions(load_balance=10.0))
     model.compile()
     with_balance = model.evaluate(small_data.take(slice(0, 256)).to_dataset(256), return_dict=True, verbose=0)
-    task_losses = with_balance["click_loss"] + with_balance["conversion_loss"]
+    task_losses = with_balance["click/loss"] + with_balance["conversion/loss"]
     usage = tfmtl.diagnostics.expert_usage(model, small_data.take(slice(0, 256)).features)
     balance = sum(10.0 * (3 * np.sum(mean**2) - 1) for mean in usage.mean.values())  # numpy, per gate
     assert with_balance["loss"] == pytest.approx(task_losses + balance, rel=1e-4)

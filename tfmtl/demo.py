@@ -98,7 +98,7 @@ def run_demo(
     log("      task          AUC     logloss   oracle AUC (ground truth)")
     for task in tasks:
         log(
-            f"      {task.name:<12} {metrics[f'{task.name}_auc']:.4f}   {metrics[f'{task.name}_logloss']:.4f}"
+            f"      {task.name:<12} {metrics[f'{task.name}/auc']:.4f}   {metrics[f'{task.name}/logloss']:.4f}"
             f"    {oracle[task.name]:.4f}"
         )
 

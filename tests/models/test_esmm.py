@@ -32,8 +32,8 @@ def test_outputs_and_the_product_identity(trained_esmm):
 def test_learns_ctr_ctcvr_and_cvr_on_clicked_rows(trained_esmm):
     model, test = trained_esmm
     metrics = model.evaluate(test.to_dataset(4096), return_dict=True, verbose=0)
-    assert metrics["click_auc"] > 0.6 and metrics["conversion_auc"] > 0.6, metrics
-    assert "conversion_given_click_loss" not in metrics  # pCVR has no loss of its own
+    assert metrics["click/auc"] > 0.6 and metrics["conversion/auc"] > 0.6, metrics
+    assert "conversion_given_click/loss" not in metrics  # pCVR has no loss of its own
     clicked = test.labels["click"] == 1
     p_cvr = model.predict(test.features, batch_size=4096, verbose=0)["conversion_given_click"][:, 0]
     assert tfmtl.data.roc_auc(test.labels["conversion"][clicked], p_cvr[clicked]) > 0.55  # chance 0.5
@@ -128,7 +128,7 @@ def test_aitm_learns_the_funnel_keeps_order_and_round_trips(tmp_path):
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
     model.fit(train.to_dataset(256, shuffle=True, seed=0), epochs=1, verbose=0)
     metrics = model.evaluate(test.to_dataset(4096), return_dict=True, verbose=0)
-    assert metrics["click_auc"] > 0.6 and metrics["conversion_auc"] > 0.6, metrics
+    assert metrics["click/auc"] > 0.6 and metrics["conversion/auc"] > 0.6, metrics
     out = model.predict(test.features, batch_size=4096, verbose=0)
     assert np.mean(out["conversion"] > out["click"] + 1e-3) < 0.01  # calibrated: later step rarely above
     model.save(tmp_path / "aitm.keras")

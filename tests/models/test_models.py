@@ -51,11 +51,11 @@ def test_compile_fills_losses_weights_and_metrics_from_tasks(tiny_schema):
     model.compile()
     labels = {"click": np.array([1.0, 0.0], np.float32), "rating": np.array([3.0, np.nan], np.float32)}
     metrics = model.evaluate(BATCH, labels, return_dict=True, verbose=0)
-    assert {"ctr_auc", "ctr_logloss", "rating_rmse", "rating_mae", "ctr_loss", "rating_loss"} <= set(metrics)
-    assert metrics["loss"] == pytest.approx(metrics["ctr_loss"] + 0.5 * metrics["rating_loss"], rel=1e-5)
+    assert {"ctr/auc", "ctr/logloss", "rating/rmse", "rating/mae", "ctr/loss", "rating/loss"} <= set(metrics)
+    assert metrics["loss"] == pytest.approx(metrics["ctr/loss"] + 0.5 * metrics["rating/loss"], rel=1e-5)
     # The rating loss only counts the present label: (prediction - 3)^2.
     predicted = model.predict(BATCH, verbose=0)["rating"][0, 0]
-    assert metrics["rating_loss"] == pytest.approx((predicted - 3.0) ** 2, rel=1e-4)
+    assert metrics["rating/loss"] == pytest.approx((predicted - 3.0) ** 2, rel=1e-4)
 
 
 def test_rows_with_missing_labels_do_not_change_the_gradient(tiny_schema):
@@ -125,7 +125,7 @@ def test_single_task_metric_names_carry_the_task_name(tiny_schema):
     model = tfmtl.models.shared_bottom(tiny_schema, [tfmtl.Task.binary("ctr", label="click")], bottom_units=(4,))
     model.compile()
     metrics = model.evaluate(BATCH, {"click": np.array([1.0, 0.0], "f")}, return_dict=True, verbose=0)
-    assert {"ctr_auc", "ctr_logloss"} <= set(metrics)
+    assert {"ctr/auc", "ctr/logloss"} <= set(metrics)
 
 
 def test_a_batch_without_conversion_labels_still_trains_the_click_task(tiny_schema):

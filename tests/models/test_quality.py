@@ -24,14 +24,14 @@ def test_mmoe_learns_both_tasks_well_above_chance_even_with_missing_labels():
     model.fit(train.to_dataset(256, shuffle=True, seed=0), epochs=1, verbose=0)
     metrics = model.evaluate(test.to_dataset(4096), return_dict=True, verbose=0)
     oracle = {name: tfmtl.data.roc_auc(test.labels[name], test.oracle[name]) for name in ("click", "conversion")}
-    print(f"model AUC click {metrics['click_auc']:.3f} (oracle {oracle['click']:.3f}), "
-          f"conversion {metrics['conversion_auc']:.3f} (oracle {oracle['conversion']:.3f})")
+    print(f"model AUC click {metrics['click/auc']:.3f} (oracle {oracle['click']:.3f}), "
+          f"conversion {metrics['conversion/auc']:.3f} (oracle {oracle['conversion']:.3f})")
     # Chance is 0.5; the oracle (true probabilities) bounds what any model can reach.
-    assert metrics["click_auc"] > 0.63
-    assert metrics["conversion_auc"] > 0.70
+    assert metrics["click/auc"] > 0.63
+    assert metrics["conversion/auc"] > 0.70
     for name in ("click", "conversion"):
-        assert metrics[f"{name}_auc"] < oracle[name] + 0.01
+        assert metrics[f"{name}/auc"] < oracle[name] + 0.01
     # Keras's streaming AUC agrees with an exact AUC on the same predictions (NaN labels skipped).
     predictions = model.predict(test.features, batch_size=4096, verbose=0)
     exact = tfmtl.data.roc_auc(test.labels["conversion"], predictions["conversion"][:, 0])
-    assert metrics["conversion_auc"] == pytest.approx(exact, abs=0.01)
+    assert metrics["conversion/auc"] == pytest.approx(exact, abs=0.01)

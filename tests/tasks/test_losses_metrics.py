@@ -63,7 +63,7 @@ def test_masked_metrics_equal_numpy_on_present_rows():
 def test_task_defaults_and_validation():
     task = Task.regression("watch_time", label="seconds", loss_weight=0.5)
     assert task.label_key == "seconds"
-    assert [m.name for m in task.metrics()] == ["rmse", "mae"]
+    assert [m.name for m in task.metrics()] == ["watch_time/rmse", "watch_time/mae"]
     assert Task("x", "binary").kind is TaskKind.BINARY
     with pytest.raises(ValueError, match="task 'x': unknown kind 'ranking'"):
         Task("x", "ranking")

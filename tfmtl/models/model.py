@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import dataclasses
+from typing import Any, Callable, Mapping, Sequence
 
-from tfmtl._compat import keras
+from tfmtl._compat import keras, tf
+from tfmtl.balancing import LossBalancer, check_balancer
 from tfmtl.features.encoder import FeatureEncoder
 from tfmtl.features.schema import Schema
+from tfmtl.tasks.kinds import TaskKind
+from tfmtl.tasks.losses import label_present
+from tfmtl.tasks.metrics import GroupAUC
 from tfmtl.tasks.task import Task, check_tasks
+
+#: Per-example loss: (clean labels, predictions) -> ``[B]``.
+LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+
+
+@dataclasses.dataclass
+class _Training:
+    """What compile() decided: kept off Keras's attribute tracking."""
+
+    losses: dict[str, LossFn]
+    static_weights: tf.Tensor  # [K]
+    balancer: LossBalancer
+    loss_tracker: Any
+    task_loss_trackers: list[Any]
+    order_trackers: dict[str, Any]
+    task_metrics: dict[str, list[Any]]
+
+    @property
+    def metrics(self) -> list[Any]:
+        return [
+            self.loss_tracker, *self.task_loss_trackers, *self.order_trackers.values(),
+            *(metric for metrics in self.task_metrics.values() for metric in metrics),
+        ]
 
 
 @keras.utils.register_keras_serializable(package="tfmtl")
@@ -20,9 +48,14 @@ class MultiTaskModel(keras.Model):
 
     * checks every input batch against the schema (unknown/missing feature,
       dtype, shape) with errors that name the feature;
-    * fills ``compile``'s losses, loss weights and metrics from the tasks;
-    * reads each task's label from its ``label`` key in the data and raises a
-      clear error when it is missing.
+    * fills ``compile``'s losses, loss weights and metrics from the tasks, and
+      balances the task losses with a :mod:`tfmtl.balancing` strategy;
+    * reads each task's label from its ``label`` key in the data (with the
+      task's space, sample-weight column and missing labels applied) and raises a
+      clear error when it is missing;
+    * logs one flat dict: ``loss``, and per task ``<task>/loss`` (unweighted),
+      ``<task>/weight`` (current total weight; training only) and
+      ``<task>/<metric>``.
 
     The schema comes from the model's :class:`~tfmtl.features.FeatureEncoder`
     and the tasks from its output layers that carry a :class:`~tfmtl.Task`
@@ -46,7 +79,7 @@ class MultiTaskModel(keras.Model):
     >>> model.compile(optimizer="adam")  # losses, weights and metrics come from the tasks
     >>> history = model.fit({"item": np.array(["a", "b"])}, {"click": np.array([1.0, 0.0])}, verbose=0)
     >>> sorted(history.history)
-    ['ctr_auc', 'ctr_logloss', 'loss']
+    ['ctr/auc', 'ctr/copc', 'ctr/ece', 'ctr/logloss', 'ctr/loss', 'ctr/weight', 'loss']
     """
 
     def __init__(self, inputs: Any, outputs: Any, name: str | None = None, trainable: bool = True, **kwargs: Any) -> None:
@@ -71,36 +104,68 @@ class MultiTaskModel(keras.Model):
     def compile(
         self,
         optimizer: Any = "adam",
-        loss: Any = None,
-        metrics: Any = None,
+        loss: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Sequence[Any]] | None = None,
         loss_weights: Mapping[str, float] | None = None,
+        balancer: LossBalancer | None = None,
+        gauc_by: str | None = None,
         **kwargs: Any,
     ) -> None:
         """Keras ``compile`` with losses, loss weights and metrics taken from the tasks.
 
-        Anything given explicitly (a dict keyed by task name) overrides the tasks.
+        Args:
+          optimizer: Keras optimizer (or its name).
+          loss: Optional dict task name -> per-example loss ``(labels, predictions) -> [B]``
+            (e.g. ``keras.losses.binary_focal_crossentropy``; Keras loss objects are
+            called unreduced). Missing labels, task spaces and sample weights are
+            applied around it. Default: the task kind's loss.
+          metrics: Optional dict task name -> list of Keras metrics, replacing the
+            task's defaults; they are named ``<task>/<metric name>``.
+          loss_weights: Optional dict task name -> static weight, replacing ``Task.loss_weight``.
+          balancer: A :mod:`tfmtl.balancing` strategy (default ``FixedWeights()``).
+          gauc_by: A feature (e.g. ``"user_id"``) to group by: adds
+            ``<task>/gauc`` (:class:`~tfmtl.tasks.GroupAUC`) to every binary task's
+            evaluation metrics.
+          **kwargs: Passed to Keras (``steps_per_execution``, ``jit_compile``, ...).
         """
         # What load_model needs to compile the model the same way (see get_compile_config).
         self._tfmtl_compile_args = {
-            "loss": loss, "metrics": metrics, "loss_weights": dict(loss_weights) if loss_weights else None, **kwargs
+            "loss": dict(loss) if loss else None, "metrics": dict(metrics) if metrics else None,
+            "loss_weights": dict(loss_weights) if loss_weights else None, "balancer": balancer,
+            "gauc_by": gauc_by, **kwargs,
         }
-        if loss is None:
-            loss = {task.name: task.loss() for task in self.tasks}
-            loss.update({name: None for name in self.output_names if name not in loss})  # served only
-        if loss_weights is None:
-            loss_weights = {task.name: float(task.loss_weight) for task in self.tasks}
-        else:
-            unknown = sorted(set(loss_weights) - set(self.task_names))
+        for what, given in (("loss", loss), ("metrics", metrics), ("loss_weights", loss_weights)):
+            unknown = sorted(set(given or {}) - set(self.task_names))
             if unknown:
-                raise ValueError(f"loss_weights name unknown task(s) {unknown}; tasks: {', '.join(self.task_names)}")
-        if metrics is None:
-            metrics = {task.name: task.metrics() for task in self.tasks}
-            if len(self.tasks) == 1:
-                # Keras prefixes metric names with the output name only for several
-                # outputs; name them "<task>_<metric>" for one task too.
-                for metric in metrics[self.tasks[0].name]:
-                    metric._name = f"{self.tasks[0].name}_{metric.name}"
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, loss_weights=loss_weights, **kwargs)
+                raise ValueError(f"{what} name unknown task(s) {unknown}; tasks: {', '.join(self.task_names)}")
+        if gauc_by is not None and gauc_by not in self.schema:
+            raise ValueError(f"gauc_by={gauc_by!r} is not a feature; features: {', '.join(self.schema.names)}")
+        balancer = check_balancer(balancer)
+        losses = {task.name: _per_example(task, (loss or {}).get(task.name)) for task in self.tasks}
+        weights = {task.name: float(task.loss_weight) for task in self.tasks}
+        weights.update({name: float(value) for name, value in (loss_weights or {}).items()})
+        super().compile(optimizer=optimizer, **kwargs)
+        with self.distribute_strategy.scope():
+            balancer.build(self.tasks)
+            task_metrics = {}
+            for task in self.tasks:
+                given = (metrics or {}).get(task.name)
+                task_metrics[task.name] = task.metrics() if given is None else [_named(task, m) for m in given]
+                if gauc_by is not None and task.kind is TaskKind.BINARY:
+                    task_metrics[task.name].append(GroupAUC(gauc_by, name=f"{task.name}/gauc"))
+            training = _Training(
+                losses=losses,
+                static_weights=tf.constant([weights[task.name] for task in self.tasks], tf.float32),
+                balancer=balancer,
+                loss_tracker=keras.metrics.Mean("loss"),
+                task_loss_trackers=[keras.metrics.Mean(f"{task.name}/loss") for task in self.tasks],
+                order_trackers={
+                    task.name: keras.metrics.Mean(f"{task.name}/order_violation") for task in self.tasks if task.follows
+                },
+                task_metrics=task_metrics,
+            )
+        object.__setattr__(self, "_training", training)
+        self.balancer = balancer  # tracked, so checkpoints keep the strategy's state
 
     # Keras restores compile() on load only when a model with its own compile() says how.
     def get_compile_config(self) -> dict[str, Any] | None:
@@ -114,27 +179,269 @@ class MultiTaskModel(keras.Model):
         """Compile again from :meth:`get_compile_config`'s output (used by ``load_model``)."""
         self.compile(**{key: keras.saving.deserialize_keras_object(value) for key, value in config.items()})
         if self.built and isinstance(self.optimizer, keras.optimizers.Optimizer):
-            self.optimizer.build(self.trainable_variables)  # so the saved optimizer state can load
+            self.optimizer.build(self._variables_to_train())  # so the saved optimizer state can load
+
+    @property
+    def metrics(self) -> list[Any]:
+        training = self.__dict__.get("_training")
+        if training is None:
+            return super().metrics
+        return [*training.metrics, *(m for layer in self._flatten_layers() for m in layer._metrics)]
+
+    def fit(self, *args: Any, callbacks: Any = None, **kwargs: Any) -> Any:
+        """Keras ``fit``; also tells the balancing strategy when an epoch ends."""
+        training = self.__dict__.get("_training")
+        if training is not None:
+            if isinstance(callbacks, keras.callbacks.CallbackList):
+                callbacks.append(_EpochEnd(training.balancer))
+            else:
+                callbacks = [*(callbacks or []), _EpochEnd(training.balancer)]
+        return super().fit(*args, callbacks=callbacks, **kwargs)
 
     # -- labels ----------------------------------------------------------
-    def _labels_by_task(self, data: Any) -> Any:
+    def _prepare(self, data: Any) -> tuple[Any, dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        """(features, clean labels by task, weights by task); a weight of 0 marks a missing label."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if y is None:
             keys = ", ".join(f"{task.name}: {task.label_key!r}" for task in self.tasks)
             raise ValueError(f"no labels in the data: give (features, labels) with labels keyed by ({keys})")
         if not isinstance(y, Mapping):
             raise TypeError(f"labels must be a dict keyed by label name, got {type(y).__name__}")
+        labels, weights = {}, {}
         for task in self.tasks:
-            if task.label_key not in y:
-                raise ValueError(
-                    f"task {task.name!r} has no label {task.label_key!r} in the data; label keys present: "
-                    f"{sorted(y)}. Use NaN for rows without a label."
-                )
-        y = {task.name: y[task.label_key] for task in self.tasks}
-        return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+            for what, key in (("label", task.label_key), ("space", task.space), ("sample weight", task.sample_weight)):
+                if key is not None and key not in y:
+                    hint = " Use NaN for rows without a label." if what == "label" else ""
+                    raise ValueError(
+                        f"task {task.name!r} has no {what} {key!r} in the data; label keys present: {sorted(y)}.{hint}"
+                    )
+            label = tf.reshape(tf.cast(y[task.label_key], tf.float32), [-1])  # [B]
+            present = label_present(label, task.kind)
+            if task.space is not None:
+                present &= tf.reshape(tf.cast(y[task.space], tf.float32), [-1]) == 1.0
+            weight = tf.cast(present, tf.float32)
+            for column, name in ((task.sample_weight, task.sample_weight), (_task_weight(sample_weight, task), None)):
+                if column is None:
+                    continue
+                values = tf.reshape(tf.cast(y[column] if name else column, tf.float32), [-1])
+                what = f"sample weight {name!r}" if name else "sample_weight"
+                values = tf.debugging.check_numerics(values, f"task {task.name!r}: {what} has NaN or Inf")
+                tf.debugging.assert_non_negative(values, f"task {task.name!r}: {what} must be >= 0")
+                weight *= values
+            label = tf.where(present, label, tf.zeros_like(label))
+            _check_labels(task, label)
+            labels[task.name], weights[task.name] = label, weight
+        return x, labels, weights
+
+    def _task_losses(self, labels: Mapping[str, tf.Tensor], weights: Mapping[str, tf.Tensor], y_pred: Any) -> tf.Tensor:
+        """Each task's weighted mean loss over its present labels (0 if none), ``[K]``."""
+        losses = []
+        for task in self.tasks:
+            prediction = tf.cast(y_pred[task.name], tf.float32)
+            per_example = self._training.losses[task.name](_shaped(task, labels[task.name]), prediction)
+            per_example = tf.reshape(per_example, [-1])  # [B]
+            weight = weights[task.name]
+            losses.append(tf.math.divide_no_nan(tf.reduce_sum(per_example * weight), tf.reduce_sum(weight)))
+        return tf.stack(losses)
+
+    def _extra_losses(self, y_pred: Any) -> tf.Tensor:
+        """Losses outside the tasks': layers' ``add_loss`` (gate balance, calibrators) and order penalties."""
+        total = tf.add_n([tf.cast(loss, tf.float32) for loss in self.losses]) if self.losses else tf.constant(0.0)
+        for task in self.tasks:
+            if task.follows:
+                violation = tf.reduce_mean(tf.nn.relu(
+                    tf.cast(y_pred[task.name], tf.float32) - tf.cast(y_pred[task.follows], tf.float32)
+                ))
+                self._training.order_trackers[task.name].update_state(violation)
+                total += task.order_weight * violation
+        return total
+
+    def _update_metrics(self, x: Any, labels: Any, weights: Any, y_pred: Any, losses: tf.Tensor, total: tf.Tensor,
+                        training: bool) -> dict[str, tf.Tensor]:
+        state = self._training
+        state.loss_tracker.update_state(total)
+        group_aucs = set()  # evaluation only, and computed once at the end of evaluate (see GroupAUC)
+        for index, task in enumerate(self.tasks):
+            state.task_loss_trackers[index].update_state(losses[index])
+            label = _shaped(task, labels[task.name])
+            for metric in state.task_metrics[task.name]:
+                if isinstance(metric, GroupAUC):
+                    group_aucs.add(metric.name)
+                    if not training:
+                        metric.update_state(label, y_pred[task.name], weights[task.name], groups=x[metric.group_by])
+                else:
+                    metric.update_state(label, y_pred[task.name], weights[task.name])
+        logs = {metric.name: metric.result() for metric in self.metrics if metric.name not in group_aucs}
+        if training:
+            current = state.static_weights * state.balancer.task_weights()
+            logs.update({f"{task.name}/weight": current[index] for index, task in enumerate(self.tasks)})
+        else:
+            # Keras replaces the last step's logs by every metric's result() once evaluate ends.
+            logs.update({name: tf.constant(float("nan")) for name in group_aucs})
+        return logs
 
     def train_step(self, data: Any) -> Any:
-        return super().train_step(self._labels_by_task(data))
+        state = self._training
+        x, labels, weights = self._prepare(data)
+        balancer = state.balancer
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        variables = self._variables_to_train()
+        with tf.GradientTape(persistent=balancer.uses_gradients) as tape:
+            y_pred = self(x, training=True)
+            losses = self._task_losses(labels, weights, y_pred)  # [K] this replica's
+            balancer.observe(_mean_over_replicas(losses))
+            weighted = losses * state.static_weights
+            extra = self._extra_losses(y_pred)
+            total = balancer.combine(weighted) + extra
+            objective = total / replicas  # the optimizer sums the replicas' gradients
+            if balancer.uses_gradients:  # (a LossScaleOptimizer's minimize scales by itself)
+                scaled_total = _scaled(self.optimizer, objective)
+                scaled_tasks = _scaled(self.optimizer, weighted)
+        if balancer.uses_gradients:
+            gradients = self._balanced_gradients(tape, scaled_tasks, weighted, scaled_total, extra, variables)
+            self.optimizer.apply_gradients(zip(gradients, variables))
+        else:
+            self.optimizer.minimize(objective, variables, tape=tape)
+        del tape
+        return self._update_metrics(x, labels, weights, y_pred, losses, total, training=True)
 
     def test_step(self, data: Any) -> Any:
-        return super().test_step(self._labels_by_task(data))
+        x, labels, weights = self._prepare(data)
+        y_pred = self(x, training=False)
+        losses = self._task_losses(labels, weights, y_pred)
+        total = self._training.balancer.combine(losses * self._training.static_weights) + self._extra_losses(y_pred)
+        return self._update_metrics(x, labels, weights, y_pred, losses, total, training=False)
+
+    def _variables_to_train(self) -> list[tf.Variable]:
+        own = {id(v) for v in self.trainable_variables}
+        extra = [v for v in self._training.balancer.trainable_variables if id(v) not in own]
+        return [*self.trainable_variables, *extra]
+
+    def _shared_candidates(self, variables: Sequence[tf.Variable]) -> list[tf.Variable]:
+        names = getattr(self._training.balancer, "layers", None)
+        if names is None:
+            encoder = {id(v) for layer in self.layers if isinstance(layer, FeatureEncoder) for v in layer.variables}
+            balancer = {id(v) for v in self._training.balancer.trainable_variables}
+            return [v for v in variables if id(v) not in encoder | balancer]
+        chosen = set()
+        for name in names:
+            try:
+                chosen |= {id(v) for v in self.get_layer(name).trainable_variables}
+            except ValueError:
+                raise ValueError(f"balancer layers: no layer {name!r}; layers: {[l.name for l in self.layers]}") from None
+        return [v for v in variables if id(v) in chosen]
+
+    def _balanced_gradients(
+        self, tape: Any, scaled_tasks: tf.Tensor, weighted: tf.Tensor, scaled_total: tf.Tensor, extra: tf.Tensor,
+        variables: Sequence[tf.Variable],
+    ) -> list[tf.Tensor]:
+        """Gradients where the shared variables' part comes from the balancer (GradNorm, PCGrad)."""
+        candidates = self._shared_candidates(variables)
+        per_task = [_unscaled(self.optimizer, tape.gradient(scaled_tasks[k], candidates)) for k in range(len(self.tasks))]
+        shared = [i for i in range(len(candidates)) if sum(grads[i] is not None for grads in per_task) >= 2]
+        if not shared:
+            raise ValueError(
+                f"{type(self._training.balancer).__name__}: no variables are shared by two tasks"
+                + (f" in layers {list(self._training.balancer.layers)}" if self._training.balancer.layers else "")
+            )
+        shared_vars = [candidates[i] for i in shared]
+        flat = tf.stack([_flatten([grads[i] for i in shared], shared_vars) for grads in per_task])  # [K, P]
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        flat = _mean_over_replicas(flat)  # every replica balances the same global gradients
+        combined = self._training.balancer.balance(flat, _mean_over_replicas(weighted)) / replicas
+        shared_ids = {id(v) for v in shared_vars}
+        others = [v for v in variables if id(v) not in shared_ids]
+        gradients = dict(zip(map(id, others), _unscaled(self.optimizer, tape.gradient(scaled_total, others))))
+        offset = 0
+        extra_grads = tape.gradient(extra, shared_vars)
+        for variable, extra_grad in zip(shared_vars, extra_grads):
+            size = variable.shape.num_elements()
+            grad = tf.reshape(combined[offset:offset + size], variable.shape)
+            if extra_grad is not None:
+                grad += tf.convert_to_tensor(extra_grad) / replicas
+            gradients[id(variable)] = grad
+            offset += size
+        return [gradients[id(v)] for v in variables]
+
+
+class _EpochEnd(keras.callbacks.Callback):
+    def __init__(self, balancer: LossBalancer) -> None:
+        super().__init__()
+        self.balancer = balancer
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self.balancer.on_epoch_end()
+
+
+def _per_example(task: Task, given: Any) -> LossFn:
+    if given is None:
+        return task.per_example_loss
+    if isinstance(given, keras.losses.Loss):
+        return given.call
+    if callable(given):
+        return given
+    raise TypeError(f"loss for task {task.name!r} must be a callable (labels, predictions) -> [batch], got {given!r}")
+
+
+def _named(task: Task, metric: Any) -> Any:
+    metric = keras.metrics.get(metric)
+    if not isinstance(metric, keras.metrics.Metric):
+        raise TypeError(f"metrics for task {task.name!r} must be Keras Metric objects, got {metric!r}")
+    if not metric.name.startswith(f"{task.name}/"):
+        metric._name = f"{task.name}/{metric.name}"
+    return metric
+
+
+def _task_weight(sample_weight: Any, task: Task) -> Any:
+    if isinstance(sample_weight, Mapping):
+        return sample_weight.get(task.name)
+    return sample_weight
+
+
+def _check_labels(task: Task, label: tf.Tensor) -> None:
+    if task.kind is TaskKind.BINARY:
+        tf.debugging.assert_less_equal(
+            tf.abs(label - 0.5), 0.5, f"task {task.name!r}: binary labels must be in [0, 1] (NaN = missing)"
+        )
+    elif task.kind is TaskKind.MULTICLASS:
+        tf.debugging.assert_less(
+            label, float(task.num_classes),
+            f"task {task.name!r}: class ids must be integers in [0, {task.num_classes}) (-1 or NaN = missing)",
+        )
+        tf.debugging.assert_equal(
+            label, tf.round(label), f"task {task.name!r}: class ids must be integers in [0, {task.num_classes})"
+        )
+    else:
+        tf.debugging.Assert(
+            tf.reduce_all(tf.math.is_finite(label)), [f"task {task.name!r}: regression labels must be finite (NaN = missing)"]
+        )
+
+
+def _shaped(task: Task, label: tf.Tensor) -> tf.Tensor:
+    """Labels as the task's loss and metrics take them: class ids ``[B]``, else ``[B, 1]`` like the predictions."""
+    return label if task.kind is TaskKind.MULTICLASS else tf.reshape(label, [-1, 1])
+
+
+def _mean_over_replicas(value: tf.Tensor) -> tf.Tensor:
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.MEAN, value)
+
+
+def _flatten(gradients: Sequence[Any], variables: Sequence[tf.Variable]) -> tf.Tensor:
+    parts = [
+        tf.zeros([v.shape.num_elements()]) if g is None else tf.reshape(tf.convert_to_tensor(g), [-1])
+        for g, v in zip(gradients, variables)
+    ]
+    return tf.concat(parts, 0)
+
+
+def _scaled(optimizer: Any, loss: tf.Tensor) -> tf.Tensor:
+    return optimizer.get_scaled_loss(loss) if hasattr(optimizer, "get_scaled_loss") else loss
+
+
+def _unscaled(optimizer: Any, gradients: list[Any]) -> list[Any]:
+    if not hasattr(optimizer, "get_unscaled_gradients"):
+        return gradients
+    return optimizer.get_unscaled_gradients(gradients)
