@@ -23,7 +23,7 @@ class _Training:
     """What compile() decided: kept off Keras's attribute tracking."""
 
     losses: dict[str, LossFn]
-    static_weights: tf.Tensor  # [K]
+    static_weights: tuple[float, ...]  # one per task
     balancer: LossBalancer
     loss_tracker: Any
     task_loss_trackers: list[Any]
@@ -155,7 +155,7 @@ class MultiTaskModel(keras.Model):
                     task_metrics[task.name].append(GroupAUC(gauc_by, name=f"{task.name}/gauc"))
             training = _Training(
                 losses=losses,
-                static_weights=tf.constant([weights[task.name] for task in self.tasks], tf.float32),
+                static_weights=tuple(weights[task.name] for task in self.tasks),
                 balancer=balancer,
                 loss_tracker=keras.metrics.Mean("loss"),
                 task_loss_trackers=[keras.metrics.Mean(f"{task.name}/loss") for task in self.tasks],
@@ -180,6 +180,24 @@ class MultiTaskModel(keras.Model):
         self.compile(**{key: keras.saving.deserialize_keras_object(value) for key, value in config.items()})
         if self.built and isinstance(self.optimizer, keras.optimizers.Optimizer):
             self.optimizer.build(self._variables_to_train())  # so the saved optimizer state can load
+
+    # model.save("m.keras") stores the balancing strategy's state (learned uncertainties,
+    # GradNorm weights, DWA history) next to the model's own variables.
+    def _balancer_variables(self) -> list[tf.Variable]:
+        training = self.__dict__.get("_training")
+        return list(training.balancer.variables) if training is not None else []
+
+    def save_own_variables(self, store: Any) -> None:
+        super().save_own_variables(store)
+        for index, variable in enumerate(self._balancer_variables()):
+            store[f"balancer_{index}"] = variable.numpy()
+
+    def load_own_variables(self, store: Any) -> None:
+        keys = list(store.keys())
+        super().load_own_variables({key: store[key] for key in keys if not key.startswith("balancer_")})
+        for index, variable in enumerate(self._balancer_variables()):
+            if f"balancer_{index}" in keys:
+                variable.assign(store[f"balancer_{index}"])
 
     @property
     def metrics(self) -> list[Any]:
@@ -233,8 +251,12 @@ class MultiTaskModel(keras.Model):
             labels[task.name], weights[task.name] = label, weight
         return x, labels, weights
 
-    def _task_losses(self, labels: Mapping[str, tf.Tensor], weights: Mapping[str, tf.Tensor], y_pred: Any) -> tf.Tensor:
-        """Each task's weighted mean loss over its present labels (0 if none), ``[K]``."""
+    def _task_losses(self, labels: Mapping[str, tf.Tensor], weights: Mapping[str, tf.Tensor], y_pred: Any) -> list[tf.Tensor]:
+        """Each task's weighted mean loss over its present labels (0 if none): K scalars.
+
+        Kept apart (not stacked) so that a gradient of one task's loss is None, not
+        zero, for the variables only other tasks use.
+        """
         losses = []
         for task in self.tasks:
             prediction = tf.cast(y_pred[task.name], tf.float32)
@@ -242,7 +264,7 @@ class MultiTaskModel(keras.Model):
             per_example = tf.reshape(per_example, [-1])  # [B]
             weight = weights[task.name]
             losses.append(tf.math.divide_no_nan(tf.reduce_sum(per_example * weight), tf.reduce_sum(weight)))
-        return tf.stack(losses)
+        return losses
 
     def _extra_losses(self, y_pred: Any) -> tf.Tensor:
         """Losses outside the tasks': layers' ``add_loss`` (gate balance, calibrators) and order penalties."""
@@ -273,7 +295,7 @@ class MultiTaskModel(keras.Model):
                     metric.update_state(label, y_pred[task.name], weights[task.name])
         logs = {metric.name: metric.result() for metric in self.metrics if metric.name not in group_aucs}
         if training:
-            current = state.static_weights * state.balancer.task_weights()
+            current = tf.constant(state.static_weights) * state.balancer.task_weights()
             logs.update({f"{task.name}/weight": current[index] for index, task in enumerate(self.tasks)})
         else:
             # Keras replaces the last step's logs by every metric's result() once evaluate ends.
@@ -288,15 +310,18 @@ class MultiTaskModel(keras.Model):
         variables = self._variables_to_train()
         with tf.GradientTape(persistent=balancer.uses_gradients) as tape:
             y_pred = self(x, training=True)
-            losses = self._task_losses(labels, weights, y_pred)  # [K] this replica's
+            task_losses = self._task_losses(labels, weights, y_pred)  # K scalars, this replica's
+            losses = tf.stack(task_losses)  # [K]
             balancer.observe(_mean_over_replicas(losses))
-            weighted = losses * state.static_weights
+            weighted = losses * tf.constant(state.static_weights)
             extra = self._extra_losses(y_pred)
             total = balancer.combine(weighted) + extra
             objective = total / replicas  # the optimizer sums the replicas' gradients
             if balancer.uses_gradients:  # (a LossScaleOptimizer's minimize scales by itself)
                 scaled_total = _scaled(self.optimizer, objective)
-                scaled_tasks = _scaled(self.optimizer, weighted)
+                scaled_tasks = [
+                    _scaled(self.optimizer, loss * weight) for loss, weight in zip(task_losses, state.static_weights)
+                ]
         if balancer.uses_gradients:
             gradients = self._balanced_gradients(tape, scaled_tasks, weighted, scaled_total, extra, variables)
             self.optimizer.apply_gradients(zip(gradients, variables))
@@ -308,8 +333,8 @@ class MultiTaskModel(keras.Model):
     def test_step(self, data: Any) -> Any:
         x, labels, weights = self._prepare(data)
         y_pred = self(x, training=False)
-        losses = self._task_losses(labels, weights, y_pred)
-        total = self._training.balancer.combine(losses * self._training.static_weights) + self._extra_losses(y_pred)
+        losses = tf.stack(self._task_losses(labels, weights, y_pred))
+        total = self._training.balancer.combine(losses * tf.constant(self._training.static_weights)) + self._extra_losses(y_pred)
         return self._update_metrics(x, labels, weights, y_pred, losses, total, training=False)
 
     def _variables_to_train(self) -> list[tf.Variable]:
@@ -332,7 +357,7 @@ class MultiTaskModel(keras.Model):
         return [v for v in variables if id(v) in chosen]
 
     def _balanced_gradients(
-        self, tape: Any, scaled_tasks: tf.Tensor, weighted: tf.Tensor, scaled_total: tf.Tensor, extra: tf.Tensor,
+        self, tape: Any, scaled_tasks: list[tf.Tensor], weighted: tf.Tensor, scaled_total: tf.Tensor, extra: tf.Tensor,
         variables: Sequence[tf.Variable],
     ) -> list[tf.Tensor]:
         """Gradients where the shared variables' part comes from the balancer (GradNorm, PCGrad)."""

@@ -11,8 +11,6 @@ from tfmtl.serving.examples import example_spec
 DEFAULT_SIGNATURE = "serving_default"
 #: Signature that takes serialized tf.Examples (key ``inputs``) and returns every task.
 EXAMPLES_SIGNATURE = "predict_examples"
-#: Class labels of a binary task's Classify signature, in score order.
-BINARY_CLASSES = (b"0", b"1")
 
 
 def task_signature_name(task: str) -> str:
@@ -38,7 +36,7 @@ def input_specs(model: Any) -> dict[str, tf.TensorSpec]:
 
 
 def task_kinds(model: Any) -> dict[str, str]:
-    """Task name to kind (``"binary"``/``"regression"``/``None`` if unknown), in output order."""
+    """Task name to kind (``"binary"``/``"regression"``/``"multiclass"``/``None`` if unknown), in output order."""
     outputs = model.output
     if not isinstance(outputs, Mapping):
         raise TypeError("export needs a model whose outputs are a dict keyed by task name")
@@ -84,8 +82,12 @@ class ServingModule(tf.Module):
     * with ``examples=True``: ``predict_examples`` (serialized ``tf.Example``s in,
       key ``inputs``; every task out), ``classify_<task>`` for binary tasks
       (``classes`` ``[B, 2]`` = ``b"0"``, ``b"1"`` and ``scores`` ``[B, 2]`` =
-      ``1 - p``, ``p``) and ``regress_<task>`` for regression tasks (``outputs`` ``[B]``),
-      the shapes TF Serving's Classify and Regress APIs require.
+      ``1 - p``, ``p``) and multi-class tasks (``classes`` ``[B, C]`` = the task's
+      class names, ``scores`` ``[B, C]`` = its probabilities), and ``regress_<task>``
+      for regression tasks (``outputs`` ``[B]``), the shapes TF Serving's Classify
+      and Regress APIs require.
+
+    A multi-class task's ``predict_<task>`` output is its ``[B, C]`` probabilities.
     """
 
     def __init__(self, model: Any, *, examples: bool = True) -> None:
@@ -93,6 +95,10 @@ class ServingModule(tf.Module):
         self.model = model
         self._specs = input_specs(model)
         self._kinds = task_kinds(model)
+        self._classes = {
+            task.name: tuple(name.encode() for name in task.classes)
+            for task in getattr(model, "tasks", ()) if task.kind.value in ("binary", "multiclass")
+        }
         self._examples = examples
 
     @property
@@ -132,7 +138,7 @@ class ServingModule(tf.Module):
             return plan
         plan[EXAMPLES_SIGNATURE] = ("predict_examples", lambda: self._from_examples(lambda f: self._predict(f, tasks)))
         for task, kind in self._kinds.items():
-            if kind == "binary":
+            if kind in ("binary", "multiclass"):
                 plan[f"classify_{task}"] = ("classify", lambda t=task: self._from_examples(lambda f: self._classify(f, t)))
             elif kind == "regression":
                 plan[f"regress_{task}"] = (
@@ -153,7 +159,8 @@ class ServingModule(tf.Module):
         return {name: build() for name, (_, build) in self._plan().items()}
 
     def _classify(self, features: Mapping[str, tf.Tensor], task: str) -> dict[str, tf.Tensor]:
-        probability = self._predict(features, [task])[task]  # [B]
-        scores = tf.stack([1.0 - probability, probability], axis=1)  # [B, 2]
-        classes = tf.tile(tf.constant([list(BINARY_CLASSES)]), [tf.shape(probability)[0], 1])  # [B, 2]
+        scores = self._predict(features, [task])[task]  # [B] (binary) or [B, C]
+        if scores.shape.rank == 1:
+            scores = tf.stack([1.0 - scores, scores], axis=1)  # [B, 2]
+        classes = tf.tile(tf.constant([list(self._classes[task])]), [tf.shape(scores)[0], 1])  # [B, C]
         return {"classes": classes, "scores": scores}
