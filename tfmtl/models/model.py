@@ -164,8 +164,15 @@ class MultiTaskModel(keras.Model):
                 },
                 task_metrics=task_metrics,
             )
+        # Kept off Keras's tracking, so model.weights / get_weights() stay the model's own;
+        # model.save() stores the strategy's state (see save_own_variables).
         object.__setattr__(self, "_training", training)
-        self.balancer = balancer  # tracked, so checkpoints keep the strategy's state
+
+    @property
+    def balancer(self) -> LossBalancer | None:
+        """The compiled loss-balancing strategy (None before ``compile``)."""
+        training = self.__dict__.get("_training")
+        return training.balancer if training is not None else None
 
     # Keras restores compile() on load only when a model with its own compile() says how.
     def get_compile_config(self) -> dict[str, Any] | None:

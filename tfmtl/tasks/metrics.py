@@ -354,8 +354,17 @@ class GroupAUC(keras.metrics.Metric):
 
 
 def group_auc(groups: tf.Tensor, scores: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
-    """Impression-weighted mean of per-group AUCs (ties count 1/2); groups without both labels are skipped."""
+    """Impression-weighted mean of per-group AUCs (ties count 1/2); groups without both labels are skipped.
+
+    0 when no group has both labels.
+    """
     groups = tf.convert_to_tensor(groups)
+    return tf.cond(
+        tf.size(groups) > 0, lambda: _group_auc(groups, scores, labels, weights), lambda: tf.constant(0.0)
+    )
+
+
+def _group_auc(groups: tf.Tensor, scores: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
     scores = tf.cast(scores, tf.float64)
     labels = tf.cast(labels, tf.float64)
     weights = tf.cast(weights, tf.float64)
@@ -368,9 +377,9 @@ def group_auc(groups: tf.Tensor, scores: tf.Tensor, labels: tf.Tensor, weights: 
     position = tf.cast(tf.range(n), tf.float64)
     new_run = tf.concat([[True], (group[1:] != group[:-1]) | (scores[1:] != scores[:-1])], 0)
     run = tf.cumsum(tf.cast(new_run, tf.int32)) - 1  # tie runs within a group
-    runs = tf.reduce_max(run) + 1 if n > 0 else 0
+    runs = tf.reduce_max(run) + 1
     mean_position = tf.math.unsorted_segment_mean(position, run, runs)
-    num_groups = tf.reduce_max(group) + 1 if n > 0 else 0
+    num_groups = tf.reduce_max(group) + 1
     group_start = tf.math.unsorted_segment_min(position, group, num_groups)
     rank = tf.gather(mean_position, run) - tf.gather(group_start, group) + 1.0  # 1-based, ties averaged
     positives = tf.math.unsorted_segment_sum(labels, group, num_groups)
