@@ -512,9 +512,11 @@ class VectorTable:
         if not isinstance(vectors, Mapping) or not vectors:
             raise ValueError("a pretrained table needs a non-empty {id: vector} mapping")
         self.ids = tuple(vectors)
-        matrix = np.asarray([np.asarray(vectors[i], dtype=np.float32) for i in self.ids], dtype=np.float32)
-        if matrix.ndim != 2 or not np.all(np.isfinite(matrix)):
-            raise ValueError(f"pretrained vectors must be finite and of equal length, got shape {matrix.shape}")
+        rows = [np.asarray(vectors[i], dtype=np.float32) for i in self.ids]
+        lengths = sorted({row.shape for row in rows})
+        if len(lengths) != 1 or len(lengths[0]) != 1 or not all(np.all(np.isfinite(row)) for row in rows):
+            raise ValueError(f"pretrained vectors must be finite 1-D vectors of equal length, got shapes {lengths}")
+        matrix = np.stack(rows)
         matrix.setflags(write=False)
         self.matrix = matrix
 
