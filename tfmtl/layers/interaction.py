@@ -113,17 +113,17 @@ class FeatureDotInteraction(keras.layers.Layer):
 
     def __init__(self, widths: Sequence[int], dim: int | None = None, self_interaction: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.widths = [int(w) for w in widths]
+        self.widths = tuple(int(w) for w in widths)  # a tuple: Keras wraps lists
         if len(self.widths) < 2:
-            raise ValueError(f"a dot interaction needs at least 2 feature vectors, got widths {self.widths}")
+            raise ValueError(f"a dot interaction needs at least 2 feature vectors, got widths {list(self.widths)}")
         if dim is None and len(set(self.widths)) > 1:
             raise ValueError(
-                f"feature vectors have different widths {self.widths}: give Dot(dim=...) to project them to one size"
+                f"feature vectors have different widths {list(self.widths)}: give Dot(dim=...) to project them to one size"
             )
         self.dim = dim
         self.self_interaction = self_interaction
         self.projections = {
-            index: keras.layers.Dense(dim, use_bias=False, name=f"projection_{index}")
+            str(index): keras.layers.Dense(dim, use_bias=False, name=f"projection_{index}")
             for index, width in enumerate(self.widths)
             if dim is not None and width != dim
         }
@@ -131,10 +131,10 @@ class FeatureDotInteraction(keras.layers.Layer):
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         slices = tf.split(inputs, self.widths, axis=-1)  # n x [B, width]
-        vectors = [self.projections[i](piece) if i in self.projections else piece for i, piece in enumerate(slices)]
+        vectors = [self.projections[str(i)](x) if str(i) in self.projections else x for i, x in enumerate(slices)]
         return tf.concat([inputs, self.dot(vectors)], axis=-1)  # [B, D + P]
 
     def get_config(self) -> dict[str, Any]:
         return {
-            **super().get_config(), "widths": self.widths, "dim": self.dim, "self_interaction": self.self_interaction
+            **super().get_config(), "widths": list(self.widths), "dim": self.dim, "self_interaction": self.self_interaction
         }
