@@ -133,8 +133,27 @@ def transform_values(values: Any, clip: tuple[float, float] | None, log: bool) -
     return values
 
 
+class _OneValuePerExample:
+    """Kinds whose raw input is one value per example: ``{name: [batch] dtype}``."""
+
+    name: str
+    dtype: Any
+
+    def input_specs(self) -> dict[str, tf.TensorSpec]:
+        """This feature's raw input: ``{name: [batch]}`` of its dtype."""
+        return {self.name: tf.TensorSpec([None], self.dtype, name=self.name)}
+
+
+class _FloatPerExample(_OneValuePerExample):
+    """Kinds whose raw input is one float32 per example."""
+
+    @property
+    def dtype(self) -> tf.DType:
+        return tf.float32
+
+
 @dataclasses.dataclass(frozen=True)
-class Categorical:
+class Categorical(_OneValuePerExample):
     """A categorical id feature, looked up in a vocabulary (or hashed) and embedded.
 
     Ids outside the vocabulary (for example new items at serving time) map to
@@ -232,9 +251,6 @@ class Categorical:
             self.min_count, self.num_hash_bins, self.salt,
         )
 
-    def input_specs(self) -> dict[str, tf.TensorSpec]:
-        """This feature's raw inputs: ``{name: [batch] ids}``."""
-        return {self.name: tf.TensorSpec([None], self.dtype, name=self.name)}
 
 
 _TABLE_FIELDS = ("embedding_dim", "id_type", "vocabulary", "num_oov_buckets", "max_vocabulary_size", "min_count",
@@ -334,7 +350,7 @@ class MultiValued(Sequence):
 
 
 @dataclasses.dataclass(frozen=True)
-class Numeric:
+class Numeric(_FloatPerExample):
     """A numeric feature, standardized as ``(t(x) - mean) / sqrt(variance)``.
 
     ``t`` clips to ``clip`` and then, with ``log=True``, applies
@@ -376,17 +392,9 @@ class Numeric:
     def is_adapted(self) -> bool:
         return self.mean is not None
 
-    @property
-    def dtype(self) -> tf.DType:
-        return tf.float32
-
-    def input_specs(self) -> dict[str, tf.TensorSpec]:
-        """``{name: [batch] float32}``."""
-        return {self.name: tf.TensorSpec([None], tf.float32, name=self.name)}
-
 
 @dataclasses.dataclass(frozen=True)
-class Bucketized:
+class Bucketized(_FloatPerExample):
     """A numeric feature cut into buckets (Keras ``Discretization``), then embedded.
 
     Boundaries are given, or learned by :meth:`Schema.adapt` as the
@@ -436,14 +444,6 @@ class Bucketized:
     @property
     def is_adapted(self) -> bool:
         return self.boundaries is not None
-
-    @property
-    def dtype(self) -> tf.DType:
-        return tf.float32
-
-    def input_specs(self) -> dict[str, tf.TensorSpec]:
-        """``{name: [batch] float32}``."""
-        return {self.name: tf.TensorSpec([None], tf.float32, name=self.name)}
 
     @property
     def table_size(self) -> int:
@@ -541,7 +541,7 @@ class VectorTable:
 
 
 @dataclasses.dataclass(frozen=True)
-class PretrainedTable:
+class PretrainedTable(_OneValuePerExample):
     """Ids looked up in a frozen table of pre-computed vectors (e.g. item id -> LLM title embedding).
 
     The table is a non-trainable variable of the model, so an export holds it and a
@@ -598,9 +598,6 @@ class PretrainedTable:
     def output_dim(self) -> int:
         return self.projection_dim or self.vectors.dim
 
-    def input_specs(self) -> dict[str, tf.TensorSpec]:
-        """``{name: [batch] ids}``."""
-        return {self.name: tf.TensorSpec([None], self.dtype, name=self.name)}
 
 
 Feature = Union[Categorical, Sequence, MultiValued, Numeric, Bucketized, DenseVector, PretrainedTable]
