@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from tfmtl._compat import tf
-from tfmtl.features.schema import FeatureKind, Schema
+from tfmtl.features.schema import Schema
 from tfmtl.tasks.task import Task, check_tasks
 
 
@@ -17,7 +17,8 @@ class MultiTaskData:
     """Feature and label arrays with the schema and tasks that describe them.
 
     Args:
-      features: Feature name to 1-D array (one value per row).
+      features: Input name to array: 1-D (one value per row), or 2-D ``[rows, n]`` for
+        padded sequences, their weights and dense vectors (see ``schema.input_specs()``).
       labels: Label key to 1-D float array; NaN means "no label".
       schema: The (possibly not yet adapted) feature schema.
       tasks: The tasks whose ``label_key`` index ``labels``.
@@ -67,7 +68,7 @@ class MultiTaskData:
 
     def to_dataset(self, batch_size: int = 512, *, shuffle: bool = False, seed: int | None = None) -> tf.data.Dataset:
         """A batched ``tf.data.Dataset`` of ``(features, labels)`` dicts for ``model.fit``."""
-        features = {name: self.features[name] for name in self.schema.names}
+        features = {name: self.features[name] for name in self.schema.input_specs()}
         labels = {task.label_key: self.labels[task.label_key] for task in self.tasks}
         dataset = tf.data.Dataset.from_tensor_slices((features, labels))
         if shuffle:
@@ -79,26 +80,29 @@ def check_arrays(
     schema: Schema, tasks: tuple[Task, ...], features: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]
 ) -> None:
     """Raise a clear error for missing/unknown features, bad dtypes, NaN, ragged lengths, missing labels."""
-    unknown = sorted(set(features) - set(schema.names))
+    specs = schema.input_specs()
+    unknown = sorted(set(features) - set(specs))
     if unknown:
-        raise ValueError(f"unknown feature(s) {unknown}; the schema has: {', '.join(schema.names)}")
+        raise ValueError(f"unknown feature(s) {unknown}; the schema has: {', '.join(specs)}")
     lengths = {}
-    for spec in schema:
-        if spec.name not in features:
-            raise ValueError(f"feature {spec.name!r} is missing from the data")
-        array = features[spec.name]
-        if array.ndim != 1:
-            raise ValueError(f"feature {spec.name!r} must be 1-D (one value per row), got shape {array.shape}")
-        if spec.kind is FeatureKind.NUMERIC:
+    for name, spec in specs.items():
+        if name not in features:
+            raise ValueError(f"feature {name!r} is missing from the data")
+        array = features[name]
+        if spec.shape.rank == 1 and array.ndim != 1:
+            raise ValueError(f"feature {name!r} must be 1-D (one value per row), got shape {array.shape}")
+        if spec.shape.rank == 2 and (array.ndim != 2 or array.shape[1] != spec.shape[1]):
+            raise ValueError(f"feature {name!r} must be 2-D [rows, {spec.shape[1]}], got shape {array.shape}")
+        if spec.dtype.is_floating:
             if array.dtype.kind not in "biuf":
-                raise TypeError(f"feature {spec.name!r} is numeric and expects float values, got {array.dtype}")
+                raise TypeError(f"feature {name!r} is numeric and expects float values, got {array.dtype}")
             if not np.all(np.isfinite(array)):
-                raise ValueError(f"feature {spec.name!r} contains NaN or infinite values")
+                raise ValueError(f"feature {name!r} contains NaN or infinite values")
         elif spec.dtype == tf.string and array.dtype.kind not in "OUS":
-            raise TypeError(f"feature {spec.name!r} expects string ids, got {array.dtype} (convert the ids to str)")
+            raise TypeError(f"feature {name!r} expects string ids, got {array.dtype} (convert the ids to str)")
         elif spec.dtype == tf.int64 and array.dtype.kind not in "iu":
-            raise TypeError(f"feature {spec.name!r} expects int64 ids, got {array.dtype}")
-        lengths[spec.name] = len(array)
+            raise TypeError(f"feature {name!r} expects int64 ids, got {array.dtype}")
+        lengths[name] = len(array)
     for task in tasks:
         if task.label_key not in labels:
             raise ValueError(

@@ -12,6 +12,19 @@ The hidden model, per impression of item i to user u on a device at an hour:
 * ``click ~ Bernoulli(p_click)``, ``conversion = click * Bernoulli(p_cvr)``, so the
   conversion probability per impression is ``p_click * p_cvr``.
 
+Two opt-in signals that only dedicated features can pick up (both off by default,
+and then the data are exactly as without them):
+
+* ``history_length=L``: each impression has a session intent, a random category
+  ``k``; its ``history`` holds 0..L recent items (most recent first, padded with
+  ``""``), 80% of them from category ``k``; ``logit(p_click)`` gains
+  ``<center[k], b_i> / sqrt(8)``. The intent changes per impression, so only the
+  history (best: target attention with the candidate item) reveals it.
+* ``item_text_dim=T``: each item has a hidden 4-dim appeal ``h_i`` and a "text
+  embedding" ``item_text`` = ``h_i`` projected to T dims plus noise; ``logit(p_click)``
+  gains ``<pref[segment_u], h_i> / 2``. With many items and few impressions each,
+  the item id alone cannot learn ``h_i``; the text vector carries it.
+
 ``task_relatedness`` is rho: 1 means the conversion depends on the same affinity
 as the click, 0 on an independent one. With the defaults the click rate is about 10% and
 the conversion rate about 1.3% of impressions. ``oracle`` holds the true probabilities, so the best
@@ -23,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfmtl.data.dataset import MultiTaskData
-from tfmtl.features.schema import Categorical, IdType, Numeric, Schema
+from tfmtl.features.schema import PAD_STRING, Categorical, DenseVector, IdType, Numeric, Pooling, Schema, Sequence
 from tfmtl.tasks.task import Task
 
 _LATENT = 8
@@ -35,15 +48,27 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def synthetic_schema(embedding_dim: int = 8) -> Schema:
+def synthetic_schema(embedding_dim: int = 8, *, history_length: int = 0, item_text_dim: int = 0) -> Schema:
     """The (unadapted) schema of :func:`synthetic_recsys`'s features.
+
+    With ``history_length``, a ``history`` :class:`~tfmtl.features.Sequence` sharing
+    ``item_id``'s table, pooled by target attention with ``item_id``; with
+    ``item_text_dim``, an ``item_text`` :class:`~tfmtl.features.DenseVector`.
 
     Example:
 
     >>> import tfmtl
     >>> tfmtl.data.synthetic_schema().names[:3]
     ('user_id', 'item_id', 'user_segment')
+    >>> tfmtl.data.synthetic_schema(history_length=5, item_text_dim=16).names[-2:]
+    ('history', 'item_text')
     """
+    extra = []
+    if history_length:
+        extra.append(Sequence("history", embedding_dim=embedding_dim, max_len=history_length, table="item_id",
+                              pooling=Pooling.ATTENTION, query="item_id", attention_units=(16,)))
+    if item_text_dim:
+        extra.append(DenseVector("item_text", dim=item_text_dim))
     return Schema(
         [
             Categorical("user_id", embedding_dim=embedding_dim),
@@ -55,6 +80,7 @@ def synthetic_schema(embedding_dim: int = 8) -> Schema:
             Numeric("user_activity"),
             Numeric("item_price"),
             Numeric("user_age"),
+            *extra,
         ]
     )
 
@@ -80,6 +106,8 @@ def synthetic_recsys(
     num_segments: int = 8,
     num_categories: int = 20,
     embedding_dim: int = 8,
+    history_length: int = 0,
+    item_text_dim: int = 0,
     seed: int = 0,
 ) -> MultiTaskData:
     """Generate impressions with click and conversion labels from a hidden model.
@@ -93,6 +121,10 @@ def synthetic_recsys(
       num_segments: User segments (categorical, drives the user latent).
       num_categories: Item categories (categorical, drives the item latent).
       embedding_dim: Embedding size used in the returned schema.
+      history_length: Add the session-intent signal and its ``history`` feature
+        (``[rows, history_length]`` item ids) (0 = off).
+      item_text_dim: Add the item-appeal signal and its ``item_text`` feature
+        (``[rows, item_text_dim]`` float32) (0 = off).
       seed: Seed of every random draw (same seed, same data).
 
     Returns:
@@ -146,6 +178,18 @@ def synthetic_recsys(
         + 0.5 * np.log(user_activity[users])
         + device_effect[device] + hour_effect[hour] - 3.2
     )
+    extra_features = {}
+    extra_rng = np.random.default_rng([seed, 1])  # the default data's draws stay as they were
+    if history_length:
+        intent = extra_rng.integers(num_categories, size=num_rows)
+        click_logit = click_logit + np.einsum("nd,nd->n", category_centers[intent], item_latent[items]) / np.sqrt(_LATENT)
+        extra_features["history"] = _histories(extra_rng, intent, item_category, history_length)
+    if item_text_dim:
+        appeal = extra_rng.normal(size=(num_items, 4))
+        text = appeal @ extra_rng.normal(size=(4, item_text_dim)) + 0.1 * extra_rng.normal(size=(num_items, item_text_dim))
+        preference = extra_rng.normal(size=(num_segments, 4))
+        click_logit = click_logit + np.einsum("nd,nd->n", preference[user_segment[users]], appeal[items]) / 2.0
+        extra_features["item_text"] = text[items].astype(np.float32)
     rho = task_relatedness
     cvr_logit = 1.5 * (rho * shared + np.sqrt(1.0 - rho * rho) * private) - 0.6 * np.log(item_price[items]) - 1.8
     p_click = _sigmoid(click_logit)
@@ -163,11 +207,28 @@ def synthetic_recsys(
         "user_activity": user_activity[users].astype(np.float32),
         "item_price": item_price[items].astype(np.float32),
         "user_age": user_age[users].astype(np.float32),
+        **extra_features,
     }
     return MultiTaskData(
         features=features,
         labels={"click": click, "conversion": conversion},
-        schema=synthetic_schema(embedding_dim),
+        schema=synthetic_schema(embedding_dim, history_length=history_length, item_text_dim=item_text_dim),
         tasks=synthetic_tasks(),
         oracle={"click": p_click.astype(np.float32), "conversion": (p_click * p_cvr).astype(np.float32)},
     )
+
+
+def _histories(rng: np.random.Generator, intent: np.ndarray, item_category: np.ndarray, max_len: int) -> np.ndarray:
+    """``[rows, max_len]`` item ids: 0..max_len per row, 80% from the row's intent category, padded with ""."""
+    rows = len(intent)
+    by_category = np.argsort(item_category, kind="stable")  # items grouped by category
+    counts = np.bincount(item_category, minlength=int(intent.max()) + 1)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pick = starts[intent][:, None] + (rng.random((rows, max_len)) * counts[intent][:, None]).astype(int)
+    from_intent = (rng.random((rows, max_len)) < 0.8) & (counts[intent][:, None] > 0)
+    random_items = rng.integers(len(item_category), size=(rows, max_len))
+    history = np.where(from_intent, by_category[np.minimum(pick, len(item_category) - 1)], random_items)
+    lengths = rng.integers(max_len + 1, size=rows)
+    ids = np.char.add("i", history.astype(str)).astype(object)
+    ids[np.arange(max_len)[None, :] >= lengths[:, None]] = PAD_STRING
+    return ids

@@ -1,6 +1,42 @@
-"""Feature specs, the schema, and the layer that encodes raw features."""
+"""Feature specs, the schema, and the layers that encode raw features."""
 
 from tfmtl.features.encoder import FeatureEncoder
-from tfmtl.features.schema import Categorical, Feature, FeatureKind, IdType, Numeric, Schema
+from tfmtl.features.pooling import SequencePooling, TargetAttention
+from tfmtl.features.schema import (
+    PAD_INT64,
+    PAD_STRING,
+    Bucketized,
+    Categorical,
+    DenseVector,
+    Feature,
+    FeatureKind,
+    IdType,
+    MultiValued,
+    Numeric,
+    Pooling,
+    PretrainedTable,
+    Schema,
+    Sequence,
+    pad_sequences,
+)
 
-__all__ = ["Categorical", "Feature", "FeatureEncoder", "FeatureKind", "IdType", "Numeric", "Schema"]
+__all__ = [
+    "PAD_INT64",
+    "PAD_STRING",
+    "Bucketized",
+    "Categorical",
+    "DenseVector",
+    "Feature",
+    "FeatureEncoder",
+    "FeatureKind",
+    "IdType",
+    "MultiValued",
+    "Numeric",
+    "Pooling",
+    "PretrainedTable",
+    "Schema",
+    "Sequence",
+    "SequencePooling",
+    "TargetAttention",
+    "pad_sequences",
+]

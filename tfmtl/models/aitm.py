@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Sequence
 
 from tfmtl._compat import tf
-from tfmtl.features.encoder import FeatureEncoder
 from tfmtl.features.schema import Schema
+from tfmtl.layers.interaction import Interaction
 from tfmtl.layers.mlp import MLP
 from tfmtl.layers.transfer import AdaptiveInformationTransfer, FunnelHead
-from tfmtl.models.builder import check_names
+from tfmtl.models.builder import check_names, encode_features
 from tfmtl.models.model import MultiTaskModel
 from tfmtl.tasks.kinds import TaskKind
 from tfmtl.tasks.task import Task, check_tasks
@@ -21,6 +21,7 @@ def aitm(
     *,
     tower_units: int = 64,
     calibration_weight: float = 0.6,
+    interaction: Interaction | None = None,
     name: str = "aitm",
 ) -> MultiTaskModel:
     """AITM over a funnel of binary steps (impression -> click -> conversion -> ...).
@@ -38,6 +39,7 @@ def aitm(
         give each tower's hidden layers; the last is widened to ``tower_units``).
       tower_units: Width H of the towers' outputs and of the transfer layers.
       calibration_weight: The calibrator's weight (alpha; 0 disables it).
+      interaction: ``tfmtl.layers.Cross(...)`` or ``tfmtl.layers.Dot(...)`` on the encoded features.
       name: Model name.
 
     References:
@@ -58,8 +60,7 @@ def aitm(
         if step.kind is not TaskKind.BINARY:
             raise ValueError(f"AITM funnel steps are binary; task {step.name!r} is {step.kind.value}")
     check_names(schema, steps, extra_outputs=[f"{s.name}_transfer" for s in steps])
-    inputs = schema.inputs()
-    shared = FeatureEncoder(schema, name="features")(inputs)  # [B, D]
+    inputs, shared = encode_features(schema, interaction)  # [B, D]
     outputs: dict[str, tf.Tensor] = {}
     previous_hidden = previous_probability = None
     for step in steps:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from tfmtl._compat import tf, tfrs
+from tfmtl._compat import tf
 from tfmtl.features.encoder import FeatureEncoder
 from tfmtl.features.schema import Schema
+from tfmtl.layers.interaction import Cross, Dot, Interaction
 from tfmtl.layers.mlp import MLP
 from tfmtl.models.model import MultiTaskModel
 from tfmtl.tasks.task import Task, check_tasks
@@ -22,21 +23,22 @@ def build_model(
     *,
     cross_layers: int = 0,
     cross_projection_dim: int | None = None,
+    interaction: Interaction | None = None,
     name: str,
 ) -> MultiTaskModel:
-    """Build a :class:`MultiTaskModel` around an architecture-specific ``body``."""
+    """Build a :class:`MultiTaskModel` around an architecture-specific ``body``.
+
+    ``cross_layers``/``cross_projection_dim`` are a shorthand for ``interaction=Cross(...)``.
+    """
     tasks = check_tasks(tasks)
-    if not isinstance(schema, Schema):
-        raise TypeError(f"schema must be a tfmtl.features.Schema, got {type(schema).__name__}")
     check_names(schema, tasks)
-    inputs = schema.inputs()
-    shared = FeatureEncoder(schema, name="features")(inputs)  # [B, D]
     if cross_layers < 0:
         raise ValueError(f"cross_layers must be >= 0, got {cross_layers}")
     if cross_layers:
-        x0 = shared
-        for index in range(cross_layers):  # DCN-v2: x_{l+1} = x0 * (W x_l + b) + x_l
-            shared = tfrs.layers.dcn.Cross(projection_dim=cross_projection_dim, name=f"cross_{index}")(x0, shared)
+        if interaction is not None:
+            raise ValueError("give cross_layers or interaction, not both")
+        interaction = Cross(cross_layers, cross_projection_dim)
+    inputs, shared = encode_features(schema, interaction)
     representations = body(shared, tasks)
     outputs = {}
     for task in tasks:
@@ -47,7 +49,21 @@ def build_model(
     return MultiTaskModel(inputs=inputs, outputs=outputs, name=name)
 
 
-_RESERVED = {"features", "bottom", "mixture_of_experts", "shared", "all_tasks"}
+def encode_features(schema: Schema, interaction: Interaction | None = None) -> tuple[dict[str, Any], tf.Tensor]:
+    """The model's inputs and its shared ``[B, D]`` representation: the FeatureEncoder, then ``interaction``."""
+    if not isinstance(schema, Schema):
+        raise TypeError(f"schema must be a tfmtl.features.Schema, got {type(schema).__name__}")
+    if interaction is not None and not isinstance(interaction, (Cross, Dot)):
+        raise TypeError(f"interaction must be tfmtl.layers.Cross(...) or Dot(...), got {interaction!r}")
+    inputs = schema.inputs()
+    encoder = FeatureEncoder(schema, name="features")
+    shared = encoder(inputs)  # [B, D]
+    if interaction is not None:
+        shared = interaction(shared, encoder)  # [B, D']
+    return inputs, shared
+
+
+_RESERVED = {"features", "dot_interaction", "bottom", "mixture_of_experts", "shared", "all_tasks"}
 
 
 def check_names(schema: Schema, tasks: Sequence[Task], extra_outputs: Sequence[str] = ()) -> None:
@@ -71,4 +87,4 @@ def check_units(units: Sequence[int], what: str) -> list[int]:
     return units
 
 
-__all__ = ["Body", "build_model", "check_units"]
+__all__ = ["Body", "build_model", "check_units", "encode_features"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Sequence
 
 from tfmtl._compat import keras, tf
-from tfmtl.features.encoder import FeatureEncoder
 from tfmtl.features.schema import Schema
 from tfmtl.layers.funnel import FunnelProduct
+from tfmtl.layers.interaction import Interaction
 from tfmtl.layers.mlp import MLP
-from tfmtl.models.builder import check_names
+from tfmtl.models.builder import check_names, encode_features
 from tfmtl.models.model import MultiTaskModel
 from tfmtl.tasks.kinds import TaskKind
 from tfmtl.tasks.task import Task, check_tasks
@@ -24,6 +24,7 @@ def esmm(
     schema: Schema,
     steps: Sequence[Task],
     *,
+    interaction: Interaction | None = None,
     name: str = "esmm",
 ) -> MultiTaskModel:
     """ESMM over a funnel of binary steps, e.g. impression -> click -> add-to-cart -> purchase.
@@ -44,6 +45,7 @@ def esmm(
     Args:
       schema: Adapted feature schema.
       steps: The funnel's binary tasks, earliest first.
+      interaction: ``tfmtl.layers.Cross(...)`` or ``tfmtl.layers.Dot(...)`` on the encoded features.
       name: Model name.
 
     References:
@@ -65,8 +67,7 @@ def esmm(
             raise ValueError(f"ESMM funnel steps are binary; task {step.name!r} is {step.kind.value}")
     conditionals = [conditional_name(step, prev) for prev, step in zip(steps, steps[1:])]
     check_names(schema, steps, extra_outputs=conditionals)
-    inputs = schema.inputs()
-    shared = FeatureEncoder(schema, name="features")(inputs)  # [B, D]: embeddings shared by all steps
+    inputs, shared = encode_features(schema, interaction)  # [B, D]: embeddings shared by all steps
     outputs: dict[str, tf.Tensor] = {}
     factors: list[tf.Tensor] = []
     for index, step in enumerate(steps):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from tfmtl.features.schema import Schema
+from tfmtl.layers.interaction import Interaction
 from tfmtl.layers.gate import GateOptions
 from tfmtl.layers.mixture import MixtureOfExperts
 from tfmtl.models.builder import build_model, check_units
@@ -21,6 +22,7 @@ def mmoe(
     gate: GateOptions = GateOptions(),
     cross_layers: int = 0,
     cross_projection_dim: int | None = None,
+    interaction: Interaction | None = None,
     name: str = "mmoe",
 ) -> MultiTaskModel:
     """MMoE: shared experts, one softmax gate per task, one tower per task.
@@ -37,6 +39,8 @@ def mmoe(
       cross_layers: Number of DCN-v2 ``tfrs.layers.dcn.Cross`` layers on the
         encoded features before the experts and gates (0 = none).
       cross_projection_dim: Low-rank projection of the cross layers (None = full rank).
+      interaction: ``tfmtl.layers.Cross(...)`` or ``tfmtl.layers.Dot(...)`` on the encoded
+        features (instead of ``cross_layers``).
       name: Model name.
 
     Returns:
@@ -67,5 +71,6 @@ def mmoe(
         return moe(shared)  # {task: [B, H]}
 
     return build_model(
-        schema, tasks, body, cross_layers=cross_layers, cross_projection_dim=cross_projection_dim, name=name
+        schema, tasks, body, cross_layers=cross_layers, cross_projection_dim=cross_projection_dim,
+        interaction=interaction, name=name,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from tfmtl.features.schema import Schema
+from tfmtl.layers.interaction import Interaction
 from tfmtl.layers.gate import GateOptions
 from tfmtl.layers.mixture import MixtureOfExperts
 from tfmtl.models.builder import build_model, check_units
@@ -21,6 +22,7 @@ def omoe(
     gate: GateOptions = GateOptions(),
     cross_layers: int = 0,
     cross_projection_dim: int | None = None,
+    interaction: Interaction | None = None,
     name: str = "omoe",
 ) -> MultiTaskModel:
     """OMoE: MMoE's experts with a single softmax gate shared by all tasks.
@@ -36,6 +38,8 @@ def omoe(
       gate: Gate options (temperature, expert dropout, load-balancing loss), all off by default.
       cross_layers: DCN-v2 ``tfrs.layers.dcn.Cross`` layers before the experts (0 = none).
       cross_projection_dim: Low-rank projection of the cross layers (None = full rank).
+      interaction: ``tfmtl.layers.Cross(...)`` or ``tfmtl.layers.Dot(...)`` on the encoded
+        features (instead of ``cross_layers``).
       name: Model name.
 
     Example:
@@ -56,5 +60,6 @@ def omoe(
         return {task.name: mixture for task in tasks}
 
     return build_model(
-        schema, tasks, body, cross_layers=cross_layers, cross_projection_dim=cross_projection_dim, name=name
+        schema, tasks, body, cross_layers=cross_layers, cross_projection_dim=cross_projection_dim,
+        interaction=interaction, name=name,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from tfmtl.features.schema import Schema
+from tfmtl.layers.interaction import Interaction
 from tfmtl.layers.gate import GateOptions
 from tfmtl.layers.extraction import ExtractionLayer
 from tfmtl.models.builder import build_model, check_units
@@ -23,6 +24,7 @@ def ple(
     gate: GateOptions = GateOptions(),
     cross_layers: int = 0,
     cross_projection_dim: int | None = None,
+    interaction: Interaction | None = None,
     name: str = "ple",
 ) -> MultiTaskModel:
     """PLE: stacked extraction layers with shared and task-specific expert groups.
@@ -43,6 +45,8 @@ def ple(
       gate: Gate options (temperature, expert dropout, load-balancing loss), all off by default.
       cross_layers: DCN-v2 ``tfrs.layers.dcn.Cross`` layers before the first level (0 = none).
       cross_projection_dim: Low-rank projection of the cross layers (None = full rank).
+      interaction: ``tfmtl.layers.Cross(...)`` or ``tfmtl.layers.Dot(...)`` on the encoded
+        features (instead of ``cross_layers``).
       name: Model name.
 
     References:
@@ -78,7 +82,8 @@ def ple(
         return {name: hidden[name] for name in names}
 
     return build_model(
-        schema, tasks, body, cross_layers=cross_layers, cross_projection_dim=cross_projection_dim, name=name
+        schema, tasks, body, cross_layers=cross_layers, cross_projection_dim=cross_projection_dim,
+        interaction=interaction, name=name,
     )
 
 
@@ -92,6 +97,7 @@ def cgc(
     gate: GateOptions = GateOptions(),
     cross_layers: int = 0,
     cross_projection_dim: int | None = None,
+    interaction: Interaction | None = None,
     name: str = "cgc",
 ) -> MultiTaskModel:
     """CGC: one extraction layer (PLE with ``num_levels=1``).
@@ -114,5 +120,6 @@ def cgc(
         gate=gate,
         cross_layers=cross_layers,
         cross_projection_dim=cross_projection_dim,
+        interaction=interaction,
         name=name,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from tfmtl.features.schema import Schema
+from tfmtl.layers.interaction import Interaction
 from tfmtl.layers.mlp import MLP
 from tfmtl.models.builder import build_model, check_units
 from tfmtl.models.model import MultiTaskModel
@@ -18,6 +19,7 @@ def shared_bottom(
     bottom_units: Sequence[int] = (256, 128),
     cross_layers: int = 0,
     cross_projection_dim: int | None = None,
+    interaction: Interaction | None = None,
     name: str = "shared_bottom",
 ) -> MultiTaskModel:
     """One shared ReLU MLP under one tower per task: ``y_k = h_k(f(x))``.
@@ -29,6 +31,8 @@ def shared_bottom(
       cross_layers: Number of DCN-v2 ``tfrs.layers.dcn.Cross`` layers on the
         encoded features before the bottom (0 = none).
       cross_projection_dim: Low-rank projection of the cross layers (None = full rank).
+      interaction: ``tfmtl.layers.Cross(...)`` or ``tfmtl.layers.Dot(...)`` on the encoded
+        features (instead of ``cross_layers``).
       name: Model name.
 
     Returns:
@@ -49,5 +53,6 @@ def shared_bottom(
         return {task.name: bottom for task in tasks}
 
     return build_model(
-        schema, tasks, body, cross_layers=cross_layers, cross_projection_dim=cross_projection_dim, name=name
+        schema, tasks, body, cross_layers=cross_layers, cross_projection_dim=cross_projection_dim,
+        interaction=interaction, name=name,
     )

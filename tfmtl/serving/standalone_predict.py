@@ -31,20 +31,23 @@ def _feed_value(array):
 
 
 def _serialized_examples(inputs, dtypes):
-    """Serialize raw feature columns as tf.Examples, for signatures keyed ``inputs``."""
+    """Serialize raw feature columns as tf.Examples, for signatures keyed ``inputs``.
+
+    A 1-D column gives one value per Example, a 2-D column (padded sequence, vector) one list per row.
+    """
     rows = len(next(iter(inputs.values())))
     serialized = []
     for row in range(rows):
         feature = {}
         for key, values in inputs.items():
-            value, dtype = values[row], dtypes.get(key)
-            if dtype == tf.string or isinstance(value, (bytes, str, np.str_, np.bytes_)):
-                raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-                feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[raw]))
+            value, dtype = np.asarray(values[row]).reshape(-1).tolist(), dtypes.get(key)
+            if dtype == tf.string or (value and isinstance(value[0], (bytes, str))):
+                raw = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in value]
+                feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=raw))
             elif dtype is not None and dtype.is_integer:
-                feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+                feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in value]))
             else:
-                feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+                feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in value]))
         example = tf.train.Example(features=tf.train.Features(feature=feature))
         serialized.append(example.SerializeToString())
     return np.array(serialized, dtype=object)

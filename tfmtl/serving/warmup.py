@@ -19,13 +19,14 @@ MAX_RECORDS = 1000
 
 
 def sample_features(specs: Mapping[str, tf.TensorSpec], rows: int = 2) -> dict[str, np.ndarray]:
-    """Placeholder raw features: empty-string / 0 ids (out of vocabulary) and 0.0 numbers."""
+    """Placeholder raw features shaped as ``specs``: empty-string / 0 ids (out of vocabulary) and 0.0 numbers."""
     sample = {}
     for name, spec in specs.items():
+        shape = [rows, *spec.shape[1:]]
         if spec.dtype == tf.string:
-            sample[name] = np.array([b""] * rows, dtype=object)
+            sample[name] = np.full(shape, b"", dtype=object)
         else:
-            sample[name] = np.zeros([rows], dtype=spec.dtype.as_numpy_dtype)
+            sample[name] = np.zeros(shape, dtype=spec.dtype.as_numpy_dtype)
     return sample
 
 

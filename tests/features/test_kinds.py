@@ -1,0 +1,266 @@
+"""Feature kinds: hand-checked values, schema-time errors, round trips and export of each kind."""
+
+import numpy as np
+import pytest
+
+import tfmtl
+from tfmtl._compat import keras, tf
+from tfmtl.features import (
+    Bucketized,
+    Categorical,
+    DenseVector,
+    FeatureEncoder,
+    IdType,
+    MultiValued,
+    Numeric,
+    PretrainedTable,
+    Schema,
+    Sequence,
+    SequencePooling,
+    TargetAttention,
+    pad_sequences,
+)
+
+VECTORS = {"i1": [1.0, 2.0, 3.0], "i2": [-1.0, 0.5, 0.0]}
+
+
+def _schema():
+    return Schema([
+        Categorical("item_id", embedding_dim=4),
+        Categorical("query", embedding_dim=2, num_hash_bins=7, salt=3),
+        Sequence("history", max_len=4, embedding_dim=4, table="item_id", pooling="attention", query="item_id",
+                 attention_units=(3,)),
+        MultiValued("tags", max_len=3, embedding_dim=2, pooling="sum", weighted=True),
+        Numeric("price", log=True, clip=(0.0, 1e4)),
+        Bucketized("age", num_buckets=3),
+        DenseVector("text", dim=5, projection_dim=2),
+        PretrainedTable("item_llm", vectors=VECTORS),
+    ])
+
+
+def _data(rows=40, seed=0):
+    rng = np.random.default_rng(seed)
+    items = np.array([f"i{k}" for k in range(6)])
+    histories = [list(rng.choice(items, size=rng.integers(0, 6))) for _ in range(rows)]  # some empty, some > max_len
+    return {
+        "item_id": rng.choice(items, size=rows),
+        "query": rng.choice(["a", "b", "c", "d"], size=rows),
+        "history": pad_sequences(histories, 4),
+        "tags": pad_sequences([list(rng.choice(["x", "y", "z"], size=rng.integers(0, 4))) for _ in range(rows)], 3),
+        "tags_weights": rng.uniform(0.5, 2.0, size=(rows, 3)).astype(np.float32),
+        "price": rng.lognormal(3.0, 2.0, size=rows).astype(np.float32),
+        "age": rng.uniform(18, 70, size=rows).astype(np.float32),
+        "text": rng.normal(size=(rows, 5)).astype(np.float32),
+        "item_llm": rng.choice(["i1", "i2", "unknown"], size=rows),
+    }
+
+
+@pytest.fixture(scope="module")
+def adapted():
+    return _schema().adapt(_data())
+
+
+# -- schema: adapt, tables, errors ------------------------------------------------
+def test_shared_table_learns_one_vocabulary_from_all_members_without_padding(adapted):
+    data = _data()
+    ids = list(data["item_id"]) + [v for v in data["history"].ravel() if v != ""]
+    assert adapted["item_id"].vocabulary == adapted["history"].vocabulary
+    assert set(adapted["item_id"].vocabulary) == set(ids) and "" not in adapted["item_id"].vocabulary
+    encoder = FeatureEncoder(adapted)
+    assert "history_embedding" not in [layer.name for layer in encoder.embeddings.values()]  # built once
+
+
+def test_bucketized_learns_quantiles_of_the_transformed_values():
+    values = np.arange(1.0, 1001.0)
+    schema = Schema([Bucketized("x", num_buckets=4, log=True)]).adapt({"x": values})
+    expected = np.quantile(np.log1p(values), [0.25, 0.5, 0.75])
+    np.testing.assert_allclose(schema["x"].boundaries, expected)
+
+
+def test_numeric_log_and_clip_statistics_and_encoding():
+    values = np.array([-5.0, 0.0, 10.0, 1e6], np.float32)
+    spec = Schema([Numeric("x", log=True, clip=(0.0, 100.0))]).adapt({"x": values})["x"]
+    transformed = np.log1p(np.clip(values.astype(np.float64), 0.0, 100.0))
+    assert spec.mean == pytest.approx(transformed.mean()) and spec.variance == pytest.approx(transformed.var())
+    out = FeatureEncoder(Schema([spec]))({"x": values}).numpy()[:, 0]
+    np.testing.assert_allclose(out, (transformed - spec.mean) / np.sqrt(spec.variance), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "features, message",
+    [
+        ([Categorical("item_id", embedding_dim=4), Sequence("h", embedding_dim=8, table="item_id")],
+         "'item_id' and 'h' share the embedding table 'item_id' but differ in embedding_dim: 4 vs 8"),
+        ([Categorical("a", vocabulary=("x",), table="t"), Categorical("b", vocabulary=("y",), table="t")],
+         "share the embedding table 't' but differ in vocabulary"),
+        ([Numeric("t"), Categorical("a", table="t")], "names the table 't', which is the name of a numeric feature"),
+        ([Sequence("h", pooling="attention", query="nope")], "attention query 'nope' must be a Categorical"),
+        ([Categorical("item", embedding_dim=3), Sequence("h", pooling="attention", query="item")],
+         "query 'item' has embedding_dim 3, expected 16"),
+        ([MultiValued("tags", weighted=True), Numeric("tags_weights")], "duplicate feature name 'tags_weights'"),
+    ],
+)
+def test_schema_time_errors_name_the_features(features, message):
+    with pytest.raises(ValueError, match=message):
+        Schema(features)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Sequence("h", pooling="attention"), "'h': a query feature is needed"),
+        (lambda: Sequence("h", pooling="max", weighted=True), "'h': weights apply to 'mean' or 'sum'"),
+        (lambda: MultiValued("t", pooling="max"), "'t': multi-valued features pool by 'mean' or 'sum'"),
+        (lambda: Categorical("c", num_hash_bins=4, vocabulary=("a",)), "'c': give a vocabulary or num_hash_bins"),
+        (lambda: Bucketized("b", boundaries=(2.0, 1.0)), "'b': boundaries must be finite and strictly increasing"),
+        (lambda: Sequence("h", vocabulary=("a", "")), "'h': the padding id '' cannot be in the vocabulary"),
+        (lambda: PretrainedTable("p", vectors={"a": [1.0], "b": [1.0, 2.0]}), "'p': pretrained vectors must be"),
+    ],
+)
+def test_invalid_new_specs_name_the_feature(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        ({"history": np.array(["i1", "i2"])}, ValueError, r"'history' expects shape \[batch, 4\]"),
+        ({"history": np.zeros([2, 4], np.int64)}, TypeError, "'history' expects string ids"),
+        ({"text": np.zeros([2, 3], np.float32)}, ValueError, r"'text' expects shape \[batch, 5\]; got shape \[2, 3\]"),
+        ({"item_llm": np.array([1, 2])}, TypeError, "'item_llm' expects string ids"),
+    ],
+)
+def test_conform_errors_name_the_feature(adapted, change, error, message):
+    batch = _probe(2)
+    with pytest.raises(error, match=message):
+        adapted.conform({**batch, **change})
+
+
+def test_conform_pads_short_rows_and_keeps_the_most_recent_of_long_rows(adapted):
+    batch = _probe(2)
+    batch["history"] = np.array([["i5", "i4", "i3", "i2", "i1", "i0"], ["i1", "", "", "", "", ""]], dtype=object)
+    batch["tags"] = [["x"], []]  # per-example lists
+    out = adapted.conform(batch)
+    assert out["history"].numpy().astype(str).tolist() == [["i5", "i4", "i3", "i2"], ["i1", "", "", ""]]
+    assert out["tags"].numpy().astype(str).tolist() == [["x", "", ""], ["", "", ""]]
+
+
+def test_pad_sequences_truncates_to_the_first_most_recent_ids():
+    assert pad_sequences([[9, 8, 7, 6]], 2, IdType.INT64).tolist() == [[9, 8]]
+
+
+# -- encoder values against hand computations ----------------------------------------
+def test_hashed_categorical_uses_the_keras_hashing_bins():
+    encoder = FeatureEncoder(Schema([Categorical("query", embedding_dim=2, num_hash_bins=7, salt=3)]))
+    ids = np.array(["a", "b", "never-seen", "zz", "a"])
+    out = encoder({"query": ids}).numpy()
+    bins = keras.layers.Hashing(7, salt=3)(ids).numpy().ravel()
+    np.testing.assert_array_equal(out, tf.gather(encoder.embeddings["query"].embeddings, bins).numpy())
+    assert len(set(bins)) > 1
+
+
+def _probe(rows):
+    return {name: value[:rows] for name, value in _data().items()}
+
+
+def test_masked_pooling_matches_numpy():
+    rng = np.random.default_rng(1)
+    embeddings = rng.normal(size=(3, 4, 2)).astype(np.float32)
+    mask = np.array([[1, 1, 0, 0], [0, 0, 0, 0], [1, 0, 1, 1]], bool)
+    weights = rng.uniform(0.1, 2.0, size=(3, 4)).astype(np.float32)
+    m, w = mask[:, :, None], (mask * weights)[:, :, None]
+    count = np.maximum(mask.sum(1, keepdims=True), 1)
+    expected = {
+        "sum": (embeddings * m).sum(1),
+        "mean": (embeddings * m).sum(1) / count,
+        "max": np.where(mask.any(1, keepdims=True), np.where(m, embeddings, -np.inf).max(1), 0.0),
+    }
+    for pooling, value in expected.items():
+        np.testing.assert_allclose(SequencePooling(pooling)(embeddings, mask).numpy(), value, rtol=1e-6, atol=1e-6)
+    weighted_mean = (embeddings * w).sum(1) / np.where(w.sum(1) > 0, w.sum(1), 1.0)
+    np.testing.assert_allclose(SequencePooling("mean")(embeddings, mask, weights).numpy(), weighted_mean, rtol=1e-5)
+    np.testing.assert_allclose(SequencePooling("sum")(embeddings, mask, weights).numpy(), (embeddings * w).sum(1), rtol=1e-5)
+
+
+def test_target_attention_matches_numpy_masked_softmax_and_empty_rows_are_zero():
+    rng = np.random.default_rng(2)
+    query = rng.normal(size=(3, 2)).astype(np.float32)
+    keys = rng.normal(size=(3, 4, 2)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 0], [0, 0, 0, 0], [0, 1, 0, 1]], bool)
+    attention = TargetAttention(hidden_units=())
+    out = attention(query, keys, mask).numpy()
+    kernel, bias = (w.numpy() for w in attention.score.weights)
+    q = np.broadcast_to(query[:, None, :], keys.shape)
+    scores = (np.concatenate([q, keys, q - keys, q * keys], -1) @ kernel)[..., 0] + bias[0]
+    expected = np.zeros_like(query)
+    for row in range(3):
+        if mask[row].any():
+            s = np.exp(scores[row][mask[row]] - scores[row][mask[row]].max())
+            expected[row] = (s / s.sum()) @ keys[row][mask[row]]
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    assert not np.isnan(out).any() and np.all(out[1] == 0.0)
+
+
+def test_empty_history_and_empty_tags_give_finite_outputs(adapted):
+    batch = _probe(3)
+    batch["history"] = np.full([3, 4], "", dtype=object)
+    batch["tags"] = np.full([3, 3], "", dtype=object)
+    embedded = FeatureEncoder(adapted).embed(adapted.conform(batch))
+    np.testing.assert_array_equal(embedded["history"].numpy(), 0.0)
+    np.testing.assert_array_equal(embedded["tags"].numpy(), 0.0)
+
+
+def test_pretrained_table_is_frozen_and_unknown_ids_are_zeros():
+    schema = Schema([PretrainedTable("item_llm", vectors=VECTORS)])
+    encoder = FeatureEncoder(schema)
+    out = encoder({"item_llm": np.array(["i2", "nope", "i1"])}).numpy()
+    np.testing.assert_array_equal(out, [VECTORS["i2"], [0.0, 0.0, 0.0], VECTORS["i1"]])
+    assert encoder.trainable_weights == []
+
+
+def test_bucketized_embeds_the_discretized_bucket():
+    schema = Schema([Bucketized("age", boundaries=(10.0, 20.0), embedding_dim=1)])
+    encoder = FeatureEncoder(schema)
+    encoder({"age": np.array([0.0])})
+    encoder.embeddings["age"].set_weights([np.array([[100.0], [200.0], [300.0]], np.float32)])
+    out = encoder({"age": np.array([-5.0, 10.0, 19.9, 20.0, 1e9], np.float32)}).numpy()[:, 0]
+    np.testing.assert_array_equal(out, [100.0, 200.0, 200.0, 300.0, 300.0])
+
+
+# -- round trips and export --------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(adapted):
+    keras.utils.set_random_seed(0)
+    model = tfmtl.models.shared_bottom(adapted, [tfmtl.Task.binary("click")], bottom_units=(8,))
+    model.compile()
+    data = _data()
+    model.fit(data, {"click": np.arange(len(data["price"])) % 2 * 1.0}, epochs=1, verbose=0)
+    return model
+
+
+def test_schema_and_layer_configs_round_trip(adapted):
+    assert Schema.from_config(adapted.get_config()) == adapted
+    for layer in (SequencePooling("max"), TargetAttention((5, 2))):
+        clone = type(layer).from_config(layer.get_config())
+        assert clone.get_config() == layer.get_config()
+
+
+def test_keras_save_and_load_predict_the_same(trained, tmp_path):
+    data = _data(seed=1)
+    before = trained.predict(data, verbose=0)["click"]
+    trained.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(loaded.predict(data, verbose=0)["click"], before, rtol=1e-6)
+    assert loaded.schema == trained.schema
+
+
+def test_export_answers_like_the_model_in_a_fresh_process(trained, tmp_path):
+    data = _data(rows=6, seed=2)
+    data["history"][0] = ""  # an empty history
+    expected = trained.predict(data, verbose=0)["click"][:, 0]
+    path = tfmtl.serving.export(trained, tmp_path / "export")
+    specs = tfmtl.serving.reference.predict_in_fresh_process(path, data, ["serving_default", "predict_examples"])
+    np.testing.assert_allclose(specs["serving_default"]["click"], expected, rtol=1e-5)
+    np.testing.assert_allclose(specs["predict_examples"]["click"], expected, rtol=1e-5)
+    assert not np.isnan(expected).any()
