@@ -11,6 +11,7 @@ NOTEBOOKS = sorted((pathlib.Path(__file__).parents[1] / "notebooks").glob("*.ipy
 EXPECTED = {
     "01_quickstart.ipynb": ("max |served - in-memory|", "export/quickstart/1/saved_model.pb"),
     "03_architectures.ipynb": ("oracle", None),
+    "04_task_balancing.ipynb": ("click/gauc", None),
     "05_export_and_serve.ipynb": ('{"predictions": [', "export/serving_demo/1/saved_model.pb"),
 }
 

@@ -112,7 +112,8 @@ class TargetAttention(keras.layers.Layer):
         for layer in self.hidden:
             hidden = layer(hidden)
         scores = tf.squeeze(self.score(hidden), axis=-1)  # [B, L]
-        scores = tf.where(mask, scores, tf.fill(tf.shape(scores), tf.constant(-1e9, scores.dtype)))
+        # The dtype's lowest finite value (not -1e9, which is -inf in float16 under mixed precision).
+        scores = tf.where(mask, scores, tf.fill(tf.shape(scores), scores.dtype.min))
         # An all-padding row has a uniform softmax, zeroed by the mask: no NaN.
         return tf.nn.softmax(scores, axis=-1) * tf.cast(mask, scores.dtype)
 
