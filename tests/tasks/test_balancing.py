@@ -112,7 +112,9 @@ def test_gradnorm_weight_update_after_one_step_equals_numpy():
     weights = np.ones(2)
     big_g = weights * norms
     target = big_g.mean() * 1.0 ** 1.5  # first step: L/L(0) = 1 for both tasks
-    updated = np.maximum(weights - 0.05 * np.sign(big_g - target) * norms, 1e-3 * 2)
+    grad = np.sign(big_g - target) * norms
+    m, v = 0.1 * grad, 0.001 * grad**2  # Adam's first step, bias-corrected: m / sqrt(v) = sign(grad)
+    updated = np.maximum(weights - 0.05 * (m / 0.1) / (np.sqrt(v / 0.001) + 1e-8), 1e-3 * 2)
     updated = updated * 2 / updated.sum()
     np.testing.assert_allclose(balancer.task_weights().numpy(), updated, rtol=1e-4)
     assert abs(updated[0] - updated[1]) > 0.01
