@@ -64,8 +64,11 @@ def test_container_checks_name_the_column():
 
 
 def test_census_income_matches_the_published_statistics():
-    train, test = census_income(max_rows=3000)
-    assert len(train) == 3000 and len(test) == 3000
+    train, validation, test = census_income(max_rows=3000)
+    assert len(train) == 3000 and len(validation) == 1500 and len(test) == 1500
+    again = census_income(max_rows=3000)[2]
+    np.testing.assert_array_equal(again.labels["income"], test.labels["income"])  # the split seed is fixed
+    np.testing.assert_array_equal(again.features["age"], test.features["age"])
     assert [t.name for t in train.tasks] == ["income", "marital"]
     assert "instance_weight" not in train.features and "marital_stat" not in train.features
     assert "education" not in train.features
@@ -73,7 +76,7 @@ def test_census_income_matches_the_published_statistics():
     assert 0.03 < train.labels["income"].mean() < 0.1  # 6.2% on the full file
     assert 0.35 < train.labels["marital"].mean() < 0.5  # 43.4% on the full file
     assert train.features["age"].dtype == np.float32
-    education, _ = census_income(group=2, max_rows=2000)
+    education, _, _ = census_income(group=2, max_rows=2000)
     assert [t.name for t in education.tasks] == ["education", "marital"]
     assert 0.1 < education.labels["education"].mean() < 0.4
 

@@ -1,9 +1,9 @@
 """Built-in data: synthetic click/conversion funnel, the MMoE paper's synthetic tasks, UCI census-income."""
 
-from tfmtl.data.census import census_income
+from tfmtl.data.census import census_income, census_schema
 from tfmtl.data.dataset import MultiTaskData
 from tfmtl.data.mmoe_synthetic import mmoe_synthetic
 from tfmtl.data.stats import roc_auc
 from tfmtl.data.synthetic import synthetic_recsys, synthetic_schema, synthetic_tasks
 
-__all__ = ["MultiTaskData", "census_income", "mmoe_synthetic", "roc_auc", "synthetic_recsys", "synthetic_schema", "synthetic_tasks"]
+__all__ = ["MultiTaskData", "census_income", "census_schema", "mmoe_synthetic", "roc_auc", "synthetic_recsys", "synthetic_schema", "synthetic_tasks"]

@@ -18,7 +18,7 @@ import pathlib
 import numpy as np
 
 from tfmtl.data.dataset import MultiTaskData
-from tfmtl.features.schema import Categorical, Numeric, Schema
+from tfmtl.features.schema import Bucketized, Categorical, Numeric, Schema
 from tfmtl.tasks.task import Task
 
 COLUMNS = (
@@ -31,6 +31,10 @@ COLUMNS = (
     "own_or_self", "vet_question", "vet_benefits", "weeks_worked", "year", "income_50k",
 )  # fmt: skip
 NUMERIC = ("age", "wage_per_hour", "capital_gains", "capital_losses", "stock_dividends", "num_emp", "weeks_worked")
+#: Heavy-tailed money columns (mostly 0, up to 99,999): log-transformed by ``census_schema(transforms=True)``.
+HEAVY_TAILED = ("wage_per_hour", "capital_gains", "capital_losses", "stock_dividends")
+#: Seed of the paper's 1:1 validation/test split of the test file (the paper's own seed is not published).
+SPLIT_SEED = 2018
 #: Never features: the survey weight (per UCI's notes), and the label sources.
 EXCLUDED = ("instance_weight", "income_50k", "marital_stat", "education")
 #: "At least college" for group 2 (associate degrees and up; see shared/data/README.md).
@@ -71,15 +75,33 @@ def _read(path: pathlib.Path, max_rows: int | None) -> dict[str, list[str]]:
     return columns
 
 
-def census_schema(embedding_dim: int = 8) -> Schema:
-    """The (unadapted) feature schema: 7 numeric and 31 categorical columns."""
-    return Schema(
-        [
-            Numeric(name) if name in NUMERIC else Categorical(name, embedding_dim=embedding_dim)
-            for name in COLUMNS
-            if name not in EXCLUDED
-        ]
-    )
+def census_schema(embedding_dim: int = 8, *, log_money: bool = True, age_buckets: int = 0) -> Schema:
+    """The (unadapted) feature schema: 31 categorical columns and 7 numeric ones.
+
+    Args:
+      embedding_dim: Embedding size of the categorical (and bucketized) features.
+      log_money: Log-transform the heavy-tailed money columns (``Numeric(log=True)``).
+      age_buckets: If > 0, ``age`` and ``weeks_worked`` are embedded by that many
+        quantile buckets (``Bucketized``) instead of standardized.
+
+    Example:
+
+    >>> import tfmtl
+    >>> schema = tfmtl.data.census_schema(age_buckets=16)
+    >>> len(schema), schema["capital_gains"].log, type(schema["age"]).__name__
+    (38, True, 'Bucketized')
+    """
+    features = []
+    for name in COLUMNS:
+        if name in EXCLUDED:
+            continue
+        if name not in NUMERIC:
+            features.append(Categorical(name, embedding_dim=embedding_dim))
+        elif age_buckets and name in ("age", "weeks_worked"):
+            features.append(Bucketized(name, embedding_dim=embedding_dim, num_buckets=age_buckets))
+        else:
+            features.append(Numeric(name, log=log_money and name in HEAVY_TAILED))
+    return Schema(features)
 
 
 def _to_data(columns: dict[str, list[str]], group: int, schema: Schema) -> MultiTaskData:
@@ -106,8 +128,9 @@ def census_income(
     *,
     group: int = 1,
     max_rows: int | None = None,
-    embedding_dim: int = 8,
-) -> tuple[MultiTaskData, MultiTaskData]:
+    schema: Schema | None = None,
+    split_seed: int = SPLIT_SEED,
+) -> tuple[MultiTaskData, MultiTaskData, MultiTaskData]:
     """Load census-income's train and test files as two :class:`MultiTaskData`.
 
     Tasks follow Ma et al. (KDD 2018) §6.3: group 1 is ``income`` (> 50K) and
@@ -119,18 +142,21 @@ def census_income(
       data_dir: Folder with ``census-income.data.gz`` and ``census-income.test.gz``.
       group: 1 or 2.
       max_rows: Read at most this many rows of each file (for quick runs).
-      embedding_dim: Embedding size of the categorical features.
+      schema: The feature schema (default :func:`census_schema()`), unadapted.
+      split_seed: Seed of the random 1:1 split of the test file into validation
+        and test, as in the paper (whose seed is not published); fixed by default
+        so every run compares on the same rows.
 
     Returns:
-      ``(train, test)``. Split ``test`` 1:1 into validation and test with
-      ``test.split(0.5, seed=...)`` to follow the paper.
+      ``(train, validation, test)``: the 199,523-row training file and the two
+      halves of the 99,762-row test file.
 
     Example:
 
     >>> import tfmtl
-    >>> train, test = tfmtl.data.census_income(max_rows=1000)  # doctest: +SKIP
-    >>> [task.name for task in train.tasks]  # doctest: +SKIP
-    ['income', 'marital']
+    >>> train, validation, test = tfmtl.data.census_income(max_rows=1000)  # doctest: +SKIP
+    >>> [task.name for task in train.tasks], len(validation), len(test)  # doctest: +SKIP
+    (['income', 'marital'], 500, 500)
     """
     if group not in (1, 2):
         raise ValueError(f"group must be 1 or 2, got {group!r}")
@@ -142,6 +168,7 @@ def census_income(
                 f"census-income file not found: {path}. Pass data_dir= or set TFMTL_DATA_DIR to the folder "
                 "holding census-income/ (see ../shared/data/README.md)."
             )
-    schema = census_schema(embedding_dim)
-    train, test = (_to_data(_read(path, max_rows), group, schema) for path in paths)
-    return train, test
+    schema = schema if schema is not None else census_schema()
+    train, held_out = (_to_data(_read(path, max_rows), group, schema) for path in paths)
+    validation, test = held_out.split(0.5, seed=split_seed)
+    return train, validation, test
