@@ -6,4 +6,7 @@ from tfmtl.data.mmoe_synthetic import mmoe_synthetic
 from tfmtl.data.stats import roc_auc
 from tfmtl.data.synthetic import synthetic_recsys, synthetic_schema, synthetic_tasks
 
-__all__ = ["MultiTaskData", "census_income", "census_schema", "mmoe_synthetic", "roc_auc", "synthetic_recsys", "synthetic_schema", "synthetic_tasks"]
+__all__ = [
+    "MultiTaskData", "census_income", "census_schema", "mmoe_synthetic", "roc_auc", "synthetic_recsys",
+    "synthetic_schema", "synthetic_tasks",
+]

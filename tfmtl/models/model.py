@@ -82,7 +82,9 @@ class MultiTaskModel(keras.Model):
     ['ctr/auc', 'ctr/copc', 'ctr/ece', 'ctr/logloss', 'ctr/loss', 'ctr/weight', 'loss']
     """
 
-    def __init__(self, inputs: Any, outputs: Any, name: str | None = None, trainable: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, inputs: Any, outputs: Any, name: str | None = None, trainable: bool = True, **kwargs: Any
+    ) -> None:
         # The same arguments as a functional model, so Keras's from_config rebuilds it.
         super().__init__(inputs=inputs, outputs=outputs, name=name, trainable=trainable, **kwargs)
         encoders = [layer for layer in self.layers if isinstance(layer, FeatureEncoder)]
@@ -92,7 +94,9 @@ class MultiTaskModel(keras.Model):
         # Task outputs are the layers that carry a Task (TaskHead, FunnelProduct); other
         # outputs (e.g. ESMM's conditional pCVR) are served but have no loss.
         heads = [self.get_layer(output) for output in self.output_names]
-        self.tasks: tuple[Task, ...] = check_tasks(head.task for head in heads if isinstance(getattr(head, "task", None), Task))
+        self.tasks: tuple[Task, ...] = check_tasks(
+            head.task for head in heads if isinstance(getattr(head, "task", None), Task)
+        )
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -258,7 +262,9 @@ class MultiTaskModel(keras.Model):
             labels[task.name], weights[task.name] = label, weight
         return x, labels, weights
 
-    def _task_losses(self, labels: Mapping[str, tf.Tensor], weights: Mapping[str, tf.Tensor], y_pred: Any) -> list[tf.Tensor]:
+    def _task_losses(
+        self, labels: Mapping[str, tf.Tensor], weights: Mapping[str, tf.Tensor], y_pred: Any
+    ) -> list[tf.Tensor]:
         """Each task's weighted mean loss over its present labels (0 if none): K scalars.
 
         Kept apart (not stacked) so that a gradient of one task's loss is None, not
@@ -341,7 +347,8 @@ class MultiTaskModel(keras.Model):
         x, labels, weights = self._prepare(data)
         y_pred = self(x, training=False)
         losses = tf.stack(self._task_losses(labels, weights, y_pred))
-        total = self._training.balancer.combine(losses * tf.constant(self._training.static_weights)) + self._extra_losses(y_pred)
+        weighted = losses * tf.constant(self._training.static_weights)
+        total = self._training.balancer.combine(weighted) + self._extra_losses(y_pred)
         return self._update_metrics(x, labels, weights, y_pred, losses, total, training=False)
 
     def _variables_to_train(self) -> list[tf.Variable]:
@@ -360,7 +367,8 @@ class MultiTaskModel(keras.Model):
             try:
                 chosen |= {id(v) for v in self.get_layer(name).trainable_variables}
             except ValueError:
-                raise ValueError(f"balancer layers: no layer {name!r}; layers: {[l.name for l in self.layers]}") from None
+                known = [layer.name for layer in self.layers]
+                raise ValueError(f"balancer layers: no layer {name!r}; layers: {known}") from None
         return [v for v in variables if id(v) in chosen]
 
     def _balanced_gradients(
@@ -369,7 +377,7 @@ class MultiTaskModel(keras.Model):
     ) -> list[tf.Tensor]:
         """Gradients where the shared variables' part comes from the balancer (GradNorm, PCGrad)."""
         candidates = self._shared_candidates(variables)
-        per_task = [_unscaled(self.optimizer, tape.gradient(scaled_tasks[k], candidates)) for k in range(len(self.tasks))]
+        per_task = [_unscaled(self.optimizer, tape.gradient(loss, candidates)) for loss in scaled_tasks]
         shared = [i for i in range(len(candidates)) if sum(grads[i] is not None for grads in per_task) >= 2]
         if not shared:
             raise ValueError(
@@ -445,7 +453,8 @@ def _check_labels(task: Task, label: tf.Tensor) -> None:
         )
     else:
         tf.debugging.Assert(
-            tf.reduce_all(tf.math.is_finite(label)), [f"task {task.name!r}: regression labels must be finite (NaN = missing)"]
+            tf.reduce_all(tf.math.is_finite(label)),
+            [f"task {task.name!r}: regression labels must be finite (NaN = missing)"],
         )
 
 
