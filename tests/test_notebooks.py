@@ -12,6 +12,7 @@ EXPECTED = {
     "01_quickstart.ipynb": ("max |served - in-memory|", "export/quickstart/1/saved_model.pb"),
     "03_architectures.ipynb": ("oracle", None),
     "04_task_balancing.ipynb": ("click/gauc", None),
+    "06_census_income.ipynb": ("paper income", None),
     "05_export_and_serve.ipynb": ('{"predictions": [', "export/serving_demo/1/saved_model.pb"),
 }
 
