@@ -267,7 +267,13 @@ def write_tfrecord(data: MultiTaskData, path: str | pathlib.Path, *, shards: int
     With ``shards > 1`` rows go round-robin to ``<path>-00000-of-0000N`` files (one
     per worker or more). Rows are converted ``chunk_rows`` at a time.
 
-    Example: see :func:`read_tfrecord`.
+    Example:
+
+    >>> import tempfile, numpy as np, tfmtl
+    >>> data = tfmtl.data.MultiTaskData({"price": np.arange(4.0)}, {"click": np.ones(4)},
+    ...                                 tfmtl.Schema([tfmtl.Numeric("price")]), (tfmtl.Task.binary("click"),))
+    >>> [name.split("/")[-1] for name in tfmtl.data.write_tfrecord(data, tempfile.mkdtemp() + "/rows", shards=2)]
+    ['rows-00000-of-00002', 'rows-00001-of-00002']
     """
     if shards < 1:
         raise ValueError(f"shards must be >= 1, got {shards}")
@@ -291,7 +297,16 @@ def write_csv(data: MultiTaskData, path: str | pathlib.Path) -> str:
     Floats are written with enough digits to read back bit-identical float32 values.
     Only ``[batch]`` inputs fit (see :func:`read_csv`).
 
-    Example: see :func:`read_csv`.
+    Example:
+
+    >>> import tempfile, numpy as np, tfmtl
+    >>> data = tfmtl.data.MultiTaskData({"price": np.array([0.1, 2.0])}, {"click": np.array([1.0, np.nan])},
+    ...                                 tfmtl.Schema([tfmtl.Numeric("price")]), (tfmtl.Task.binary("click"),))
+    >>> print(open(tfmtl.data.write_csv(data, tempfile.mkdtemp() + "/rows.csv")).read())
+    price,click
+    0.10000000149011612,1.0
+    2.0,
+    <BLANKLINE>
     """
     columns, dtypes = _columns(data)
     wide = [name for name, values in columns.items() if values.ndim != 1]
