@@ -20,7 +20,9 @@ from tfmtl import _compat  # noqa: F401  (Keras 2 guard; must run first)
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("balancing", "data", "demo", "diagnostics", "features", "layers", "models", "serving", "tasks")
+_SUBPACKAGES = (
+    "balancing", "data", "demo", "diagnostics", "features", "layers", "models", "serving", "tasks", "training",
+)
 _SHORTCUTS = {
     "Categorical": "tfmtl.features",
     "Numeric": "tfmtl.features",

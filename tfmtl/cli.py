@@ -20,6 +20,14 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if result.serving_matches else 1
 
 
+def _lifecycle(args: argparse.Namespace) -> int:
+    from tfmtl.training import run
+
+    action = {"train": run.train_from_config, "evaluate": run.evaluate_from_config, "export": run.export_from_config}
+    action[args.command](args.config)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfmtl", description="Multi-task recommendation models on TensorFlow.")
     parser.add_argument("--version", action="store_true", help="print the tfmtl version and exit")
@@ -34,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--task-relatedness", type=float, default=0.7, help="0..1, see tfmtl.data.synthetic_recsys")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(handler=_demo)
+    for command, text in (
+        ("train", "train from a TOML config (files, schema, tasks, architecture, optimizer, balancer); resumes"),
+        ("evaluate", "evaluate the config's trained model on its validation files"),
+        ("export", "export the config's trained model for TF Serving"),
+    ):
+        sub = commands.add_parser(command, help=text)
+        sub.add_argument("config", help="run config (.toml); see examples/train.toml")
+        sub.set_defaults(handler=_lifecycle)
     serve = commands.add_parser(
         "serve", help="development server with TF Serving's gRPC/REST APIs (loopback; not for production)"
     )

@@ -19,7 +19,7 @@ def _click_auc(data, drop):
     scores = model.predict(keep(test), batch_size=4096, verbose=0)["click"][:, 0]
     evaluated = model.evaluate(keep(test), {"click": test.labels["click"]}, batch_size=4096, return_dict=True, verbose=0)
     exact = tfmtl.data.roc_auc(test.labels["click"], scores)
-    assert evaluated["click_auc"] == pytest.approx(exact, abs=0.01)  # evaluate sees the same features
+    assert evaluated["click/auc"] == pytest.approx(exact, abs=0.01)  # evaluate sees the same features
     return exact
 
 

@@ -122,6 +122,9 @@ class FeatureEncoder(keras.layers.Layer):
     """
 
     def __init__(self, schema: Schema, **kwargs: Any) -> None:
+        # Raw numbers stay float32 under a mixed policy (no float16 overflow before the
+        # log/standardization); the concatenated output is cast to the compute dtype.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         if not schema.is_adapted:
             missing = [spec.name for spec in schema if not spec.is_adapted]
@@ -235,4 +238,5 @@ class FeatureEncoder(keras.layers.Layer):
 
     def call(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         embedded = self.embed(features)
-        return tf.concat([embedded[name] for name, _ in self.output_widths()], axis=-1)  # [B, output_dim]
+        parts = [tf.cast(embedded[name], self.compute_dtype) for name, _ in self.output_widths()]
+        return tf.concat(parts, axis=-1)  # [B, output_dim]

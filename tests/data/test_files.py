@@ -1,0 +1,98 @@
+"""CSV and TFRecord readers: the same batches as the in-memory arrays, missing labels, sharding, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tfmtl
+from tfmtl._compat import keras, tf
+
+
+@pytest.fixture(scope="module")
+def data() -> tfmtl.data.MultiTaskData:
+    data = tfmtl.data.synthetic_recsys(300, seed=5, history_length=3, item_text_dim=4)
+    data.labels["conversion"][::7] = np.nan  # some rows without a conversion label
+    return data
+
+
+def _flat(data):
+    """The same rows without the [batch, n] inputs (CSV holds one value per column)."""
+    schema = tfmtl.Schema([spec for spec in data.schema if spec.name not in ("history", "item_text")])
+    features = {name: data.features[name] for name in schema.input_specs()}
+    return tfmtl.data.MultiTaskData(features, data.labels, schema, data.tasks)
+
+
+def _assert_same_batches(expected: tf.data.Dataset, actual: tf.data.Dataset) -> None:
+    pairs = list(zip(expected, actual, strict=True))
+    assert len(pairs) > 1
+    for (x_mem, y_mem), (x_file, y_file) in pairs:
+        assert sorted(x_mem) == sorted(x_file) and sorted(y_mem) == sorted(y_file)
+        for name in x_mem:
+            assert x_file[name].dtype == x_mem[name].dtype, name
+            np.testing.assert_array_equal(x_file[name].numpy(), x_mem[name].numpy(), err_msg=name)
+        for key in y_mem:
+            np.testing.assert_array_equal(y_file[key].numpy(), y_mem[key].numpy(), err_msg=key)  # NaN == NaN here
+
+
+def test_tfrecord_batches_equal_the_arrays(data, tmp_path):
+    paths = tfmtl.data.write_tfrecord(data, tmp_path / "train.tfrecord")
+    _assert_same_batches(data.to_dataset(64), tfmtl.data.read_tfrecord(paths, data.schema, data.tasks, 64))
+
+
+def test_csv_batches_equal_the_arrays(data, tmp_path):
+    flat = _flat(data)
+    path = tfmtl.data.write_csv(flat, tmp_path / "train.csv")
+    assert ",," in open(path).read() or ",\n" in open(path).read()  # a missing label is an empty field
+    _assert_same_batches(flat.to_dataset(64), tfmtl.data.read_csv(path, flat.schema, flat.tasks, 64))
+
+
+def test_training_from_files_equals_training_from_arrays(data, tmp_path):
+    flat = _flat(data)
+    schema = flat.schema.adapt(flat.features)
+    path = tfmtl.data.write_csv(flat, tmp_path / "train.csv")
+    weights = []
+    for dataset in (flat.to_dataset(50), tfmtl.data.read_csv(path, flat.schema, flat.tasks, 50)):
+        keras.utils.set_random_seed(0)
+        model = tfmtl.models.shared_bottom(schema, flat.tasks, bottom_units=(8,))
+        model.compile(optimizer="adam")
+        model.fit(dataset, epochs=1, verbose=0)
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_shuffle_is_seeded_and_shards_cover_every_row_once(data, tmp_path):
+    paths = tfmtl.data.write_tfrecord(data, tmp_path / "train.tfrecord", shards=3)
+    read = lambda **kw: np.concatenate([  # noqa: E731
+        x["user_activity"].numpy() for x, _ in tfmtl.data.read_tfrecord(paths, data.schema, data.tasks, 40, **kw)
+    ])
+    first, again, other = read(shuffle_buffer=100, seed=1), read(shuffle_buffer=100, seed=1), read(shuffle_buffer=100, seed=2)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    np.testing.assert_array_equal(np.sort(first), np.sort(data.features["user_activity"].astype(np.float32)))
+    for pipelines in (2, 5):  # by file (3 files >= 2 pipelines), by record (3 files < 5)
+        parts = [
+            read(input_context=tf.distribute.InputContext(pipelines, index, num_replicas_in_sync=pipelines))
+            for index in range(pipelines)
+        ]
+        np.testing.assert_array_equal(
+            np.sort(np.concatenate(parts)), np.sort(data.features["user_activity"].astype(np.float32))
+        )
+    shard = tfmtl.data.read_tfrecord(paths, data.schema, data.tasks, 40, input_context=tf.distribute.InputContext(2, 0, 2))
+    assert next(iter(shard))[1]["click"].shape[0] == 20  # per-replica batch
+
+
+def test_errors_name_the_problem(data, tmp_path):
+    with pytest.raises(ValueError, match=r"history.*use write_tfrecord"):
+        tfmtl.data.write_csv(data, tmp_path / "x.csv")
+    flat = _flat(data)
+    path = tfmtl.data.write_csv(flat, tmp_path / "train.csv")
+    with pytest.raises(ValueError, match=r"no column\(s\) \['dwell'\]"):
+        tfmtl.data.read_csv(path, flat.schema, [tfmtl.Task.regression("dwell")], 8)
+    with pytest.raises(FileNotFoundError, match="no files match"):
+        tfmtl.data.read_csv(tmp_path / "none-*.csv", flat.schema, flat.tasks, 8)
+    with pytest.raises(ValueError, match="needs pyarrow"):
+        tfmtl.data.read_files("parquet", path, flat.schema, flat.tasks, 8)
+    with pytest.raises(ValueError, match="unknown data format 'avro'; allowed formats: csv, tfrecord"):
+        tfmtl.data.read_files("avro", path, flat.schema, flat.tasks, 8)

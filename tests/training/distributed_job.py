@@ -1,0 +1,83 @@
+"""Jobs the distribution and mixed-precision tests run in fresh processes (TF config must precede TF's start).
+
+``python distributed_job.py mirrored OUT.npz``: 2 logical CPUs; the same data, initial weights and
+global batch trained on one device and under MirroredStrategy (2 replicas).
+``python distributed_job.py worker OUT.npz`` (with TF_CONFIG): one MultiWorkerMirroredStrategy worker.
+``python distributed_job.py mixed OUT.npz``: an MMoE under the mixed_float16 policy.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+import tfmtl
+from tfmtl._compat import keras, tf
+
+ROWS, BATCH = 1024, 64
+
+
+def data() -> tuple[tfmtl.data.MultiTaskData, tfmtl.data.MultiTaskData, tfmtl.Schema]:
+    train, test = tfmtl.data.synthetic_recsys(ROWS + 2000, seed=7).split(ROWS / (ROWS + 2000), seed=0)
+    return train, test, train.schema.adapt(train.features)
+
+
+def build(schema: tfmtl.Schema, tasks, initial=None) -> tfmtl.models.MultiTaskModel:
+    keras.utils.set_random_seed(0)
+    model = tfmtl.models.mmoe(schema, tasks, num_experts=2, expert_units=(16,))
+    if initial is not None:
+        model.set_weights(initial)
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    return model
+
+
+def mirrored(out: str) -> None:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    train, _, schema = data()
+    single = build(schema, train.tasks)
+    initial = single.get_weights()
+    single.fit(train.to_dataset(BATCH), epochs=2, verbose=0)
+    strategy = tf.distribute.MirroredStrategy([device.name for device in tf.config.list_logical_devices("CPU")])
+    with strategy.scope():
+        model = build(schema, train.tasks, initial)
+    model.fit(train.to_dataset(BATCH), epochs=2, verbose=0)  # each replica gets BATCH / 2 rows a step
+    np.savez(out, replicas=strategy.num_replicas_in_sync, **{f"single_{i}": w for i, w in enumerate(single.get_weights())},
+             **{f"mirrored_{i}": w for i, w in enumerate(model.get_weights())})
+
+
+def worker(out: str) -> None:
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    train, test, schema = data()
+    with strategy.scope():
+        model = build(schema, train.tasks)
+    model.fit(train.to_dataset(BATCH), epochs=2, verbose=0)  # auto-sharded: each worker reads half of each batch
+    metrics = model.evaluate(test.to_dataset(1000), return_dict=True, verbose=0)
+    np.savez(out, workers=strategy.num_replicas_in_sync, click_auc=metrics["click/auc"],
+             **{f"w_{i}": w for i, w in enumerate(model.get_weights())})
+
+
+def mixed(out: str) -> None:
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    train, _, schema = tfmtl.data.synthetic_recsys(512, seed=1, history_length=4, item_text_dim=4), None, None
+    schema = train.schema.adapt(train.features)
+    model = tfmtl.models.mmoe(schema, train.tasks, num_experts=2, expert_units=(8,))
+    optimizer = keras.mixed_precision.LossScaleOptimizer(keras.optimizers.Adam(0.01))
+    model.compile(optimizer=optimizer)
+    history = model.fit(train.to_dataset(128), epochs=1, verbose=0)
+    outputs = model(train.take(slice(0, 8)).features)
+    dense = [layer for layer in model.layers if layer.name == "mixture_of_experts"][0]
+    np.savez(
+        out,
+        output_dtypes=np.array([outputs[task.name].dtype.name for task in train.tasks]),
+        compute_dtype=np.array(dense.compute_dtype),
+        variable_dtypes=np.array(sorted({w.dtype.name for w in model.weights if w.trainable})),
+        losses=np.array([history.history["loss"][-1], *[history.history[f"{t.name}/loss"][-1] for t in train.tasks]]),
+        weights_finite=np.array(all(np.all(np.isfinite(w)) for w in model.get_weights())),
+        loss_scale=float(optimizer.loss_scale),
+    )
+
+
+if __name__ == "__main__":
+    {"mirrored": mirrored, "worker": worker, "mixed": mixed}[sys.argv[1]](sys.argv[2])

@@ -1,0 +1,79 @@
+"""Config-driven CLI: train, evaluate and export from the shipped example config; invalid configs."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pytest
+
+import tfmtl
+from tfmtl._compat import keras, tf
+from tfmtl.cli import main
+
+EXAMPLE = pathlib.Path(tfmtl.__file__).parents[1] / "examples" / "train.toml"
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> pathlib.Path:
+    """The example config on 1,500 synthetic rows, one small epoch."""
+    folder = tmp_path_factory.mktemp("run")
+    (folder / "synthetic").mkdir()
+    train, valid = tfmtl.data.synthetic_recsys(1500, seed=2).split(0.8, seed=0)
+    tfmtl.data.write_csv(train, folder / "synthetic" / "train.csv")
+    tfmtl.data.write_csv(valid, folder / "synthetic" / "valid.csv")
+    text = EXAMPLE.read_text()
+    for old, new in (("epochs = 3", "epochs = 2"), ("expert_units = [64, 32]", "expert_units = [8]"),
+                     ("checkpoint_every = 200", "checkpoint_every = 10"), ('"../export/example"', '"export/example"')):
+        assert old in text
+        text = text.replace(old, new)
+    path = folder / "train.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.slow
+def test_cli_trains_evaluates_and_exports_a_model_that_answers_like_it(config, capsys):
+    assert main(["train", str(config)]) == 0
+    run = config.parent / "runs" / "example"
+    assert (run / "model.keras").exists() and tfmtl.training.Checkpoints(run / "checkpoints").latest() is not None
+    assert list((run / "logs" / "validation").glob("events.out.tfevents.*"))
+    assert main(["evaluate", str(config)]) == 0
+    printed = capsys.readouterr().out
+    assert "click/auc" in printed and "conversion/auc" in printed
+    assert main(["export", str(config)]) == 0
+
+    model = keras.models.load_model(run / "model.keras")
+    assert isinstance(model.balancer, tfmtl.balancing.UncertaintyWeighting)
+    assert [task.name for task in model.tasks] == ["click", "conversion"]
+    assert model.schema["hour"].vocabulary  # learned from the training file
+    features, _ = next(iter(tfmtl.training.load_config(config).read("validation")))
+    expected = model.predict(features, verbose=0)
+    [version] = [path for path in (config.parent / "export" / "example").iterdir() if path.name.isdigit()]
+    served = tf.saved_model.load(str(version)).signatures["serving_default"](**features)
+    for task in ("click", "conversion"):
+        np.testing.assert_allclose(served[task].numpy().reshape(-1), expected[task].reshape(-1), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (('architecture = "mmoe"', 'architecture = "mmoo"'), r"model.architecture = 'mmoo' is unknown; allowed: aitm, cgc"),
+        (('class = "UncertaintyWeighting"', 'class = "Uncertainty"'), r"balancer.class = 'Uncertainty' is unknown; allowed: .*GradNorm"),
+        (('kind = "numeric"', 'kind = "number"'), r"features\[6\].kind = 'number' is unknown; allowed: bucketized"),
+        (("num_experts = 4", "num_expert = 4"), r"model \(mmoe\): unknown key\(s\) \['num_expert'\]; allowed: .*num_experts"),
+        (("batch_size = 256", "batchsize = 256"), r"\[data\]: unknown key\(s\) \['batchsize'\]; allowed: batch_size"),
+        (('format = "csv"', 'format = "parquet"'), r"needs pyarrow"),
+        (("embedding_dim = 4\nid_type", "embed_dim = 4\nid_type"), r"features\[5\] \(hour\): unknown key\(s\) \['embed_dim'\]"),
+        (('class = "Adam"', 'class = "Adamm"'), r"optimizer.class = 'Adamm' is unknown; allowed: .*Adam"),
+    ],
+    ids=["architecture", "balancer", "feature kind", "model key", "data key", "parquet", "feature key", "optimizer"],
+)
+def test_invalid_configs_name_the_key_and_the_allowed_values(tmp_path, edit, message):
+    text = EXAMPLE.read_text()
+    assert edit[0] in text
+    path = tmp_path / "bad.toml"
+    path.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(ValueError, match=message):
+        config = tfmtl.training.load_config(path)
+        config.read("train")  # the format is checked when the files are read

@@ -1,0 +1,88 @@
+"""MirroredStrategy and MultiWorkerMirroredStrategy training, and mixed precision, each in fresh processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+JOB = pathlib.Path(__file__).with_name("distributed_job.py")
+ROOT = JOB.parents[2]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
+
+
+def _job(mode: str, out: pathlib.Path, **env: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(JOB), mode, str(out)], env=_env(**env),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(process: subprocess.Popen, timeout: float = 300) -> None:
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"job timed out after {timeout} s:\n{output[-3000:]}")
+    assert process.returncode == 0, output[-3000:]
+
+
+@pytest.mark.slow
+def test_mirrored_two_replicas_train_like_one_device(tmp_path):
+    _finish(_job("mirrored", tmp_path / "out.npz"))
+    out = np.load(tmp_path / "out.npz")
+    assert int(out["replicas"]) == 2
+    singles = sorted(key for key in out if key.startswith("single_"))
+    assert singles
+    for key in singles:
+        np.testing.assert_allclose(out[key.replace("single", "mirrored")], out[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_workers_end_with_identical_weights_and_single_process_quality(tmp_path):
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    jobs = [
+        _job("worker", tmp_path / f"worker{index}.npz",
+             TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        for index in range(2)
+    ]
+    for job in jobs:
+        _finish(job, timeout=400)
+    first, second = (np.load(tmp_path / f"worker{index}.npz") for index in range(2))
+    assert int(first["workers"]) == 2
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+    # the same job in one process (no TF_CONFIG: a single worker) reaches the same quality
+    _finish(_job("worker", tmp_path / "single.npz"))
+    single = np.load(tmp_path / "single.npz")
+    assert int(single["workers"]) == 1
+    assert abs(float(first["click_auc"]) - float(single["click_auc"])) < 0.02
+
+
+@pytest.mark.slow
+def test_mixed_float16_mmoe_trains_without_nan_and_answers_in_float32(tmp_path):
+    _finish(_job("mixed", tmp_path / "out.npz"))
+    out = np.load(tmp_path / "out.npz")
+    assert out["output_dtypes"].tolist() == ["float32", "float32"]  # heads, losses and metrics in float32
+    assert str(out["compute_dtype"]) == "float16"  # the experts do compute in half precision
+    assert out["variable_dtypes"].tolist() == ["float32"]  # master weights stay float32
+    assert np.all(np.isfinite(out["losses"])) and bool(out["weights_finite"])
+    assert float(out["loss_scale"]) > 1.0

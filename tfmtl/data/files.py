@@ -1,0 +1,330 @@
+"""Streaming ``(features, labels)`` batches from CSV and TFRecord files, built from the schema.
+
+Both readers return a ``tf.data`` pipeline that reads the files lazily (nothing is
+loaded into memory): list the files, shard them per input pipeline, interleave the
+readers, shuffle in a bounded buffer, batch, parse, prefetch. Their batches are the
+same dicts as :meth:`MultiTaskData.to_dataset`: features keyed by input name (shaped
+as ``schema.input_specs()``), labels keyed by label key (float32, NaN = no label).
+
+* CSV: one header line naming the columns; one column per ``[batch]`` input and per
+  label. An empty label field is NaN (no label); an empty feature field is an error.
+  Inputs of shape ``[batch, n]`` (sequences, dense vectors) need TFRecord.
+* TFRecord: ``tf.train.Example`` records parsed with the serving signature's spec
+  (:func:`tfmtl.serving.examples.example_spec`), so training reads exactly what the
+  ``serving_default``/Classify path reads; labels are float features, NaN when absent.
+* Parquet is not supported: reading it needs ``pyarrow``, which tfmtl does not
+  depend on (convert with ``write_tfrecord``, or read the file yourself).
+
+Sharding: pass ``input_context`` (from ``strategy.distribute_datasets_from_function``)
+and each input pipeline reads its own files (its own records when there are fewer
+files than pipelines) with the per-replica batch size. Without it the dataset carries
+``auto_shard_policy=AUTO``, so ``strategy.experimental_distribute_dataset`` and
+Keras ``fit`` under a multi-worker strategy shard it by file, else by record.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import pathlib
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from tfmtl._compat import tf
+from tfmtl.data.dataset import MultiTaskData
+from tfmtl.features.schema import Schema
+from tfmtl.serving.examples import example_spec, to_examples
+from tfmtl.tasks.task import Task, check_tasks
+
+#: File formats the readers take (``read_files``'s ``format``).
+FORMATS = ("csv", "tfrecord")
+
+
+def label_keys(tasks: Sequence[Task]) -> list[str]:
+    """Every label column the tasks read: labels, sample spaces and sample weights, in task order.
+
+    Example:
+
+    >>> import tfmtl
+    >>> label_keys([tfmtl.Task.binary("click"), tfmtl.Task.binary("buy", space="click", sample_weight="w")])
+    ['click', 'buy', 'w']
+    """
+    keys: list[str] = []
+    for task in check_tasks(tasks):
+        for key in (task.label_key, task.space, task.sample_weight):
+            if key is not None and key not in keys:
+                keys.append(key)
+    return keys
+
+
+def _expand(paths: str | pathlib.Path | Iterable[str | pathlib.Path]) -> list[str]:
+    patterns = [paths] if isinstance(paths, (str, pathlib.Path)) else list(paths)
+    files = sorted({name for pattern in patterns for name in tf.io.gfile.glob(str(pattern))})
+    if not files:
+        raise FileNotFoundError(f"no files match {[str(p) for p in patterns]}")
+    return files
+
+
+def _pipeline(
+    files: list[str],
+    reader: Any,
+    parse: Any,
+    batch_size: int,
+    *,
+    shuffle_buffer: int,
+    seed: Any,
+    input_context: tf.distribute.InputContext | None,
+    drop_remainder: bool,
+) -> tf.data.Dataset:
+    """files -> shard -> interleave(reader) -> shuffle -> batch -> parse -> prefetch."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.AUTO
+    by_record = False
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+        pipelines, index = input_context.num_input_pipelines, input_context.input_pipeline_id
+        if len(files) >= pipelines:
+            dataset = dataset.shard(pipelines, index)
+        else:
+            by_record = True
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    dataset = dataset.interleave(
+        reader, cycle_length=min(len(files), 4), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    if by_record:
+        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if shuffle_buffer:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def read_csv(
+    paths: str | pathlib.Path | Iterable[str | pathlib.Path],
+    schema: Schema,
+    tasks: Sequence[Task],
+    batch_size: int,
+    *,
+    shuffle_buffer: int = 0,
+    seed: Any = None,
+    input_context: tf.distribute.InputContext | None = None,
+    drop_remainder: bool = False,
+    field_delim: str = ",",
+) -> tf.data.Dataset:
+    """Batches of ``(features, labels)`` streamed from CSV files with a header line.
+
+    Args:
+      paths: A file, a glob pattern, or a list of them (sorted; read in that order
+        when not shuffled).
+      schema: The feature schema; every ``[batch]`` input must be a column.
+      tasks: The tasks; their label (and space, sample weight) columns are read.
+      batch_size: Global batch size (per replica with ``input_context``).
+      shuffle_buffer: Records in the shuffle buffer (0 = keep the file order).
+      seed: Shuffle seed (an int or a scalar int64 tensor); with a seed the order
+        is the same on every pass, so give ``seed + epoch`` for a new one per epoch.
+      input_context: Shard for one input pipeline of a distribution strategy.
+      drop_remainder: Drop the last, smaller batch.
+      field_delim: Column separator.
+
+    Returns:
+      A ``tf.data.Dataset`` of ``(features, labels)`` dicts.
+
+    Example:
+
+    >>> import tempfile, numpy as np, tfmtl
+    >>> data = tfmtl.data.MultiTaskData({"price": np.array([1.0, 2.0, 3.0])}, {"click": np.array([1.0, np.nan, 0.0])},
+    ...                                 tfmtl.Schema([tfmtl.Numeric("price")]), (tfmtl.Task.binary("click"),))
+    >>> path = tfmtl.data.write_csv(data, tempfile.mkdtemp() + "/train.csv")
+    >>> features, labels = next(iter(tfmtl.data.read_csv(path, data.schema, data.tasks, batch_size=3)))
+    >>> features["price"].numpy().tolist(), labels["click"].numpy().tolist()
+    ([1.0, 2.0, 3.0], [1.0, nan, 0.0])
+    """
+    files = _expand(paths)
+    specs = schema.input_specs()
+    wide = [name for name, spec in specs.items() if spec.shape.rank != 1]
+    if wide:
+        raise ValueError(f"feature(s) {wide} take [batch, n] values, which CSV cannot hold; use read_tfrecord")
+    labels = label_keys(tasks)
+    with tf.io.gfile.GFile(files[0]) as handle:
+        header = next(csv.reader([handle.readline()], delimiter=field_delim))
+    for name in files[1:]:
+        with tf.io.gfile.GFile(name) as handle:
+            if next(csv.reader([handle.readline()], delimiter=field_delim)) != header:
+                raise ValueError(f"{name}: its header differs from {files[0]}'s ({header})")
+    columns = {**{name: spec.dtype for name, spec in specs.items()}, **{key: tf.float32 for key in labels}}
+    missing = [name for name in columns if name not in header]
+    if missing:
+        raise ValueError(f"{files[0]}: no column(s) {missing}; the header has {header}")
+    picked = sorted((header.index(name), name) for name in columns)  # CsvDataset wants file order
+    defaults = [
+        tf.constant([math.nan], tf.float32) if name in labels else tf.constant([], columns[name]) for _, name in picked
+    ]
+
+    def reader(path: tf.Tensor) -> tf.data.Dataset:
+        return tf.data.experimental.CsvDataset(
+            path, defaults, header=True, field_delim=field_delim, select_cols=[index for index, _ in picked]
+        )
+
+    def parse(*values: tf.Tensor) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        by_name = {name: value for (_, name), value in zip(picked, values)}
+        return {name: by_name[name] for name in specs}, {key: by_name[key] for key in labels}
+
+    return _pipeline(
+        files, reader, parse, batch_size, shuffle_buffer=shuffle_buffer, seed=seed, input_context=input_context,
+        drop_remainder=drop_remainder,
+    )
+
+
+def read_tfrecord(
+    paths: str | pathlib.Path | Iterable[str | pathlib.Path],
+    schema: Schema,
+    tasks: Sequence[Task],
+    batch_size: int,
+    *,
+    shuffle_buffer: int = 0,
+    seed: Any = None,
+    input_context: tf.distribute.InputContext | None = None,
+    drop_remainder: bool = False,
+    compression_type: str | None = None,
+) -> tf.data.Dataset:
+    """Batches of ``(features, labels)`` streamed from TFRecord files of ``tf.train.Example``.
+
+    Features are parsed with the export's signature spec (every input required,
+    ``[batch, n]`` inputs as ``n`` values); labels are float features, NaN when absent.
+    Arguments as :func:`read_csv`, plus ``compression_type`` (``"GZIP"``, ``"ZLIB"``).
+
+    Example:
+
+    >>> import tempfile, numpy as np, tfmtl
+    >>> data = tfmtl.data.MultiTaskData({"price": np.array([1.0, 2.0])}, {"click": np.array([1.0, np.nan])},
+    ...                                 tfmtl.Schema([tfmtl.Numeric("price")]), (tfmtl.Task.binary("click"),))
+    >>> paths = tfmtl.data.write_tfrecord(data, tempfile.mkdtemp() + "/train.tfrecord")
+    >>> features, labels = next(iter(tfmtl.data.read_tfrecord(paths, data.schema, data.tasks, batch_size=2)))
+    >>> labels["click"].numpy().tolist()
+    [1.0, nan]
+    """
+    files = _expand(paths)
+    spec = example_spec(schema.input_specs())
+    labels = label_keys(tasks)
+    for key in labels:
+        if key in spec:
+            raise ValueError(f"label {key!r} is also a feature of the schema")
+        spec[key] = tf.io.FixedLenFeature([], tf.float32, default_value=math.nan)
+
+    def reader(path: tf.Tensor) -> tf.data.Dataset:
+        return tf.data.TFRecordDataset(path, compression_type=compression_type)
+
+    def parse(records: tf.Tensor) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        parsed = tf.io.parse_example(records, spec)
+        return {name: parsed[name] for name in schema.input_specs()}, {key: parsed[key] for key in labels}
+
+    return _pipeline(
+        files, reader, parse, batch_size, shuffle_buffer=shuffle_buffer, seed=seed, input_context=input_context,
+        drop_remainder=drop_remainder,
+    )
+
+
+def read_files(format: str, paths: Any, schema: Schema, tasks: Sequence[Task], batch_size: int, **kwargs: Any) -> tf.data.Dataset:
+    """:func:`read_csv` or :func:`read_tfrecord` by ``format`` (``"csv"``, ``"tfrecord"``); Parquet is refused.
+
+    Example:
+
+    >>> import tfmtl
+    >>> tfmtl.data.read_files("parquet", "x.parquet", None, [], 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: format 'parquet' needs pyarrow, which tfmtl does not depend on; convert the files to TFRecord or CSV (allowed formats: csv, tfrecord)
+    """
+    readers = {"csv": read_csv, "tfrecord": read_tfrecord}
+    if format == "parquet":
+        raise ValueError(
+            f"format 'parquet' needs pyarrow, which tfmtl does not depend on; convert the files to TFRecord or CSV "
+            f"(allowed formats: {', '.join(FORMATS)})"
+        )
+    if format not in readers:
+        raise ValueError(f"unknown data format {format!r}; allowed formats: {', '.join(FORMATS)}")
+    return readers[format](paths, schema, tasks, batch_size, **kwargs)
+
+
+def _columns(data: MultiTaskData) -> tuple[dict[str, np.ndarray], dict[str, tf.DType]]:
+    """The input and label columns of ``data`` with their dtypes (labels float32)."""
+    specs = data.schema.input_specs()
+    columns = {name: data.features[name] for name in specs}
+    columns.update({key: data.labels[key] for key in label_keys(data.tasks)})
+    dtypes = {name: spec.dtype for name, spec in specs.items()}
+    dtypes.update({key: tf.float32 for key in label_keys(data.tasks)})
+    return columns, dtypes
+
+
+def write_tfrecord(data: MultiTaskData, path: str | pathlib.Path, *, shards: int = 1, chunk_rows: int = 10_000) -> list[str]:
+    """Write ``data``'s inputs and labels as ``tf.train.Example`` records; returns the file names.
+
+    With ``shards > 1`` rows go round-robin to ``<path>-00000-of-0000N`` files (one
+    per worker or more). Rows are converted ``chunk_rows`` at a time.
+
+    Example:
+
+    >>> import tempfile, numpy as np, tfmtl
+    >>> data = tfmtl.data.MultiTaskData({"price": np.arange(4.0)}, {"click": np.ones(4)},
+    ...                                 tfmtl.Schema([tfmtl.Numeric("price")]), (tfmtl.Task.binary("click"),))
+    >>> [name.split("/")[-1] for name in tfmtl.data.write_tfrecord(data, tempfile.mkdtemp() + "/rows", shards=2)]
+    ['rows-00000-of-00002', 'rows-00001-of-00002']
+    """
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1, got {shards}")
+    columns, dtypes = _columns(data)
+    names = [str(path)] if shards == 1 else [f"{path}-{i:05d}-of-{shards:05d}" for i in range(shards)]
+    writers = [tf.io.TFRecordWriter(name) for name in names]
+    try:
+        for start in range(0, len(data), chunk_rows):
+            chunk = {name: values[start:start + chunk_rows] for name, values in columns.items()}
+            for offset, example in enumerate(to_examples(chunk, dtypes)):
+                writers[(start + offset) % shards].write(example.SerializeToString())
+    finally:
+        for writer in writers:
+            writer.close()
+    return names
+
+
+def write_csv(data: MultiTaskData, path: str | pathlib.Path) -> str:
+    """Write ``data``'s inputs and labels as CSV with a header; NaN labels become empty fields.
+
+    Floats are written with enough digits to read back bit-identical float32 values.
+    Only ``[batch]`` inputs fit (see :func:`read_csv`).
+
+    Example:
+
+    >>> import tempfile, numpy as np, tfmtl
+    >>> data = tfmtl.data.MultiTaskData({"price": np.array([0.1, 2.0])}, {"click": np.array([1.0, np.nan])},
+    ...                                 tfmtl.Schema([tfmtl.Numeric("price")]), (tfmtl.Task.binary("click"),))
+    >>> print(open(tfmtl.data.write_csv(data, tempfile.mkdtemp() + "/rows.csv")).read())
+    price,click
+    0.10000000149011612,1.0
+    2.0,
+    <BLANKLINE>
+    """
+    columns, dtypes = _columns(data)
+    wide = [name for name, values in columns.items() if values.ndim != 1]
+    if wide:
+        raise ValueError(f"feature(s) {wide} take [batch, n] values, which CSV cannot hold; use write_tfrecord")
+
+    def text(value: Any, dtype: tf.DType) -> str:
+        if dtype.is_floating:
+            value = float(np.float32(value))
+            return "" if math.isnan(value) else repr(value)
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    with tf.io.gfile.GFile(str(path), "w") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(list(columns))
+        for row in range(len(data)):
+            writer.writerow([text(values[row], dtypes[name]) for name, values in columns.items()])
+    return str(path)
+
+
+__all__ = ["FORMATS", "label_keys", "read_csv", "read_files", "read_tfrecord", "write_csv", "write_tfrecord"]

@@ -1,0 +1,30 @@
+"""The training lifecycle: checkpointed, resumable ``fit``; metric combinations; staged training; TensorBoard scalars."""
+
+from tfmtl.training.config import ARCHITECTURES, BALANCERS, ConfigError, RunConfig, load_config, parse_config
+from tfmtl.training.checkpoint import CheckpointCallback, Checkpoints, Position
+from tfmtl.training.fit import EpochData, fit
+from tfmtl.training.selection import CombinedMetric
+from tfmtl.training.staging import layer_roles, set_trainable
+from tfmtl.training.run import evaluate_from_config, export_from_config, train_from_config
+from tfmtl.training.tensorboard import TensorBoardLogs
+
+__all__ = [
+    "ARCHITECTURES",
+    "BALANCERS",
+    "ConfigError",
+    "RunConfig",
+    "evaluate_from_config",
+    "export_from_config",
+    "load_config",
+    "parse_config",
+    "train_from_config",
+    "CheckpointCallback",
+    "Checkpoints",
+    "CombinedMetric",
+    "EpochData",
+    "Position",
+    "TensorBoardLogs",
+    "fit",
+    "layer_roles",
+    "set_trainable",
+]

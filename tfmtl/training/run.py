@@ -1,0 +1,79 @@
+"""What ``tfmtl train|evaluate|export config.toml`` do, as functions."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Callable
+
+from tfmtl._compat import keras
+from tfmtl.serving.export import export
+from tfmtl.training.config import RunConfig, load_config
+from tfmtl.training.fit import fit
+from tfmtl.training.selection import CombinedMetric
+from tfmtl.training.tensorboard import TensorBoardLogs
+
+MODEL_FILE = "model.keras"
+
+
+def train_from_config(path: str | pathlib.Path, *, verbose: Any = "auto", log: Callable[[str], None] = print) -> Any:
+    """Adapt the schema on the training files, build, compile and fit (resuming from ``<dir>/checkpoints``), save.
+
+    Returns the trained model; it is saved as ``<output.dir>/model.keras`` and its
+    TensorBoard scalars are in ``<output.dir>/logs``.
+
+    Example: see ``examples/train.toml`` and the README ("Training at scale").
+    """
+    config = load_config(path)
+    out = config.output_dir
+    log(f"learning vocabularies and statistics from {config.data['train']}")
+    schema = config.schema.adapt(config.read("train"))
+    model = config.build_model(schema)
+    model.compile(optimizer=config.build_optimizer(), balancer=config.build_balancer())
+    options = config.fit
+    callbacks: list[Any] = [TensorBoardLogs(out / "logs")]
+    stopping = options.get("early_stopping")
+    validation = config.read("validation") if "validation" in config.data else None
+    if stopping:
+        if validation is None:
+            raise ValueError("fit.early_stopping needs data.validation")
+        callbacks += [
+            CombinedMetric(stopping["score"]),
+            keras.callbacks.EarlyStopping(monitor="val_score", mode="max", patience=int(stopping.get("patience", 1)),
+                                          restore_best_weights=True),
+        ]
+    log(f"training {model.name} ({model.count_params():,} parameters) for {options.get('epochs', 1)} epoch(s)")
+    fit(
+        model, lambda epoch: config.read("train", shuffle=True, epoch=epoch), epochs=int(options.get("epochs", 1)),
+        validation_data=validation, callbacks=callbacks, checkpoint_dir=out / "checkpoints",
+        checkpoint_every=options.get("checkpoint_every"), keep_checkpoints=int(options.get("keep_checkpoints", 2)),
+        verbose=verbose,
+    )
+    model.save(out / MODEL_FILE)
+    log(f"saved {out / MODEL_FILE}")
+    return model
+
+
+def _load(config: RunConfig) -> Any:
+    path = config.output_dir / MODEL_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no trained model at {path}: run `tfmtl train` with this config first")
+    return keras.models.load_model(path)
+
+
+def evaluate_from_config(path: str | pathlib.Path, *, log: Callable[[str], None] = print) -> dict[str, float]:
+    """Evaluate the saved model on ``data.validation``; logs and returns the flat metrics dict."""
+    config = load_config(path)
+    metrics = _load(config).evaluate(config.read("validation"), return_dict=True, verbose=0)
+    for key, value in metrics.items():
+        log(f"{key:<28} {value:.5f}")
+    return metrics
+
+
+def export_from_config(path: str | pathlib.Path, *, log: Callable[[str], None] = print) -> pathlib.Path:
+    """Export the saved model for TF Serving under ``output.export_dir``; returns the version folder."""
+    config = load_config(path)
+    if "export_dir" not in config.raw["output"]:
+        raise ValueError("output.export_dir: not given (the TF Serving base path to export to)")
+    version = export(_load(config), config.path(config.raw["output"]["export_dir"]))
+    log(f"exported {version}")
+    return version
