@@ -68,7 +68,9 @@ def test_serving_never_imports_training_code():
 
 def test_every_public_callable_documents_an_example():
     missing = []
-    for module in (tfmtl, tfmtl.features, tfmtl.tasks, tfmtl.layers, tfmtl.models, tfmtl.serving, tfmtl.data):
+    modules = (tfmtl, tfmtl.features, tfmtl.tasks, tfmtl.layers, tfmtl.models, tfmtl.serving, tfmtl.data,
+               tfmtl.balancing, tfmtl.training)
+    for module in modules:
         for name in module.__all__:
             obj = getattr(module, name)
             if callable(obj) and not isinstance(obj, enum.EnumMeta) and obj.__module__.startswith("tfmtl"):

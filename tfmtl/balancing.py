@@ -49,8 +49,20 @@ class LossBalancer(tf.Module):
     """Base class of the balancing strategies; subclasses override :meth:`combine` or :meth:`balance`.
 
     A strategy is built once per compiled model (:meth:`build`, inside the
-    model's distribution strategy scope) and keeps its state in variables, so it
-    is checkpointed with the model.
+    model's distribution strategy scope) and keeps its state in variables, which
+    ``model.save`` stores (a ``tf.train.Checkpoint`` must name ``model.balancer``).
+
+    Example: a strategy that weights each task by the inverse of its current loss.
+
+    >>> import numpy as np, tfmtl
+    >>> class InverseLoss(tfmtl.balancing.LossBalancer):
+    ...     def observe(self, losses):
+    ...         self.weights.assign(1.0 / (losses + 1e-3))
+    >>> balancer = InverseLoss()
+    >>> balancer.build([tfmtl.Task.binary("click"), tfmtl.Task.binary("buy")])
+    >>> balancer.observe(np.array([0.5, 0.1], np.float32))
+    >>> np.round(balancer.task_weights().numpy(), 1)
+    array([2. , 9.9], dtype=float32)
     """
 
     #: Whether the strategy needs per-task gradients of the shared parameters.
@@ -423,7 +435,14 @@ def project_conflicting(gradients: tf.Tensor, order: Any = None) -> tf.Tensor:
 
 
 def check_balancer(balancer: Any) -> LossBalancer:
-    """A balancer object (default :class:`FixedWeights`); strings are refused with the allowed classes."""
+    """A balancer object (default :class:`FixedWeights`); strings are refused with the allowed classes.
+
+    Example:
+
+    >>> import tfmtl
+    >>> tfmtl.balancing.check_balancer(None)
+    FixedWeights()
+    """
     if balancer is None:
         return FixedWeights()
     if not isinstance(balancer, LossBalancer):

@@ -19,7 +19,14 @@ _TEMP_PREFIX = ".tmp-"
 
 @dataclasses.dataclass(frozen=True, order=True)
 class Position:
-    """Where training stands: ``step`` batches of epoch ``epoch`` (0-based) are done."""
+    """Where training stands: ``step`` batches of epoch ``epoch`` (0-based) are done.
+
+    Example:
+
+    >>> import tfmtl
+    >>> tfmtl.training.Position(epoch=2, step=150)
+    Position(epoch=2, step=150)
+    """
 
     epoch: int
     step: int

@@ -53,7 +53,17 @@ _REQUIRED = ("data", "features", "tasks", "model", "output")
 
 
 class ConfigError(ValueError):
-    """An invalid run config; the message names the key and the allowed values."""
+    """An invalid run config; the message names the key and the allowed values.
+
+    Example:
+
+    >>> import tfmtl
+    >>> try:
+    ...     tfmtl.training.parse_config({"data": {}, "tasks": [], "model": {}, "output": {}, "extra": 1})
+    ... except tfmtl.training.ConfigError as error:
+    ...     print(str(error).split(";")[0])
+    config: unknown key(s) ['extra']
+    """
 
 
 def _check_keys(where: str, given: Mapping[str, Any], allowed: Any) -> None:
@@ -169,7 +179,15 @@ def _architecture(model: Mapping[str, Any]) -> tuple[Callable[..., Any], dict[st
 
 
 def load_config(path: str | pathlib.Path) -> RunConfig:
-    """Read and check a TOML run config; builds the (unadapted) schema and the tasks."""
+    """Read and check a TOML run config; builds the (unadapted) schema and the tasks.
+
+    Example:
+
+    >>> import tfmtl
+    >>> config = tfmtl.training.load_config("examples/train.toml")  # doctest: +SKIP
+    >>> [task.name for task in config.tasks]  # doctest: +SKIP
+    ['click', 'conversion']
+    """
     path = pathlib.Path(path)
     try:
         raw = tomllib.loads(path.read_text())

@@ -21,7 +21,14 @@ def train_from_config(path: str | pathlib.Path, *, verbose: Any = "auto", log: C
     Returns the trained model; it is saved as ``<output.dir>/model.keras`` and its
     TensorBoard scalars are in ``<output.dir>/logs``.
 
-    Example: see ``examples/train.toml`` and the README ("Training at scale").
+    The config format is shown in ``examples/train.toml`` and the README ("Training at scale").
+
+    Example:
+
+    >>> import tfmtl
+    >>> model = tfmtl.training.train_from_config("examples/train.toml")  # doctest: +SKIP
+    >>> sorted(model.task_names)  # doctest: +SKIP
+    ['click', 'conversion']
     """
     config = load_config(path)
     out = config.output_dir
@@ -61,7 +68,15 @@ def _load(config: RunConfig) -> Any:
 
 
 def evaluate_from_config(path: str | pathlib.Path, *, log: Callable[[str], None] = print) -> dict[str, float]:
-    """Evaluate the saved model on ``data.validation``; logs and returns the flat metrics dict."""
+    """Evaluate the saved model on ``data.validation``; logs and returns the flat metrics dict.
+
+    Example:
+
+    >>> import tfmtl
+    >>> metrics = tfmtl.training.evaluate_from_config("examples/train.toml")  # doctest: +SKIP
+    >>> metrics["click/auc"] > 0.5  # doctest: +SKIP
+    True
+    """
     config = load_config(path)
     metrics = _load(config).evaluate(config.read("validation"), return_dict=True, verbose=0)
     for key, value in metrics.items():
@@ -70,7 +85,14 @@ def evaluate_from_config(path: str | pathlib.Path, *, log: Callable[[str], None]
 
 
 def export_from_config(path: str | pathlib.Path, *, log: Callable[[str], None] = print) -> pathlib.Path:
-    """Export the saved model for TF Serving under ``output.export_dir``; returns the version folder."""
+    """Export the saved model for TF Serving under ``output.export_dir``; returns the version folder.
+
+    Example:
+
+    >>> import tfmtl
+    >>> tfmtl.training.export_from_config("examples/train.toml").name  # doctest: +SKIP
+    '1'
+    """
     config = load_config(path)
     if "export_dir" not in config.raw["output"]:
         raise ValueError("output.export_dir: not given (the TF Serving base path to export to)")
