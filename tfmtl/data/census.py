@@ -18,7 +18,9 @@ import pathlib
 import numpy as np
 
 from tfmtl.data.dataset import MultiTaskData
-from tfmtl.features.schema import Bucketized, Categorical, Numeric, Schema
+from tfmtl.features.ids import Categorical
+from tfmtl.features.schema import Schema
+from tfmtl.features.values import Bucketized, Numeric
 from tfmtl.tasks.task import Task
 
 COLUMNS = (

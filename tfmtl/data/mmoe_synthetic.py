@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from tfmtl.data.dataset import MultiTaskData
-from tfmtl.features.schema import Numeric, Schema
+from tfmtl.features.schema import Schema
+from tfmtl.features.values import Numeric
 from tfmtl.tasks.task import Task
 
 PRESETS = {

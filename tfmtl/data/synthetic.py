@@ -36,7 +36,10 @@ from __future__ import annotations
 import numpy as np
 
 from tfmtl.data.dataset import MultiTaskData
-from tfmtl.features.schema import PAD_STRING, Categorical, DenseVector, IdType, Numeric, Pooling, Schema, Sequence
+from tfmtl.features.ids import Categorical, Sequence
+from tfmtl.features.kinds import PAD_STRING, IdType, Pooling
+from tfmtl.features.schema import Schema
+from tfmtl.features.values import DenseVector, Numeric
 from tfmtl.tasks.task import Task
 
 _LATENT = 8

@@ -2,23 +2,10 @@
 
 from tfmtl.features.encoder import FeatureEncoder
 from tfmtl.features.pooling import SequencePooling, TargetAttention
-from tfmtl.features.schema import (
-    PAD_INT64,
-    PAD_STRING,
-    Bucketized,
-    Categorical,
-    DenseVector,
-    Feature,
-    FeatureKind,
-    IdType,
-    MultiValued,
-    Numeric,
-    Pooling,
-    PretrainedTable,
-    Schema,
-    Sequence,
-    pad_sequences,
-)
+from tfmtl.features.ids import Categorical, MultiValued, Sequence, pad_sequences
+from tfmtl.features.kinds import PAD_INT64, PAD_STRING, FeatureKind, IdType, Pooling
+from tfmtl.features.schema import Feature, Schema
+from tfmtl.features.values import Bucketized, DenseVector, Numeric, PretrainedTable
 
 __all__ = [
     "PAD_INT64",

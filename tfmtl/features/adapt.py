@@ -10,17 +10,10 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from tfmtl._compat import tf
-from tfmtl.features.schema import (
-    Bucketized,
-    Categorical,
-    Feature,
-    FeatureKind,
-    IdType,
-    Numeric,
-    Schema,
-    Sequence,
-    transform_values,
-)
+from tfmtl.features.ids import Categorical, Sequence
+from tfmtl.features.kinds import FeatureKind, IdType, transform_values
+from tfmtl.features.schema import Feature, Schema
+from tfmtl.features.values import Bucketized, Numeric
 
 
 #: Values kept (a uniform sample) to learn a bucketized feature's quantiles.

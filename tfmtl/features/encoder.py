@@ -8,16 +8,10 @@ import numpy as np
 
 from tfmtl._compat import keras, tf
 from tfmtl.features.pooling import SequencePooling, TargetAttention
-from tfmtl.features.schema import (
-    Categorical,
-    FeatureKind,
-    IdType,
-    Pooling,
-    PretrainedTable,
-    Schema,
-    Sequence,
-    transform_values,
-)
+from tfmtl.features.ids import Categorical, Sequence
+from tfmtl.features.kinds import FeatureKind, IdType, Pooling, transform_values
+from tfmtl.features.schema import Schema
+from tfmtl.features.values import PretrainedTable
 
 
 class _SchemaVocabulary:
@@ -78,7 +72,7 @@ _POOLED = (FeatureKind.SEQUENCE, FeatureKind.MULTI_VALUED)
 class FeatureEncoder(keras.layers.Layer):
     """Turns a dict of raw features into one ``[batch, width]`` tensor.
 
-    Per feature kind (see :mod:`tfmtl.features.schema`):
+    Per feature kind (see :mod:`tfmtl.features.ids` and :mod:`tfmtl.features.values`):
 
     * categorical ids go through a Keras ``StringLookup``/``IntegerLookup`` (unknown
       ids land in the out-of-vocabulary buckets, index 0..num_oov_buckets-1) or a

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from tfmtl._compat import keras, tf
-from tfmtl.features.schema import Pooling
+from tfmtl.features.kinds import Pooling
 
 
 @keras.utils.register_keras_serializable(package="tfmtl")

@@ -12,7 +12,7 @@ from typing import Any, Sequence, Union
 
 from tfmtl._compat import keras, tf, tfrs
 from tfmtl.features.encoder import FeatureEncoder
-from tfmtl.features.schema import FeatureKind
+from tfmtl.features.kinds import FeatureKind
 
 
 @dataclasses.dataclass(frozen=True)

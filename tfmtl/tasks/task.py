@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from tfmtl._compat import keras
-from tfmtl.features.schema import check_name
+from tfmtl.features.kinds import check_name
 from tfmtl.tasks.kinds import TaskKind
 from tfmtl.tasks.losses import MaskedLoss, per_example_loss
 from tfmtl.tasks.metrics import (

@@ -35,7 +35,8 @@ from typing import Any, Callable, Mapping
 from tfmtl import balancing, models
 from tfmtl._compat import keras
 from tfmtl.data.files import FORMATS, read_files
-from tfmtl.features.schema import _SPECS, FeatureKind, Schema
+from tfmtl.features.kinds import FeatureKind
+from tfmtl.features.schema import _SPECS, Schema
 from tfmtl.layers.gate import GateOptions
 from tfmtl.tasks.task import Task
 
