@@ -9,7 +9,15 @@ import numpy as np
 
 from tfmtl._compat import tf
 from tfmtl.features.ids import _normalize_id
-from tfmtl.features.kinds import FeatureKind, IdType, _clip_bounds, _FloatPerExample, _OneValuePerExample, _positive, check_name
+from tfmtl.features.kinds import (
+    FeatureKind,
+    IdType,
+    _clip_bounds,
+    _FloatPerExample,
+    _OneValuePerExample,
+    _positive,
+    check_name,
+)
 
 
 @dataclasses.dataclass(frozen=True)

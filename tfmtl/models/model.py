@@ -9,8 +9,9 @@ from tfmtl._compat import keras, tf
 from tfmtl.balancing import LossBalancer, check_balancer
 from tfmtl.features.encoder import FeatureEncoder
 from tfmtl.features.schema import Schema
+from tfmtl.models.gradients import balanced_gradients, mean_over_replicas, scaled
+from tfmtl.models.labels import prepare_labels, shaped
 from tfmtl.tasks.kinds import TaskKind
-from tfmtl.tasks.losses import label_present
 from tfmtl.tasks.metrics import GroupAUC
 from tfmtl.tasks.task import Task, check_tasks
 
@@ -227,41 +228,6 @@ class MultiTaskModel(keras.Model):
                 callbacks = [*(callbacks or []), _EpochEnd(training.balancer)]
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
-    # -- labels ----------------------------------------------------------
-    def _prepare(self, data: Any) -> tuple[Any, dict[str, tf.Tensor], dict[str, tf.Tensor]]:
-        """(features, clean labels by task, weights by task); a weight of 0 marks a missing label."""
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        if y is None:
-            keys = ", ".join(f"{task.name}: {task.label_key!r}" for task in self.tasks)
-            raise ValueError(f"no labels in the data: give (features, labels) with labels keyed by ({keys})")
-        if not isinstance(y, Mapping):
-            raise TypeError(f"labels must be a dict keyed by label name, got {type(y).__name__}")
-        labels, weights = {}, {}
-        for task in self.tasks:
-            for what, key in (("label", task.label_key), ("space", task.space), ("sample weight", task.sample_weight)):
-                if key is not None and key not in y:
-                    hint = " Use NaN for rows without a label." if what == "label" else ""
-                    raise ValueError(
-                        f"task {task.name!r} has no {what} {key!r} in the data; label keys present: {sorted(y)}.{hint}"
-                    )
-            label = tf.reshape(tf.cast(y[task.label_key], tf.float32), [-1])  # [B]
-            present = label_present(label, task.kind)
-            if task.space is not None:
-                present &= tf.reshape(tf.cast(y[task.space], tf.float32), [-1]) == 1.0
-            weight = tf.cast(present, tf.float32)
-            for column, name in ((task.sample_weight, task.sample_weight), (_task_weight(sample_weight, task), None)):
-                if column is None:
-                    continue
-                values = tf.reshape(tf.cast(y[column] if name else column, tf.float32), [-1])
-                what = f"sample weight {name!r}" if name else "sample_weight"
-                values = tf.debugging.check_numerics(values, f"task {task.name!r}: {what} has NaN or Inf")
-                tf.debugging.assert_non_negative(values, f"task {task.name!r}: {what} must be >= 0")
-                weight *= values
-            label = tf.where(present, label, tf.zeros_like(label))
-            _check_labels(task, label)
-            labels[task.name], weights[task.name] = label, weight
-        return x, labels, weights
-
     def _task_losses(
         self, labels: Mapping[str, tf.Tensor], weights: Mapping[str, tf.Tensor], y_pred: Any
     ) -> list[tf.Tensor]:
@@ -273,7 +239,7 @@ class MultiTaskModel(keras.Model):
         losses = []
         for task in self.tasks:
             prediction = tf.cast(y_pred[task.name], tf.float32)
-            per_example = self._training.losses[task.name](_shaped(task, labels[task.name]), prediction)
+            per_example = self._training.losses[task.name](shaped(task, labels[task.name]), prediction)
             per_example = tf.reshape(per_example, [-1])  # [B]
             weight = weights[task.name]
             losses.append(tf.math.divide_no_nan(tf.reduce_sum(per_example * weight), tf.reduce_sum(weight)))
@@ -298,7 +264,7 @@ class MultiTaskModel(keras.Model):
         group_aucs = set()  # evaluation only, and computed once at the end of evaluate (see GroupAUC)
         for index, task in enumerate(self.tasks):
             state.task_loss_trackers[index].update_state(losses[index])
-            label = _shaped(task, labels[task.name])
+            label = shaped(task, labels[task.name])
             for metric in state.task_metrics[task.name]:
                 if isinstance(metric, GroupAUC):
                     group_aucs.add(metric.name)
@@ -317,7 +283,7 @@ class MultiTaskModel(keras.Model):
 
     def train_step(self, data: Any) -> Any:
         state = self._training
-        x, labels, weights = self._prepare(data)
+        x, labels, weights = prepare_labels(self.tasks, data)
         balancer = state.balancer
         replicas = self.distribute_strategy.num_replicas_in_sync
         variables = self._variables_to_train()
@@ -325,18 +291,22 @@ class MultiTaskModel(keras.Model):
             y_pred = self(x, training=True)
             task_losses = self._task_losses(labels, weights, y_pred)  # K scalars, this replica's
             losses = tf.stack(task_losses)  # [K]
-            balancer.observe(_mean_over_replicas(losses))
+            balancer.observe(mean_over_replicas(losses))
             weighted = losses * tf.constant(state.static_weights)
             extra = self._extra_losses(y_pred)
             total = balancer.combine(weighted) + extra
             objective = total / replicas  # the optimizer sums the replicas' gradients
             if balancer.uses_gradients:  # (a LossScaleOptimizer's minimize scales by itself)
-                scaled_total = _scaled(self.optimizer, objective)
+                scaled_total = scaled(self.optimizer, objective)
                 scaled_tasks = [
-                    _scaled(self.optimizer, loss * weight) for loss, weight in zip(task_losses, state.static_weights)
+                    scaled(self.optimizer, loss * weight) for loss, weight in zip(task_losses, state.static_weights)
                 ]
         if balancer.uses_gradients:
-            gradients = self._balanced_gradients(tape, scaled_tasks, weighted, scaled_total, extra, variables)
+            gradients = balanced_gradients(
+                tape, balancer, self.optimizer, task_objectives=scaled_tasks, task_losses=weighted,
+                total_objective=scaled_total, extra_loss=extra, variables=variables,
+                candidates=self._shared_candidates(variables),
+            )
             self.optimizer.apply_gradients(zip(gradients, variables))
         else:
             self.optimizer.minimize(objective, variables, tape=tape)
@@ -344,7 +314,7 @@ class MultiTaskModel(keras.Model):
         return self._update_metrics(x, labels, weights, y_pred, losses, total, training=True)
 
     def test_step(self, data: Any) -> Any:
-        x, labels, weights = self._prepare(data)
+        x, labels, weights = prepare_labels(self.tasks, data)
         y_pred = self(x, training=False)
         losses = tf.stack(self._task_losses(labels, weights, y_pred))
         weighted = losses * tf.constant(self._training.static_weights)
@@ -370,38 +340,6 @@ class MultiTaskModel(keras.Model):
                 known = [layer.name for layer in self.layers]
                 raise ValueError(f"balancer layers: no layer {name!r}; layers: {known}") from None
         return [v for v in variables if id(v) in chosen]
-
-    def _balanced_gradients(
-        self, tape: Any, scaled_tasks: list[tf.Tensor], weighted: tf.Tensor, scaled_total: tf.Tensor, extra: tf.Tensor,
-        variables: Sequence[tf.Variable],
-    ) -> list[tf.Tensor]:
-        """Gradients where the shared variables' part comes from the balancer (GradNorm, PCGrad)."""
-        candidates = self._shared_candidates(variables)
-        per_task = [_unscaled(self.optimizer, tape.gradient(loss, candidates)) for loss in scaled_tasks]
-        shared = [i for i in range(len(candidates)) if sum(grads[i] is not None for grads in per_task) >= 2]
-        if not shared:
-            raise ValueError(
-                f"{type(self._training.balancer).__name__}: no variables are shared by two tasks"
-                + (f" in layers {list(self._training.balancer.layers)}" if self._training.balancer.layers else "")
-            )
-        shared_vars = [candidates[i] for i in shared]
-        flat = tf.stack([_flatten([grads[i] for i in shared], shared_vars) for grads in per_task])  # [K, P]
-        replicas = self.distribute_strategy.num_replicas_in_sync
-        flat = _mean_over_replicas(flat)  # every replica balances the same global gradients
-        combined = self._training.balancer.balance(flat, _mean_over_replicas(weighted)) / replicas
-        shared_ids = {id(v) for v in shared_vars}
-        others = [v for v in variables if id(v) not in shared_ids]
-        gradients = dict(zip(map(id, others), _unscaled(self.optimizer, tape.gradient(scaled_total, others))))
-        offset = 0
-        extra_grads = tape.gradient(extra, shared_vars)
-        for variable, extra_grad in zip(shared_vars, extra_grads):
-            size = variable.shape.num_elements()
-            grad = tf.reshape(combined[offset:offset + size], variable.shape)
-            if extra_grad is not None:
-                grad += tf.convert_to_tensor(extra_grad) / replicas
-            gradients[id(variable)] = grad
-            offset += size
-        return [gradients[id(v)] for v in variables]
 
 
 class _EpochEnd(keras.callbacks.Callback):
@@ -430,59 +368,3 @@ def _named(task: Task, metric: Any) -> Any:
     if not metric.name.startswith(f"{task.name}/"):
         metric._name = f"{task.name}/{metric.name}"
     return metric
-
-
-def _task_weight(sample_weight: Any, task: Task) -> Any:
-    if isinstance(sample_weight, Mapping):
-        return sample_weight.get(task.name)
-    return sample_weight
-
-
-def _check_labels(task: Task, label: tf.Tensor) -> None:
-    if task.kind is TaskKind.BINARY:
-        tf.debugging.assert_less_equal(
-            tf.abs(label - 0.5), 0.5, f"task {task.name!r}: binary labels must be in [0, 1] (NaN = missing)"
-        )
-    elif task.kind is TaskKind.MULTICLASS:
-        tf.debugging.assert_less(
-            label, float(task.num_classes),
-            f"task {task.name!r}: class ids must be integers in [0, {task.num_classes}) (-1 or NaN = missing)",
-        )
-        tf.debugging.assert_equal(
-            label, tf.round(label), f"task {task.name!r}: class ids must be integers in [0, {task.num_classes})"
-        )
-    else:
-        tf.debugging.Assert(
-            tf.reduce_all(tf.math.is_finite(label)),
-            [f"task {task.name!r}: regression labels must be finite (NaN = missing)"],
-        )
-
-
-def _shaped(task: Task, label: tf.Tensor) -> tf.Tensor:
-    """Labels as the task's loss and metrics take them: class ids ``[B]``, else ``[B, 1]`` like the predictions."""
-    return label if task.kind is TaskKind.MULTICLASS else tf.reshape(label, [-1, 1])
-
-
-def _mean_over_replicas(value: tf.Tensor) -> tf.Tensor:
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return value
-    return context.all_reduce(tf.distribute.ReduceOp.MEAN, value)
-
-
-def _flatten(gradients: Sequence[Any], variables: Sequence[tf.Variable]) -> tf.Tensor:
-    parts = [
-        tf.zeros([v.shape.num_elements()]) if g is None else tf.reshape(tf.convert_to_tensor(g), [-1])
-        for g, v in zip(gradients, variables)
-    ]
-    return tf.concat(parts, 0)
-
-
-def _scaled(optimizer: Any, loss: tf.Tensor) -> tf.Tensor:
-    return optimizer.get_scaled_loss(loss) if hasattr(optimizer, "get_scaled_loss") else loss
-
-
-def _unscaled(optimizer: Any, gradients: list[Any]) -> list[Any]:
-    if not hasattr(optimizer, "get_unscaled_gradients"):
-        return gradients
-    return optimizer.get_unscaled_gradients(gradients)
