@@ -1,7 +1,7 @@
 """Jobs the distribution and mixed-precision tests run in fresh processes (TF config must precede TF's start).
 
 ``python distributed_job.py mirrored OUT.npz``: 2 logical CPUs; the same data, initial weights and
-global batch trained on one device and under MirroredStrategy (2 replicas).
+global batch trained on one device and under MirroredStrategy (2 replicas), with Adam and LazyAdam.
 ``python distributed_job.py worker OUT.npz`` (with TF_CONFIG): one MultiWorkerMirroredStrategy worker.
 ``python distributed_job.py mixed OUT.npz``: an MMoE under the mixed_float16 policy.
 """
@@ -23,12 +23,12 @@ def data() -> tuple[tfmtl.data.MultiTaskData, tfmtl.data.MultiTaskData, tfmtl.Sc
     return train, test, train.schema.adapt(train.features)
 
 
-def build(schema: tfmtl.Schema, tasks, initial=None) -> tfmtl.models.MultiTaskModel:
+def build(schema: tfmtl.Schema, tasks, initial=None, optimizer=keras.optimizers.Adam) -> tfmtl.models.MultiTaskModel:
     keras.utils.set_random_seed(0)
     model = tfmtl.models.mmoe(schema, tasks, num_experts=2, expert_units=(16,))
     if initial is not None:
         model.set_weights(initial)
-    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    model.compile(optimizer=optimizer(0.01))
     return model
 
 
@@ -36,15 +36,18 @@ def mirrored(out: str) -> None:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     train, _, schema = data()
-    single = build(schema, train.tasks)
-    initial = single.get_weights()
-    single.fit(train.to_dataset(BATCH), epochs=2, verbose=0)
     strategy = tf.distribute.MirroredStrategy([device.name for device in tf.config.list_logical_devices("CPU")])
-    with strategy.scope():
-        model = build(schema, train.tasks, initial)
-    model.fit(train.to_dataset(BATCH), epochs=2, verbose=0)  # each replica gets BATCH / 2 rows a step
-    np.savez(out, replicas=strategy.num_replicas_in_sync, **{f"single_{i}": w for i, w in enumerate(single.get_weights())},
-             **{f"mirrored_{i}": w for i, w in enumerate(model.get_weights())})
+    weights = {}
+    for name, optimizer in (("adam", keras.optimizers.Adam), ("lazy", tfmtl.training.LazyAdam)):
+        single = build(schema, train.tasks, optimizer=optimizer)
+        initial = single.get_weights()
+        single.fit(train.to_dataset(BATCH), epochs=2, verbose=0)
+        with strategy.scope():
+            model = build(schema, train.tasks, initial, optimizer=optimizer)
+        model.fit(train.to_dataset(BATCH), epochs=2, verbose=0)  # each replica gets BATCH / 2 rows a step
+        weights.update({f"single_{name}_{i}": w for i, w in enumerate(single.get_weights())})
+        weights.update({f"mirrored_{name}_{i}": w for i, w in enumerate(model.get_weights())})
+    np.savez(out, replicas=strategy.num_replicas_in_sync, **weights)
 
 
 def worker(out: str) -> None:

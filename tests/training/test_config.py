@@ -45,6 +45,7 @@ def test_cli_trains_evaluates_and_exports_a_model_that_answers_like_it(config, c
 
     model = keras.models.load_model(run / "model.keras")
     assert isinstance(model.balancer, tfmtl.balancing.UncertaintyWeighting)
+    assert isinstance(model.optimizer, tfmtl.training.LazyAdam)
     assert [task.name for task in model.tasks] == ["click", "conversion"]
     assert model.schema["hour"].vocabulary  # learned from the training file
     features, _ = next(iter(tfmtl.training.load_config(config).read("validation")))
@@ -65,7 +66,7 @@ def test_cli_trains_evaluates_and_exports_a_model_that_answers_like_it(config, c
         (("batch_size = 256", "batchsize = 256"), r"\[data\]: unknown key\(s\) \['batchsize'\]; allowed: batch_size"),
         (('format = "csv"', 'format = "parquet"'), r"needs pyarrow"),
         (("embedding_dim = 4\nid_type", "embed_dim = 4\nid_type"), r"features\[5\] \(hour\): unknown key\(s\) \['embed_dim'\]"),
-        (('class = "Adam"', 'class = "Adamm"'), r"optimizer.class = 'Adamm' is unknown; allowed: .*Adam"),
+        (('class = "LazyAdam"', 'class = "LazyAdamm"'), r"optimizer.class = 'LazyAdamm' is unknown; allowed: .*LazyAdam"),
     ],
     ids=["architecture", "balancer", "feature kind", "model key", "data key", "parquet", "feature key", "optimizer"],
 )

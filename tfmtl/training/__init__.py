@@ -3,6 +3,7 @@
 from tfmtl.training.config import ARCHITECTURES, BALANCERS, ConfigError, RunConfig, load_config, parse_config
 from tfmtl.training.checkpoint import CheckpointCallback, Checkpoints, Position
 from tfmtl.training.fit import EpochData, fit
+from tfmtl.training.optimizers import LazyAdam
 from tfmtl.training.selection import CombinedMetric
 from tfmtl.training.staging import layer_roles, set_trainable
 from tfmtl.training.run import evaluate_from_config, export_from_config, train_from_config
@@ -22,6 +23,7 @@ __all__ = [
     "Checkpoints",
     "CombinedMetric",
     "EpochData",
+    "LazyAdam",
     "Position",
     "TensorBoardLogs",
     "fit",

@@ -11,7 +11,8 @@ A config has one section per argument of the Python API (see ``examples/train.to
 * ``[[tasks]]``: :class:`tfmtl.Task`'s fields (``kind``: binary, regression, multiclass);
 * ``[model]``: ``architecture`` (a :mod:`tfmtl.models` function) and its keyword
   arguments (``gate`` as a table of :class:`~tfmtl.layers.GateOptions`);
-* ``[optimizer]``: ``class`` (a ``keras.optimizers`` class) and its arguments;
+* ``[optimizer]``: ``class`` (a ``keras.optimizers`` class, or ``LazyAdam``:
+  :class:`tfmtl.training.LazyAdam`) and its arguments;
   ``learning_rate`` may be a table with ``schedule`` (a ``keras.optimizers.schedules``
   class) and its arguments;
 * ``[balancer]``: ``class`` (a :mod:`tfmtl.balancing` strategy) and its arguments;
@@ -39,6 +40,7 @@ from tfmtl.features.kinds import FeatureKind
 from tfmtl.features.schema import _SPECS, Schema
 from tfmtl.layers.gate import GateOptions
 from tfmtl.tasks.task import Task
+from tfmtl.training.optimizers import LazyAdam
 
 ARCHITECTURES: dict[str, Callable[..., Any]] = {
     name: getattr(models, name) for name in ("shared_bottom", "mmoe", "omoe", "cgc", "ple", "esmm", "aitm")
@@ -153,7 +155,8 @@ class RunConfig:
         options = dict(self.raw.get("optimizer", {"class": "Adam"}))
         names = {name for name in dir(keras.optimizers) if isinstance(getattr(keras.optimizers, name), type)
                  and issubclass(getattr(keras.optimizers, name), keras.optimizers.Optimizer)} - {"Optimizer"}
-        cls = _pick("optimizer", options.pop("class", "Adam"), {n: getattr(keras.optimizers, n) for n in names}, "class")
+        classes = {n: getattr(keras.optimizers, n) for n in names} | {"LazyAdam": LazyAdam}
+        cls = _pick("optimizer", options.pop("class", "Adam"), classes, "class")
         rate = options.get("learning_rate")
         if isinstance(rate, Mapping):
             rate = dict(rate)
