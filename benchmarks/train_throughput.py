@@ -16,9 +16,14 @@ Variants (``--variants``):
   multi-task step and metrics) with Keras Adam.
 * ``lazy``: the same with :class:`tfmtl.training.LazyAdam` (only touched embedding rows updated).
 * ``adam-spe``, ``lazy-spe``: the same with ``compile(steps_per_execution=N)``.
+* ``deepctr`` (only when asked for; ``pip install --no-deps deepctr==0.9.4``):
+  DeepCTR's ``MMOE`` with its defaults, in this process (it runs on tf_keras).
+* ``--torch-python PATH``: torch-rechub's ``MMOE`` run by ``peer_torch_rechub.py`` in
+  that interpreter (torch and torch-rechub cannot live in tfmtl's environment).
 
-    python benchmarks/train_throughput.py                 # all variants, batch 512 and 4096, 500k rows
+    python benchmarks/train_throughput.py                 # tfmtl and keras variants, batch 512 and 4096, 500k rows
     python benchmarks/train_throughput.py --rows 100000 --batch-sizes 512 --variants keras lazy-spe
+    python benchmarks/train_throughput.py --variants keras lazy-spe deepctr --torch-python peers/bin/python
 
 Throughput is measured after the first steps (tracing excluded) to the end of
 the epoch; "epoch s" is the whole epoch including tracing.
@@ -27,8 +32,12 @@ the epoch; "epoch s" is the whole epoch including tracing.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import pathlib
 import platform
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -38,32 +47,14 @@ import numpy as np  # noqa: E402
 import tfmtl  # noqa: E402
 from tfmtl._compat import keras, tf  # noqa: E402
 
-NUM_CATEGORICAL, NUM_NUMERIC = 26, 13
+from workload import NUM_NUMERIC, TASKS, VOCAB_SIZES, generate, standardized_numerics  # noqa: E402
 
-
-VOCAB_SIZES = np.round(np.logspace(1, 5, NUM_CATEGORICAL)).astype(int)  # 10 .. 100,000
+HERE = pathlib.Path(__file__).resolve().parent
 
 
 def make_workload(rows: int, seed: int = 0) -> tfmtl.data.MultiTaskData:
-    rng = np.random.default_rng(seed)
-    vocab_sizes = VOCAB_SIZES
-    features, logit_a, logit_b = {}, np.zeros(rows), np.zeros(rows)
-    for index, size in enumerate(vocab_sizes):
-        ids = np.minimum(rng.zipf(1.3, size=rows) - 1, size - 1).astype(np.int64)  # heavy-tailed id frequency
-        features[f"c{index}"] = ids
-        if index % 3 == 0:  # a third of the features carry signal, shared or task-specific
-            effect = rng.normal(scale=0.5, size=size)
-            logit_a += effect[ids]
-            logit_b += (0.6 * effect + 0.8 * rng.normal(scale=0.5, size=size))[ids]
-    for index in range(NUM_NUMERIC):
-        values = rng.lognormal(sigma=1.0, size=rows).astype(np.float32)
-        features[f"n{index}"] = values
-        weight = rng.normal(scale=0.3)
-        logit_a += weight * np.log(values)
-        logit_b += rng.normal(scale=0.3) * np.log(values)
-    p_a = 1 / (1 + np.exp(-(logit_a - 1.5)))
-    p_b = 1 / (1 + np.exp(-(logit_b - 2.5)))
-    labels = {"ctr": (rng.random(rows) < p_a).astype(np.float32), "cvr": (rng.random(rows) < p_b).astype(np.float32)}
+    """The workload as tfmtl data: declared vocabularies (ids 0..n-1), numerics normalized in the model."""
+    features, labels, oracle = generate(rows, seed)
     schema = tfmtl.Schema(
         [
             tfmtl.Categorical(f"c{i}", embedding_dim=16, id_type="int64", vocabulary=tuple(range(size)))
@@ -71,11 +62,12 @@ def make_workload(rows: int, seed: int = 0) -> tfmtl.data.MultiTaskData:
         ]
         + [tfmtl.Numeric(f"n{i}") for i in range(NUM_NUMERIC)]
     )
-    tasks = (tfmtl.Task.binary("ctr", tower_units=(64,)), tfmtl.Task.binary("cvr", tower_units=(64,)))
-    return tfmtl.data.MultiTaskData(features, labels, schema, tasks, oracle={"ctr": p_a, "cvr": p_b})
+    tasks = tuple(tfmtl.Task.binary(task, tower_units=(64,)) for task in TASKS)
+    return tfmtl.data.MultiTaskData(features, labels, schema, tasks, oracle=oracle)
 
 
-VARIANTS = ("keras", "adam", "lazy", "adam-spe", "lazy-spe")
+VARIANTS = ("keras", "adam", "lazy", "adam-spe", "lazy-spe", "deepctr")
+DEFAULT_VARIANTS = VARIANTS[:5]  # deepctr runs when asked for (it must be installed)
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -124,6 +116,29 @@ def plain_keras_mmoe(train: tfmtl.data.MultiTaskData) -> keras.Model:
     return model
 
 
+def deepctr_mmoe(train: tfmtl.data.MultiTaskData) -> keras.Model:
+    """DeepCTR 0.9.4's MMOE with DeepCTR's defaults (it runs on tf_keras through TF_USE_LEGACY_KERAS=1)."""
+    try:
+        from deepctr.feature_column import DenseFeat, SparseFeat
+        from deepctr.models import MMOE
+    except ImportError:
+        sys.exit("the deepctr variant needs DeepCTR: pip install --no-deps deepctr==0.9.4 (TensorFlow is already here)")
+    columns = [SparseFeat(f"c{i}", int(size), embedding_dim=16) for i, size in enumerate(VOCAB_SIZES)]
+    columns += [DenseFeat(f"n{i}", 1) for i in range(NUM_NUMERIC)]
+    model = MMOE(columns, num_experts=4, expert_dnn_hidden_units=(256, 128), tower_dnn_hidden_units=(64,),
+                 task_types=("binary", "binary"), task_names=TASKS)
+    model.compile(keras.optimizers.Adam(1e-3), loss=["binary_crossentropy"] * 2,
+                  metrics={task: [keras.metrics.AUC(name="auc")] for task in TASKS})
+    return model
+
+
+def _deepctr_dataset(data: tfmtl.data.MultiTaskData, train: tfmtl.data.MultiTaskData, batch_size: int):
+    numerics = standardized_numerics(train.features, data.features)  # DeepCTR takes dense features as given
+    x = {f"c{i}": data.features[f"c{i}"] for i in range(len(VOCAB_SIZES))}
+    x.update({f"n{i}": numerics[:, i] for i in range(NUM_NUMERIC)})
+    return tf.data.Dataset.from_tensor_slices((x, tuple(data.labels[t][:, None] for t in TASKS))).batch(batch_size)
+
+
 def _plain_dataset(data: tfmtl.data.MultiTaskData, batch_size: int) -> tf.data.Dataset:
     labels = {task: value[:, None] for task, value in data.labels.items()}
     return tf.data.Dataset.from_tensor_slices((dict(data.features), labels)).batch(batch_size)
@@ -135,6 +150,10 @@ def run(variant: str, train, test, schema, batch_size: int, steps_per_execution:
     if variant == "keras":
         model = plain_keras_mmoe(train)
         dataset, test_dataset = _plain_dataset(train, batch_size), _plain_dataset(test, 8192)
+        auc_key = "{}_auc"
+    elif variant == "deepctr":
+        model = deepctr_mmoe(train)
+        dataset, test_dataset = _deepctr_dataset(train, train, batch_size), _deepctr_dataset(test, train, 8192)
         auc_key = "{}_auc"
     else:
         model = tfmtl.models.mmoe(schema, train.tasks, num_experts=4, expert_units=(256, 128))
@@ -162,11 +181,21 @@ def run(variant: str, train, test, schema, batch_size: int, steps_per_execution:
     }
 
 
+def run_torch_rechub(python: str, rows: int, batch_size: int) -> dict:
+    """``peer_torch_rechub.py`` in another interpreter (one with torch-rechub), on the same workload."""
+    command = [python, str(HERE / "peer_torch_rechub.py"), "--rows", str(rows), "--batch-size", str(batch_size)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=HERE)
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
+    return {"variant": "torch-rechub", "batch": batch_size, **json.loads(result.stdout.strip().splitlines()[-1])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=500_000, help="training rows (plus 20%% held out)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[512, 4096])
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(DEFAULT_VARIANTS))
+    parser.add_argument("--torch-python", help="an interpreter with torch-rechub: adds its MMoE (peer_torch_rechub.py)")
     parser.add_argument("--steps-per-execution", type=int, default=16, help="for the -spe variants")
     args = parser.parse_args()
     data = make_workload(int(args.rows * 1.25))
@@ -186,8 +215,11 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for batch_size in args.batch_sizes:
         baseline = None
-        for variant in args.variants:
-            r = run(variant, train, test, schema, batch_size, args.steps_per_execution)
+        for variant in [*args.variants, *(["torch-rechub"] if args.torch_python else [])]:
+            if variant == "torch-rechub":
+                r = run_torch_rechub(args.torch_python, args.rows, batch_size)
+            else:
+                r = run(variant, train, test, schema, batch_size, args.steps_per_execution)
             if variant == "keras":
                 baseline = r["examples_per_s"]
             ratio = f"{r['examples_per_s'] / baseline:.2f}x" if baseline else "-"
