@@ -1,4 +1,4 @@
-"""CSV and TFRecord readers: the same batches as the in-memory arrays, missing labels, sharding, errors."""
+"""CSV, TFRecord and Parquet readers: the same batches as the in-memory arrays, missing labels, sharding, errors."""
 
 from __future__ import annotations
 
@@ -92,7 +92,64 @@ def test_errors_name_the_problem(data, tmp_path):
         tfmtl.data.read_csv(path, flat.schema, [tfmtl.Task.regression("dwell")], 8)
     with pytest.raises(FileNotFoundError, match="no files match"):
         tfmtl.data.read_csv(tmp_path / "none-*.csv", flat.schema, flat.tasks, 8)
-    with pytest.raises(ValueError, match="needs pyarrow"):
-        tfmtl.data.read_files("parquet", path, flat.schema, flat.tasks, 8)
-    with pytest.raises(ValueError, match="unknown data format 'avro'; allowed formats: csv, tfrecord"):
+    with pytest.raises(ValueError, match="unknown data format 'avro'; allowed formats: csv, parquet, tfrecord"):
         tfmtl.data.read_files("avro", path, flat.schema, flat.tasks, 8)
+
+
+def test_parquet_batches_equal_the_arrays_sequences_and_vectors_included(data, tmp_path):
+    pytest.importorskip("pyarrow")
+    path = tfmtl.data.write_parquet(data, tmp_path / "train.parquet", row_group_rows=100)
+    # read_rows smaller than a row group and not a divisor of the batch: batches still match the arrays
+    _assert_same_batches(data.to_dataset(64), tfmtl.data.read_parquet(path, data.schema, data.tasks, 64, read_rows=45))
+
+
+def test_parquet_shuffles_shards_and_reads_ragged_sequences(data, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    paths = [tfmtl.data.write_parquet(data.take(slice(i, None, 2)), tmp_path / f"part-{i}.parquet") for i in (0, 1)]
+    shuffled = tfmtl.data.read_parquet(tmp_path / "part-*.parquet", data.schema, data.tasks, 300, shuffle_buffer=300, seed=1)
+    features, labels = next(iter(shuffled))
+    np.testing.assert_array_equal(np.sort(features["user_activity"].numpy()),
+                                  np.sort(data.features["user_activity"].astype(np.float32)))
+    assert np.isnan(labels["conversion"].numpy()).sum() == np.isnan(data.labels["conversion"]).sum()
+    shard = tfmtl.data.read_parquet(paths, data.schema, data.tasks, 40, input_context=tf.distribute.InputContext(2, 1, 2))
+    assert sum(int(x["user_id"].shape[0]) for x, _ in shard) == 150  # pipeline 1 reads part-1 only
+    # Ragged history lists (longer and shorter than max_len) are truncated / padded like pad_sequences.
+    table = pq.read_table(paths[0]).to_pydict()
+    rows = [["a", "b", "c", "d", "e"], [], ["x"]]
+    table = {name: values[:3] for name, values in table.items()}
+    table["history"] = rows
+    ragged = tmp_path / "ragged.parquet"
+    pq.write_table(pa.table(table), ragged)
+    features, _ = next(iter(tfmtl.data.read_parquet(ragged, data.schema, data.tasks, 3)))
+    width = data.schema["history"].max_len
+    expected = tfmtl.features.pad_sequences(rows, width)
+    np.testing.assert_array_equal(features["history"].numpy().astype(str), expected.astype(str))
+
+
+def test_parquet_errors_name_the_file_and_column(data, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = tfmtl.data.write_parquet(data, tmp_path / "train.parquet")
+    with pytest.raises(ValueError, match=r"train.parquet: no column\(s\) \['dwell'\]"):
+        tfmtl.data.read_parquet(path, data.schema, [tfmtl.Task.regression("dwell")], 8)
+    table = pq.read_table(path)
+    wrong = table.set_column(table.schema.get_field_index("hour"), "hour", pa.array(["x"] * len(table)))
+    pq.write_table(wrong, tmp_path / "wrong.parquet")
+    with pytest.raises(TypeError, match=r"wrong.parquet: feature 'hour' expects int64 values, the file has string"):
+        tfmtl.data.read_parquet(tmp_path / "wrong.parquet", data.schema, data.tasks, 8)
+    values = table.column("user_activity").to_pylist()
+    values[3] = None
+    holes = table.set_column(table.schema.get_field_index("user_activity"), "user_activity", pa.array(values))
+    pq.write_table(holes, tmp_path / "holes.parquet")
+    with pytest.raises(Exception, match=r"feature 'user_activity' has 1 empty value"):
+        list(tfmtl.data.read_parquet(tmp_path / "holes.parquet", data.schema, data.tasks, 8))
+
+
+def test_parquet_without_pyarrow_says_how_to_get_it(data, tmp_path, monkeypatch):
+    for module in ("pyarrow", "pyarrow.parquet"):
+        monkeypatch.setitem(__import__("sys").modules, module, None)  # import pyarrow now fails
+    with pytest.raises(ImportError, match=r'pip install "tfmtl\[parquet\]"'):
+        tfmtl.data.read_parquet(tmp_path / "x.parquet", data.schema, data.tasks, 8)

@@ -64,11 +64,11 @@ def test_cli_trains_evaluates_and_exports_a_model_that_answers_like_it(config, c
         (('kind = "numeric"', 'kind = "number"'), r"features\[6\].kind = 'number' is unknown; allowed: bucketized"),
         (("num_experts = 4", "num_expert = 4"), r"model \(mmoe\): unknown key\(s\) \['num_expert'\]; allowed: .*num_experts"),
         (("batch_size = 256", "batchsize = 256"), r"\[data\]: unknown key\(s\) \['batchsize'\]; allowed: batch_size"),
-        (('format = "csv"', 'format = "parquet"'), r"needs pyarrow"),
+        (('format = "csv"', 'format = "avro"'), r"data.format = 'avro' is unknown; allowed: csv, parquet, tfrecord"),
         (("embedding_dim = 4\nid_type", "embed_dim = 4\nid_type"), r"features\[5\] \(hour\): unknown key\(s\) \['embed_dim'\]"),
         (('class = "LazyAdam"', 'class = "LazyAdamm"'), r"optimizer.class = 'LazyAdamm' is unknown; allowed: .*LazyAdam"),
     ],
-    ids=["architecture", "balancer", "feature kind", "model key", "data key", "parquet", "feature key", "optimizer"],
+    ids=["architecture", "balancer", "feature kind", "model key", "data key", "format", "feature key", "optimizer"],
 )
 def test_invalid_configs_name_the_key_and_the_allowed_values(tmp_path, edit, message):
     text = EXAMPLE.read_text()

@@ -1,4 +1,4 @@
-"""Streaming ``(features, labels)`` batches from CSV and TFRecord files, built from the schema.
+"""Streaming ``(features, labels)`` batches from CSV, TFRecord and Parquet files, built from the schema.
 
 Both readers return a ``tf.data`` pipeline that reads the files lazily (nothing is
 loaded into memory): list the files, shard them per input pipeline, interleave the
@@ -12,8 +12,12 @@ as ``schema.input_specs()``), labels keyed by label key (float32, NaN = no label
 * TFRecord: ``tf.train.Example`` records parsed with the serving signature's spec
   (:func:`tfmtl.serving.examples.example_spec`), so training reads exactly what the
   ``serving_default``/Classify path reads; labels are float features, NaN when absent.
-* Parquet is not supported: reading it needs ``pyarrow``, which tfmtl does not
-  depend on (convert with ``write_tfrecord``, or read the file yourself).
+* Parquet (needs ``pyarrow``: ``pip install "tfmtl[parquet]"``): one column per input
+  and label; ``[batch, n]`` inputs are list columns (sequences are padded or truncated
+  like :func:`~tfmtl.features.pad_sequences`, dense vectors must have ``n`` values). A
+  null label is NaN (no label); a null feature value is an error. Files are read in
+  row batches of ``read_rows`` (never whole), through ``tf.data.Dataset.from_generator``,
+  so the reading itself runs in Python.
 
 Sharding: pass ``input_context`` (from ``strategy.distribute_datasets_from_function``)
 and each input pipeline reads its own files (its own records when there are fewer
@@ -33,12 +37,13 @@ import numpy as np
 
 from tfmtl._compat import tf
 from tfmtl.data.dataset import MultiTaskData
+from tfmtl.features.ids import pad_sequences
 from tfmtl.features.schema import Schema
 from tfmtl.serving.examples import example_spec, to_examples
 from tfmtl.tasks.task import Task, check_tasks
 
 #: File formats the readers take (``read_files``'s ``format``).
-FORMATS = ("csv", "tfrecord")
+FORMATS = ("csv", "parquet", "tfrecord")
 
 
 def label_keys(tasks: Sequence[Task]) -> list[str]:
@@ -229,23 +234,130 @@ def read_tfrecord(
     )
 
 
+def _pyarrow() -> tuple[Any, Any]:
+    """``(pyarrow, pyarrow.parquet)``, or an ImportError that says how to get them."""
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise ImportError('Parquet files need pyarrow, which tfmtl does not install by default: '
+                          'pip install "tfmtl[parquet]" (or pyarrow), or convert the files to TFRecord') from None
+    return pyarrow, pyarrow.parquet
+
+
+def _check_parquet_column(path: str, name: str, column: Any, spec: tf.TensorSpec, pa: Any) -> None:
+    """The Arrow type of a feature column against the input spec, before any row is read."""
+    kind = column.type
+    if spec.shape.rank == 2:
+        if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)):
+            raise TypeError(f"{path}: feature {name!r} takes [batch, {spec.shape[1]}] values, so it must be a "
+                            f"list column; got {kind}")
+        kind = kind.value_type
+    if spec.dtype == tf.string:
+        ok = pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    elif spec.dtype.is_floating:
+        ok = pa.types.is_floating(kind) or pa.types.is_integer(kind)
+    else:
+        ok = pa.types.is_integer(kind)
+    if not ok:
+        raise TypeError(f"{path}: feature {name!r} expects {spec.dtype.name} values, the file has {kind}")
+
+
+def _parquet_values(name: str, column: Any, spec: tf.TensorSpec) -> np.ndarray:
+    """One feature column of a record batch as the array its input spec takes."""
+    if column.null_count:
+        raise ValueError(f"feature {name!r} has {column.null_count} empty value(s) in a Parquet file; "
+                         "every feature needs a value in every row")
+    values = column.to_numpy(zero_copy_only=False)
+    if spec.shape.rank == 2:
+        width = spec.shape[1]
+        if spec.dtype.is_floating:  # dense vectors: exactly n values
+            lengths = {len(row) for row in values}
+            if lengths - {width}:
+                raise ValueError(f"feature {name!r} takes {width} values per row, a Parquet row has {sorted(lengths)}")
+            return np.stack(values).astype(np.float32).reshape(-1, width)
+        return pad_sequences(values, width, "string" if spec.dtype == tf.string else "int64")
+    if spec.dtype == tf.string:
+        return values.astype(object)
+    return values.astype(spec.dtype.as_numpy_dtype)
+
+
+def read_parquet(
+    paths: str | pathlib.Path | Iterable[str | pathlib.Path],
+    schema: Schema,
+    tasks: Sequence[Task],
+    batch_size: int,
+    *,
+    shuffle_buffer: int = 0,
+    seed: Any = None,
+    input_context: tf.distribute.InputContext | None = None,
+    drop_remainder: bool = False,
+    read_rows: int = 8192,
+) -> tf.data.Dataset:
+    """Batches of ``(features, labels)`` streamed from Parquet files (needs ``pyarrow``).
+
+    Arguments as :func:`read_csv`, plus ``read_rows``: rows read from a file at a
+    time. Every file's columns are checked against the schema (names and Arrow
+    types) before anything is read.
+
+    Example:
+
+    >>> import tempfile, numpy as np, tfmtl
+    >>> data = tfmtl.data.MultiTaskData({"price": np.array([1.0, 2.0])}, {"click": np.array([1.0, np.nan])},
+    ...                                 tfmtl.Schema([tfmtl.Numeric("price")]), (tfmtl.Task.binary("click"),))
+    >>> path = tfmtl.data.write_parquet(data, tempfile.mkdtemp() + "/train.parquet")
+    >>> features, labels = next(iter(tfmtl.data.read_parquet(path, data.schema, data.tasks, batch_size=2)))
+    >>> features["price"].numpy().tolist(), labels["click"].numpy().tolist()
+    ([1.0, 2.0], [1.0, nan])
+    """
+    pa, pq = _pyarrow()
+    files = _expand(paths)
+    specs = schema.input_specs()
+    labels = label_keys(tasks)
+    for key in labels:
+        if key in specs:
+            raise ValueError(f"label {key!r} is also a feature of the schema")
+    for path in files:
+        columns = pq.read_schema(path)
+        missing = [name for name in (*specs, *labels) if name not in columns.names]
+        if missing:
+            raise ValueError(f"{path}: no column(s) {missing}; the file has {columns.names}")
+        for name, spec in specs.items():
+            _check_parquet_column(path, name, columns.field(name), spec, pa)
+    signature = {name: tf.TensorSpec([None, *spec.shape[1:]], spec.dtype) for name, spec in specs.items()}
+    signature.update({key: tf.TensorSpec([None], tf.float32) for key in labels})
+
+    def batches(path: bytes) -> Any:
+        for batch in pq.ParquetFile(path.decode()).iter_batches(batch_size=read_rows, columns=list(signature)):
+            out = {name: _parquet_values(name, batch.column(name), spec) for name, spec in specs.items()}
+            for key in labels:  # nulls become NaN
+                out[key] = batch.column(key).to_numpy(zero_copy_only=False).astype(np.float32)
+            yield out
+
+    def reader(path: tf.Tensor) -> tf.data.Dataset:
+        return tf.data.Dataset.from_generator(batches, output_signature=signature, args=(path,)).unbatch()
+
+    def parse(batch: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        return {name: batch[name] for name in specs}, {key: batch[key] for key in labels}
+
+    return _pipeline(
+        files, reader, parse, batch_size, shuffle_buffer=shuffle_buffer, seed=seed, input_context=input_context,
+        drop_remainder=drop_remainder,
+    )
+
+
 def read_files(format: str, paths: Any, schema: Schema, tasks: Sequence[Task], batch_size: int, **kwargs: Any) -> tf.data.Dataset:
-    """:func:`read_csv` or :func:`read_tfrecord` by ``format`` (``"csv"``, ``"tfrecord"``); Parquet is refused.
+    """:func:`read_csv`, :func:`read_parquet` or :func:`read_tfrecord` by ``format``.
 
     Example:
 
     >>> import tfmtl
-    >>> tfmtl.data.read_files("parquet", "x.parquet", None, [], 1)
+    >>> tfmtl.data.read_files("avro", "x.avro", None, [], 1)
     Traceback (most recent call last):
     ...
-    ValueError: format 'parquet' needs pyarrow, which tfmtl does not depend on; convert the files to TFRecord or CSV (allowed formats: csv, tfrecord)
+    ValueError: unknown data format 'avro'; allowed formats: csv, parquet, tfrecord
     """
-    readers = {"csv": read_csv, "tfrecord": read_tfrecord}
-    if format == "parquet":
-        raise ValueError(
-            f"format 'parquet' needs pyarrow, which tfmtl does not depend on; convert the files to TFRecord or CSV "
-            f"(allowed formats: {', '.join(FORMATS)})"
-        )
+    readers = {"csv": read_csv, "parquet": read_parquet, "tfrecord": read_tfrecord}
     if format not in readers:
         raise ValueError(f"unknown data format {format!r}; allowed formats: {', '.join(FORMATS)}")
     return readers[format](paths, schema, tasks, batch_size, **kwargs)
@@ -291,6 +403,38 @@ def write_tfrecord(data: MultiTaskData, path: str | pathlib.Path, *, shards: int
     return names
 
 
+def write_parquet(data: MultiTaskData, path: str | pathlib.Path, *, row_group_rows: int = 100_000) -> str:
+    """Write ``data``'s inputs and labels as one Parquet file (needs ``pyarrow``); NaN labels become nulls.
+
+    ``[batch, n]`` inputs become list columns.
+
+    Example:
+
+    >>> import tempfile, numpy as np, tfmtl
+    >>> data = tfmtl.data.MultiTaskData({"price": np.array([0.5, 2.0])}, {"click": np.array([1.0, np.nan])},
+    ...                                 tfmtl.Schema([tfmtl.Numeric("price")]), (tfmtl.Task.binary("click"),))
+    >>> import pyarrow.parquet as pq
+    >>> pq.read_table(tfmtl.data.write_parquet(data, tempfile.mkdtemp() + "/rows.parquet")).to_pydict()
+    {'price': [0.5, 2.0], 'click': [1.0, None]}
+    """
+    pa, pq = _pyarrow()
+    columns, dtypes = _columns(data)
+    labels = set(label_keys(data.tasks))
+    arrays = {}
+    for name, values in columns.items():
+        values = np.asarray(values)
+        if values.dtype.kind in "fc" or dtypes[name].is_floating:
+            values = values.astype(np.float32)
+        if name in labels:
+            arrays[name] = pa.array(values, mask=np.isnan(values))
+        elif values.ndim == 2:
+            arrays[name] = pa.array(list(values))
+        else:
+            arrays[name] = pa.array(values.astype(str) if dtypes[name] == tf.string else values)
+    pq.write_table(pa.table(arrays), str(path), row_group_size=row_group_rows)
+    return str(path)
+
+
 def write_csv(data: MultiTaskData, path: str | pathlib.Path) -> str:
     """Write ``data``'s inputs and labels as CSV with a header; NaN labels become empty fields.
 
@@ -327,4 +471,7 @@ def write_csv(data: MultiTaskData, path: str | pathlib.Path) -> str:
     return str(path)
 
 
-__all__ = ["FORMATS", "label_keys", "read_csv", "read_files", "read_tfrecord", "write_csv", "write_tfrecord"]
+__all__ = [
+    "FORMATS", "label_keys", "read_csv", "read_files", "read_parquet", "read_tfrecord", "write_csv", "write_parquet",
+    "write_tfrecord",
+]

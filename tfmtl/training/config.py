@@ -2,7 +2,7 @@
 
 A config has one section per argument of the Python API (see ``examples/train.toml``):
 
-* ``[data]``: ``format`` (csv, tfrecord), ``train``/``validation`` paths or globs
+* ``[data]``: ``format`` (csv, parquet, tfrecord), ``train``/``validation`` paths or globs
   (relative to the config file), ``batch_size``, ``shuffle_buffer``, ``seed`` ->
   :func:`tfmtl.data.read_files`;
 * ``[[features]]``: one table per feature, ``kind`` (a :class:`~tfmtl.features.FeatureKind`
@@ -220,7 +220,7 @@ def parse_config(raw: Mapping[str, Any], root: str | pathlib.Path = ".") -> RunC
     for section, allowed in _SECTIONS.items():
         if allowed is not None and section in raw:
             _check_keys(f"[{section}]", raw[section], allowed)
-    _pick("data", raw["data"].get("format", "csv"), {name: name for name in (*FORMATS, "parquet")}, "format")
+    _pick("data", raw["data"].get("format", "csv"), {name: name for name in FORMATS}, "format")
     if "dir" not in raw["output"]:
         raise ConfigError("[output]: missing key 'dir' (where checkpoints, logs and model.keras go)")
     kinds = {kind.value: _SPECS[kind] for kind in FeatureKind}
