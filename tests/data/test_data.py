@@ -95,10 +95,10 @@ def test_mmoe_synthetic_correlation_knob_and_fixed_task_pair():
     assert means[0.5] < means[0.9] < means[1.0]
     assert means[1.0] > 0.99 and means[0.5] < 0.3  # the sines pull the label correlation far below p
     a, b = tfmtl.data.mmoe_synthetic(100, correlation=0.5, seed=3), tfmtl.data.mmoe_synthetic(100, correlation=0.9, seed=3)
-    np.testing.assert_array_equal(a.features["x7"], b.features["x7"])  # same rows for every p
+    np.testing.assert_array_equal(a.features["x"], b.features["x"])  # same rows for every p
     np.testing.assert_array_equal(a.labels["y1"], b.labels["y1"])  # task 1 does not depend on p
     assert not np.array_equal(a.labels["y2"], b.labels["y2"])
-    assert len(tfmtl.data.mmoe_synthetic(10, preset="ple").features) == 512
+    assert tfmtl.data.mmoe_synthetic(10, preset="ple").features["x"].shape == (10, 512)
     # The noise-free target plus N(0, 0.1^2) noise is the label.
     assert np.std(a.labels["y1"] - a.oracle["y1"]) == pytest.approx(0.1, rel=0.25)
     with pytest.raises(ValueError, match="preset"):

@@ -21,7 +21,7 @@ import numpy as np
 
 from tfmtl.data.dataset import MultiTaskData
 from tfmtl.features.schema import Schema
-from tfmtl.features.values import Numeric
+from tfmtl.features.values import DenseVector
 from tfmtl.tasks.task import Task
 
 PRESETS = {
@@ -51,7 +51,7 @@ def mmoe_synthetic(
         rows are the same for every p too, and only the labels' relation changes).
 
     Returns:
-      :class:`MultiTaskData` with numeric features ``x0..x{d-1}``, labels ``y1``
+      :class:`MultiTaskData` with one ``[rows, d]`` dense-vector feature ``x``, labels ``y1``
       and ``y2``, and the noise-free targets as ``oracle``.
 
     Example:
@@ -80,9 +80,9 @@ def mmoe_synthetic(
         z = x @ w  # [N]
         targets[name] = z + np.sin(np.outer(z, alpha) + beta).sum(axis=1)
     labels = {name: (t + rows.normal(scale=noise_std, size=num_rows)).astype(np.float32) for name, t in targets.items()}
-    schema = Schema([Numeric(f"x{i}") for i in range(d)])
+    schema = Schema([DenseVector("x", dim=d)])  # x ~ N(0, I): already standardized
     return MultiTaskData(
-        features={f"x{i}": x[:, i].astype(np.float32) for i in range(d)},
+        features={"x": x.astype(np.float32)},
         labels=labels,
         schema=schema,
         tasks=(Task.regression("y1", tower_units=(8,)), Task.regression("y2", tower_units=(8,))),
