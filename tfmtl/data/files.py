@@ -423,7 +423,7 @@ def write_parquet(data: MultiTaskData, path: str | pathlib.Path, *, row_group_ro
     arrays = {}
     for name, values in columns.items():
         values = np.asarray(values)
-        if values.dtype.kind in "fc" or dtypes[name].is_floating:
+        if dtypes[name].is_floating:  # numerics, vectors and labels as float32
             values = values.astype(np.float32)
         if name in labels:
             arrays[name] = pa.array(values, mask=np.isnan(values))

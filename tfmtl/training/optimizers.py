@@ -23,7 +23,7 @@ class LazyAdam(keras.optimizers.Adam):
     where its id is absent, so a rare id's step size after a long absence is
     larger than under ``Adam`` (the same semantics as TensorFlow Addons'
     ``LazyAdam`` and PyTorch's ``SparseAdam``). On dense gradients the two are
-    identical. ``amsgrad`` is not supported for sparse updates.
+    identical. ``amsgrad`` is not supported.
 
     Args:
       learning_rate: A float or a ``keras.optimizers.schedules`` schedule.
