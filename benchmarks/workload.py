@@ -46,7 +46,11 @@ def standardized_numerics(train: dict[str, np.ndarray], other: dict[str, np.ndar
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Exact ROC AUC (Mann-Whitney, ties count 1/2)."""
+    """Exact ROC AUC (Mann-Whitney, ties count 1/2).
+
+    The same as ``tfmtl.data.roc_auc``, repeated here because the peer scripts run in
+    environments without tfmtl or TensorFlow.
+    """
     order = np.argsort(scores, kind="mergesort")
     ranks = np.empty(len(scores))
     sorted_scores = scores[order]

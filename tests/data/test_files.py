@@ -92,6 +92,10 @@ def test_errors_name_the_problem(data, tmp_path):
         tfmtl.data.read_csv(path, flat.schema, [tfmtl.Task.regression("dwell")], 8)
     with pytest.raises(FileNotFoundError, match="no files match"):
         tfmtl.data.read_csv(tmp_path / "none-*.csv", flat.schema, flat.tasks, 8)
+    clashing = [tfmtl.Task.regression("hour")]  # a label named like a feature: CSV used to read it as the label
+    for reader in (tfmtl.data.read_csv, tfmtl.data.read_tfrecord, tfmtl.data.read_parquet):
+        with pytest.raises(ValueError, match=r"label\(s\) \['hour'\] are also features of the schema"):
+            reader(path, flat.schema, clashing, 8)
     with pytest.raises(ValueError, match="unknown data format 'avro'; allowed formats: csv, parquet, tfrecord"):
         tfmtl.data.read_files("avro", path, flat.schema, flat.tasks, 8)
 

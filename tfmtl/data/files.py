@@ -63,6 +63,15 @@ def label_keys(tasks: Sequence[Task]) -> list[str]:
     return keys
 
 
+def _label_columns(inputs: Iterable[str], tasks: Sequence[Task]) -> list[str]:
+    """:func:`label_keys`, none of which may also be an input: a file has one column per name."""
+    labels = label_keys(tasks)
+    clash = [key for key in labels if key in set(inputs)]
+    if clash:
+        raise ValueError(f"label(s) {clash} are also features of the schema; a file has one column per name")
+    return labels
+
+
 def _expand(paths: str | pathlib.Path | Iterable[str | pathlib.Path]) -> list[str]:
     patterns = [paths] if isinstance(paths, (str, pathlib.Path)) else list(paths)
     files = sorted({name for pattern in patterns for name in tf.io.gfile.glob(str(pattern))})
@@ -154,7 +163,7 @@ def read_csv(
     wide = [name for name, spec in specs.items() if spec.shape.rank != 1]
     if wide:
         raise ValueError(f"feature(s) {wide} take [batch, n] values, which CSV cannot hold; use read_tfrecord")
-    labels = label_keys(tasks)
+    labels = _label_columns(specs, tasks)
     with tf.io.gfile.GFile(files[0]) as handle:
         header = next(csv.reader([handle.readline()], delimiter=field_delim))
     for name in files[1:]:
@@ -215,10 +224,8 @@ def read_tfrecord(
     """
     files = _expand(paths)
     spec = example_spec(schema.input_specs())
-    labels = label_keys(tasks)
+    labels = _label_columns(spec, tasks)
     for key in labels:
-        if key in spec:
-            raise ValueError(f"label {key!r} is also a feature of the schema")
         spec[key] = tf.io.FixedLenFeature([], tf.float32, default_value=math.nan)
 
     def reader(path: tf.Tensor) -> tf.data.Dataset:
@@ -313,10 +320,7 @@ def read_parquet(
     pa, pq = _pyarrow()
     files = _expand(paths)
     specs = schema.input_specs()
-    labels = label_keys(tasks)
-    for key in labels:
-        if key in specs:
-            raise ValueError(f"label {key!r} is also a feature of the schema")
+    labels = _label_columns(specs, tasks)
     for path in files:
         columns = pq.read_schema(path)
         missing = [name for name in (*specs, *labels) if name not in columns.names]
