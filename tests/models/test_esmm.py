@@ -119,12 +119,81 @@ def test_funnel_head_calibration_matches_numpy():
     assert float(head.losses[0]) == pytest.approx(0.6 * np.maximum(probability - previous, 0).mean(), rel=1e-5)
 
 
-def test_aitm_learns_the_funnel_keeps_order_and_round_trips(tmp_path):
+# AITM as an option on funnel tasks of any architecture: transfer from the followed step + order penalty.
+AITM_STEPS = (
+    tfmtl.Task.binary("click", tower_units=(16,)),
+    tfmtl.Task.binary("conversion", tower_units=(16,), follows="click", transfer=True, order_weight=0.6),
+)
+AITM_BUILDERS = {
+    "aitm": lambda schema: tfmtl.models.aitm(schema, FUNNEL, tower_units=16, calibration_weight=0.6),
+    "mmoe+transfer": lambda schema: tfmtl.models.mmoe(schema, AITM_STEPS, num_experts=3, expert_units=(32,)),
+    "ple+transfer": lambda schema: tfmtl.models.ple(
+        schema, AITM_STEPS, num_levels=1, num_shared_experts=2, num_task_experts=1, expert_units=(32,)
+    ),
+}
+
+
+@pytest.mark.parametrize("build", ["shared_bottom", "mmoe", "ple", "esmm"])
+def test_transfer_option_feeds_the_followed_towers_output_through_ait(build):
+    schema = tfmtl.Schema([tfmtl.Numeric("price", mean=0.0, variance=1.0), tfmtl.Numeric("age", mean=0.0, variance=1.0)])
+    builders = {
+        "shared_bottom": lambda: tfmtl.models.shared_bottom(schema, AITM_STEPS, bottom_units=(8,)),
+        "mmoe": lambda: tfmtl.models.mmoe(schema, AITM_STEPS, num_experts=2, expert_units=(8,)),
+        "ple": lambda: tfmtl.models.ple(schema, AITM_STEPS, num_levels=2, num_shared_experts=1, num_task_experts=1, expert_units=(8,)),
+        "esmm": lambda: tfmtl.models.esmm(schema, AITM_STEPS),
+    }
+    model = builders[build]()
+    x = {"price": np.array([0.5, -1.0, 2.0], np.float32), "age": np.array([1.0, 0.0, -0.5], np.float32)}
+    towers = keras.Model(model.inputs, [model.get_layer("click_tower").output, model.get_layer("conversion_tower").output])
+    click_hidden, conversion_hidden = (t.numpy() for t in towers(x))
+    ait = model.get_layer("conversion_transfer")
+    dense = lambda layer, v: v @ layer.kernel.numpy() + layer.bias.numpy()  # noqa: E731
+    # By hand (AITM Eq. 3-5): candidates p = relu(transfer(z_click)), q = conversion tower; attention-weighted h1.
+    candidates = np.stack([np.maximum(dense(ait.transfer, click_hidden), 0), conversion_hidden], axis=1)  # [B, 2, H]
+    scores = (dense(ait.h2, candidates) * dense(ait.h3, candidates)).sum(-1) / np.sqrt(16)
+    weights = np.exp(scores) / np.exp(scores).sum(-1, keepdims=True)
+    z = np.einsum("bu,buh->bh", weights, dense(ait.h1, candidates))  # [B, 16]
+    out = model(x)
+    head = model.get_layer("conversion_given_click" if build == "esmm" else "conversion")
+    logit = dense(head, z)
+    expected = 1 / (1 + np.exp(-logit))
+    if build == "esmm":  # ESMM's conversion output stays the funnel product; its conditional gets the transfer
+        np.testing.assert_allclose(out["conversion_given_click"].numpy(), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out["conversion"].numpy(), out["click"].numpy() * expected, rtol=1e-5, atol=1e-6)
+    else:
+        np.testing.assert_allclose(out["conversion"].numpy(), expected, rtol=1e-5, atol=1e-6)
+    click_head = model.get_layer("click")
+    np.testing.assert_allclose(out["click"].numpy(), 1 / (1 + np.exp(-dense(click_head, click_hidden))), rtol=1e-5, atol=1e-6)
+
+
+def test_transfer_option_errors_name_the_task():
+    with pytest.raises(ValueError, match="'conversion': transfer=True needs follows="):
+        tfmtl.Task.binary("conversion", transfer=True)
+    with pytest.raises(ValueError, match="transfer must be True or False"):
+        tfmtl.Task.binary("conversion", follows="click", transfer="yes")
+    with pytest.raises(ValueError, match="cycle: a -> b -> a"):
+        tfmtl.models.mmoe(
+            tfmtl.Schema([tfmtl.Numeric("price", mean=0.0, variance=1.0)]),
+            [tfmtl.Task.binary("a", follows="b", transfer=True), tfmtl.Task.binary("b", follows="a", transfer=True)],
+        )
+    with pytest.raises(ValueError, match="'click'.*must come earlier in the funnel"):
+        tfmtl.models.esmm(
+            tfmtl.Schema([tfmtl.Numeric("price", mean=0.0, variance=1.0)]),
+            [tfmtl.Task.binary("conversion", follows="click", transfer=True), tfmtl.Task.binary("click")],
+        )
+    assert tfmtl.Task.from_config(AITM_STEPS[1].get_config()) == AITM_STEPS[1]
+
+
+@pytest.mark.parametrize("build", sorted(AITM_BUILDERS))
+def test_aitm_learns_the_funnel_keeps_order_and_round_trips(tmp_path, build):
     keras.utils.set_random_seed(5)
     data = tfmtl.data.synthetic_recsys(30_000, seed=11)
     train, test = data.split(0.8, seed=0)
-    model = tfmtl.models.aitm(train.schema.adapt(train.features), FUNNEL, tower_units=16, calibration_weight=0.6)
-    assert len(model.losses) == 1  # the calibrator of the second step
+    model = AITM_BUILDERS[build](train.schema.adapt(train.features))
+    if build == "aitm":
+        assert len(model.losses) == 1  # the calibrator of the second step
+    else:
+        assert model.get_layer("conversion_transfer") is not None
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
     model.fit(train.to_dataset(256, shuffle=True, seed=0), epochs=1, verbose=0)
     metrics = model.evaluate(test.to_dataset(4096), return_dict=True, verbose=0)

@@ -31,7 +31,9 @@ def aitm(
     layer, and its head predicts ``p(step t)`` on all impressions (labels are
     impression-level: 1 when the impression reached step t). The behavioural
     expectation calibrator (in each later step's :class:`FunnelHead`) penalises a
-    later step's probability exceeding the previous one's.
+    later step's probability exceeding the previous one's. The same two parts are
+    an option on any architecture's funnel tasks:
+    ``Task.binary("conversion", follows="click", transfer=True, order_weight=0.6)``.
 
     Args:
       schema: Adapted feature schema.
@@ -59,7 +61,7 @@ def aitm(
     for step in steps:
         if step.kind is not TaskKind.BINARY:
             raise ValueError(f"AITM funnel steps are binary; task {step.name!r} is {step.kind.value}")
-    check_names(schema, steps, extra_outputs=[f"{s.name}_transfer" for s in steps])
+    check_names(schema, steps)  # "<step>_transfer" layer names are reserved there
     inputs, shared = encode_features(schema, interaction)  # [B, D]
     outputs: dict[str, tf.Tensor] = {}
     previous_hidden = previous_probability = None

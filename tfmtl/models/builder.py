@@ -9,6 +9,7 @@ from tfmtl.features.encoder import FeatureEncoder
 from tfmtl.features.schema import Schema
 from tfmtl.layers.interaction import Cross, Dot, Interaction
 from tfmtl.layers.mlp import MLP
+from tfmtl.layers.transfer import AdaptiveInformationTransfer
 from tfmtl.models.model import MultiTaskModel
 from tfmtl.tasks.task import Task, check_tasks
 
@@ -29,6 +30,8 @@ def build_model(
     """Build a :class:`MultiTaskModel` around an architecture-specific ``body``.
 
     ``cross_layers``/``cross_projection_dim`` are a shorthand for ``interaction=Cross(...)``.
+    A task with ``transfer=True`` gets AITM's adaptive information transfer from
+    the task it ``follows`` between its tower and its head.
     """
     tasks = check_tasks(tasks)
     check_names(schema, tasks)
@@ -40,12 +43,27 @@ def build_model(
         interaction = Cross(cross_layers, cross_projection_dim)
     inputs, shared = encode_features(schema, interaction)
     representations = body(shared, tasks)
-    outputs = {}
+    towers = {}
     for task in tasks:
         hidden = representations[task.name]  # [B, H]
         if task.tower_units:
             hidden = MLP(task.tower_units, final_activation="relu", name=f"{task.name}_tower")(hidden)
-        outputs[task.name] = task.head()(hidden)  # [B, 1]
+        towers[task.name] = hidden
+    by_name = {task.name: task for task in tasks}
+    transferred: dict[str, tf.Tensor] = {}
+
+    def final(task: Task) -> tf.Tensor:
+        """The task's tower output, after AITM's transfer from the step it follows (``Task.transfer``)."""
+        if task.name not in transferred:
+            hidden = towers[task.name]
+            if task.transfer:
+                previous = final(by_name[task.follows])  # type: ignore[index]
+                units = int(hidden.shape[-1])
+                hidden = AdaptiveInformationTransfer(units, name=f"{task.name}_transfer")([previous, hidden])
+            transferred[task.name] = hidden
+        return transferred[task.name]
+
+    outputs = {task.name: task.head()(final(task)) for task in tasks}  # [B, 1] (or [B, C])
     return MultiTaskModel(inputs=inputs, outputs=outputs, name=name)
 
 
@@ -73,7 +91,7 @@ def check_names(schema: Schema, tasks: Sequence[Task], extra_outputs: Sequence[s
     if both:
         raise ValueError(f"{both} name(s) both a feature and a task; rename the task (e.g. 'p_{both[0]}')")
     internal = _RESERVED | {f"{kind}_{i}" for kind in ("cross", "extraction") for i in range(64)} | {
-        f"{t}_{suffix}" for t in task_names for suffix in ("tower", "gate")
+        f"{t}_{suffix}" for t in task_names for suffix in ("tower", "gate", "transfer")
     }
     clashes = sorted((task_names | set(schema.names)) & internal)
     if clashes:

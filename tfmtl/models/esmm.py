@@ -9,6 +9,7 @@ from tfmtl.features.schema import Schema
 from tfmtl.layers.funnel import FunnelProduct
 from tfmtl.layers.interaction import Interaction
 from tfmtl.layers.mlp import MLP
+from tfmtl.layers.transfer import AdaptiveInformationTransfer
 from tfmtl.models.builder import check_names, encode_features
 from tfmtl.models.model import MultiTaskModel
 from tfmtl.tasks.kinds import TaskKind
@@ -41,6 +42,8 @@ def esmm(
     * ``conversion_given_click``: pCVR (no loss; served, so it can be used).
 
     Each output gets its own serving signature (``predict_conversion_given_click``...).
+    A step with ``follows=<earlier step>, transfer=True`` adds AITM's adaptive
+    information transfer from that step's tower to its own.
 
     Args:
       schema: Adapted feature schema.
@@ -70,8 +73,19 @@ def esmm(
     inputs, shared = encode_features(schema, interaction)  # [B, D]: embeddings shared by all steps
     outputs: dict[str, tf.Tensor] = {}
     factors: list[tf.Tensor] = []
+    hiddens: dict[str, tf.Tensor] = {}
     for index, step in enumerate(steps):
         hidden = MLP(step.tower_units, final_activation="relu", name=f"{step.name}_tower")(shared) if step.tower_units else shared
+        if step.transfer:  # AITM's transfer from an earlier step's tower (Task.transfer)
+            if step.follows not in hiddens:
+                raise ValueError(
+                    f"task {step.name!r}: transfer=True takes information from the step it follows, "
+                    f"{step.follows!r}, which must come earlier in the funnel {[s.name for s in steps]}"
+                )
+            hidden = AdaptiveInformationTransfer(int(hidden.shape[-1]), name=f"{step.name}_transfer")(
+                [hiddens[step.follows], hidden]
+            )
+        hiddens[step.name] = hidden
         if index == 0:
             probability = step.head()(hidden)  # [B, 1]: p(step_1)
             outputs[step.name] = probability

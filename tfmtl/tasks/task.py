@@ -59,13 +59,20 @@ class Task:
         purchase follows click); with ``order_weight > 0`` a prediction
         ``p(self) > p(follows)`` is penalised by
         ``order_weight * mean(max(p(self) - p(follows), 0))``.
-      order_weight: Weight of that order penalty (0 = off).
+      order_weight: Weight of that order penalty (0 = off). This is AITM's
+        behavioural expectation calibrator (Xi et al., KDD 2021; 0.6 there).
+      transfer: With ``follows``, AITM's adaptive information transfer, in every
+        architecture (shared-bottom, OMoE, MMoE, CGC/PLE, ESMM): this task's
+        tower output is mixed with the followed task's (after that task's own
+        transfer) by an :class:`~tfmtl.layers.AdaptiveInformationTransfer`
+        layer named ``<task>_transfer`` before the head.
 
     Example:
 
     >>> import tfmtl
     >>> ctr = tfmtl.Task.binary("ctr", label="click", loss_weight=1.0)
     >>> cvr = tfmtl.Task.binary("cvr", label="purchase", space="click", follows="ctr", order_weight=0.1)
+    >>> buy = tfmtl.Task.binary("buy", follows="ctr", transfer=True, order_weight=0.6)  # AITM on a funnel step
     >>> ctr.label_key, [m.name for m in ctr.metrics()]
     ('click', ['ctr/auc', 'ctr/logloss', 'ctr/copc', 'ctr/ece'])
     >>> genre = tfmtl.Task.multiclass("genre", num_classes=20)
@@ -84,6 +91,7 @@ class Task:
     sample_weight: str | None = None
     follows: str | None = None
     order_weight: float = 0.0
+    transfer: bool = False
 
     def __post_init__(self) -> None:
         check_name(self.name, "task")
@@ -115,6 +123,10 @@ class Task:
                 raise ValueError(f"task {self.name!r} cannot follow itself")
         elif self.order_weight:
             raise ValueError(f"task {self.name!r}: order_weight needs follows= (the task it must stay below)")
+        if not isinstance(self.transfer, bool):
+            raise ValueError(f"task {self.name!r}: transfer must be True or False, got {self.transfer!r}")
+        if self.transfer and self.follows is None:
+            raise ValueError(f"task {self.name!r}: transfer=True needs follows= (the step it takes information from)")
 
     def _check_classes(self) -> None:
         if self.kind is not TaskKind.MULTICLASS:
@@ -270,4 +282,12 @@ def check_tasks(tasks: Any) -> tuple[Task, ...]:
                 raise ValueError(f"task {task.name!r} follows unknown task {task.follows!r}; tasks: {sorted(by_name)}")
             if earlier.kind is not TaskKind.BINARY:
                 raise ValueError(f"task {task.name!r} follows {earlier.name!r}, which is not binary")
+    for task in tasks:  # a funnel runs one way: no task may (indirectly) follow itself
+        chain = [task.name]
+        while by_name[chain[-1]].follows is not None:
+            chain.append(by_name[chain[-1]].follows)  # type: ignore[arg-type]
+            if chain[-1] == task.name:
+                raise ValueError(f"tasks follow each other in a cycle: {' -> '.join(chain)}")
+            if len(chain) > len(tasks):
+                break  # a cycle not through this task: reported when its own tasks are checked
     return tasks
