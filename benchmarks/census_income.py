@@ -90,14 +90,14 @@ def run_group(group: int, args: argparse.Namespace) -> None:
     main, aux = (task.name for task in train.tasks)
     build = builders(schema, train.tasks, args.cross_layers)
     print(f"\nGroup {group}: {main} (main) + {aux}; {len(train):,} train / {len(validation):,} validation / "
-          f"{len(test):,} test rows; seeds {args.seeds}")
+          f"{len(test):,} test rows; seeds {args.first_seed}..{args.first_seed + args.seeds - 1}")
     print(f"| model | {main} best | {main} mean ± std | {aux} (run with best {main}) | {aux} mean ± std | "
           f"paper {main} best / mean | paper {aux} | s/run |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.models:
         start = time.perf_counter()
         runs = []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             if name == "single_task":  # one network per task, each selected on its own validation AUC
                 result = {}
                 for task in train.tasks:
@@ -125,6 +125,7 @@ def main() -> None:
     parser.add_argument("--groups", type=int, nargs="+", default=[1, 2], choices=[1, 2])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed + seeds - 1")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=1024)

@@ -103,3 +103,18 @@ def test_mmoe_synthetic_correlation_knob_and_fixed_task_pair():
     assert np.std(a.labels["y1"] - a.oracle["y1"]) == pytest.approx(0.1, rel=0.25)
     with pytest.raises(ValueError, match="preset"):
         tfmtl.data.mmoe_synthetic(10, preset="other")
+
+
+def test_mmoe_synthetic_alpha_std_sets_the_sine_frequencies():
+    # alpha = 0: every sine is the constant sin(beta_i), so y_k = w_k.x + const + noise and corr(y1, y2) = p.
+    flat = tfmtl.data.mmoe_synthetic(20_000, correlation=0.5, alpha_std=0.0, seed=1)
+    assert np.corrcoef(flat.labels["y1"], flat.labels["y2"])[0, 1] == pytest.approx(0.5, abs=0.03)
+    def linear_residual(data):  # max |oracle - best affine fit in x|
+        design = np.c_[data.features["x"].astype(np.float64), np.ones(len(data))]
+        target = data.oracle["y1"].astype(np.float64)
+        return np.abs(design @ np.linalg.lstsq(design, target, rcond=None)[0] - target).max()
+
+    assert linear_residual(flat) < 1e-3  # affine in x
+    assert linear_residual(tfmtl.data.mmoe_synthetic(2000, correlation=0.5, seed=1)) > 0.5  # the default's sines are not
+    with pytest.raises(ValueError, match="alpha_std must be a number >= 0"):
+        tfmtl.data.mmoe_synthetic(10, alpha_std=-1.0)

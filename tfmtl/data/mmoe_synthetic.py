@@ -36,6 +36,7 @@ def mmoe_synthetic(
     correlation: float = 0.5,
     preset: str = "mmoe",
     noise_std: float = 0.1,
+    alpha_std: float | None = None,
     seed: int = 0,
     rows_seed: int | None = None,
 ) -> MultiTaskData:
@@ -46,6 +47,8 @@ def mmoe_synthetic(
       correlation: p, the cosine between the two tasks' weight vectors, in [-1, 1].
       preset: ``"mmoe"`` or ``"ple"`` constants (see the module docstring).
       noise_std: Standard deviation of each label's Gaussian noise.
+      alpha_std: Standard deviation of the sines' frequencies alpha (default: the
+        preset's, 8 or 1). Higher makes the labels harder to learn and less correlated.
       seed: Draws the directions, alpha and beta (the "task pair"), the same for every p.
       rows_seed: Draws x and the noise; default: derived from ``seed`` (so the
         rows are the same for every p too, and only the labels' relation changes).
@@ -65,7 +68,11 @@ def mmoe_synthetic(
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
     if not -1.0 <= correlation <= 1.0:
         raise ValueError(f"correlation must be in [-1, 1], got {correlation}")
-    d, c, m, alpha_std = (PRESETS[preset][k] for k in ("input_dim", "scale", "num_sines", "alpha_std"))
+    d, c, m, preset_alpha_std = (PRESETS[preset][k] for k in ("input_dim", "scale", "num_sines", "alpha_std"))
+    if alpha_std is None:
+        alpha_std = preset_alpha_std
+    elif not (isinstance(alpha_std, (int, float)) and alpha_std >= 0):
+        raise ValueError(f"alpha_std must be a number >= 0, got {alpha_std!r}")
     pair = np.random.default_rng([seed, 0])
     directions, _ = np.linalg.qr(pair.normal(size=(d, 2)))  # orthonormal columns u1, u2
     u1, u2 = directions[:, 0], directions[:, 1]
