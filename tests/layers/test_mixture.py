@@ -9,7 +9,7 @@ def _relu(x):
     return np.maximum(x, 0.0)
 
 
-@pytest.mark.parametrize("implementation", ["per_expert", "einsum"])
+@pytest.mark.parametrize("implementation", ["per_expert", "einsum", "auto"])
 def test_experts_match_a_per_expert_numpy_loop(implementation):
     experts = Experts(num_experts=3, units=(5, 4), implementation=implementation)
     x = np.random.default_rng(0).normal(size=(6, 7)).astype(np.float32)
@@ -20,6 +20,14 @@ def test_experts_match_a_per_expert_numpy_loop(implementation):
         hidden = _relu(x @ kernels[0][e] + biases[0][e])
         hidden = _relu(hidden @ kernels[1][e] + biases[1][e])
         np.testing.assert_allclose(out[:, e, :], hidden, rtol=1e-5, atol=1e-6)
+
+
+def test_auto_picks_einsum_for_narrow_experts_only():
+    assert Experts(8, (16,)).computation == "einsum"
+    assert Experts(8, (32, 16)).computation == "einsum"
+    assert Experts(8, (256, 128)).computation == "per_expert"
+    assert Experts(8, (16,), implementation="per_expert").computation == "per_expert"
+    assert Experts.from_config(Experts(8, (16,)).get_config()).implementation == "auto"
 
 
 def test_experts_start_from_different_weights_with_per_expert_glorot_scale():

@@ -8,6 +8,10 @@ from typing import Any, Sequence
 from tfmtl._compat import keras, tf
 
 
+#: With ``implementation="auto"``, experts whose layers are all at most this wide use einsum.
+EINSUM_MAX_UNITS = 32
+
+
 @keras.utils.register_keras_serializable(package="tfmtl")
 class Experts(keras.layers.Layer):
     """``num_experts`` ReLU MLPs of the same shape, evaluated as a batch.
@@ -20,17 +24,21 @@ class Experts(keras.layers.Layer):
 
     Two computations give the same result:
 
-    * ``"per_expert"`` (default): E 2-D matmuls on slices of the stacked kernel.
-      Measured fastest on CPU (``benchmarks/experts_einsum.py``: as fast as a
-      loop of Dense layers, 25-30% faster than einsum at batch 4096).
-    * ``"einsum"``: one batched einsum per layer (``bd,edh->beh``), the usual
-      choice for accelerators; not measured on a GPU yet.
+    * ``"per_expert"``: E 2-D matmuls on slices of the stacked kernel.
+    * ``"einsum"``: one batched einsum per layer (``bd,edh->beh``).
+    * ``"auto"`` (default): einsum when no expert layer is wider than
+      :data:`EINSUM_MAX_UNITS` (32), per-expert otherwise. That is what
+      ``benchmarks/experts_einsum.py`` measured faster on CPU: with experts of
+      16 units (the MMoE paper's) einsum is 1.04-1.67x as fast as a loop of Dense
+      layers; at 64 units both are on par with the loop; with experts of
+      [256, 128] einsum is 0.69-0.93x and per-expert 0.92-1.15x. Not measured on
+      a GPU yet.
 
     Args:
       num_experts: E.
       units: Hidden units of each expert's layers, e.g. ``(256, 128)``.
       activation: Activation after every layer.
-      implementation: ``"per_expert"`` or ``"einsum"``.
+      implementation: ``"auto"``, ``"per_expert"`` or ``"einsum"``.
 
     Call args:
       inputs: ``[B, D]`` tensor.
@@ -51,12 +59,12 @@ class Experts(keras.layers.Layer):
         num_experts: int,
         units: Sequence[int],
         activation: str = "relu",
-        implementation: str = "per_expert",
+        implementation: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if implementation not in ("per_expert", "einsum"):
-            raise ValueError(f"implementation must be 'per_expert' or 'einsum', got {implementation!r}")
+        if implementation not in ("auto", "per_expert", "einsum"):
+            raise ValueError(f"implementation must be 'auto', 'per_expert' or 'einsum', got {implementation!r}")
         self.implementation = implementation
         if num_experts < 1:
             raise ValueError(f"num_experts must be >= 1, got {num_experts}")
@@ -64,6 +72,10 @@ class Experts(keras.layers.Layer):
             raise ValueError(f"expert units must be a non-empty list of positive ints, got {units!r}")
         self.num_experts = int(num_experts)
         self.units = tuple(int(u) for u in units)
+        if implementation == "auto":
+            implementation = "einsum" if max(self.units) <= EINSUM_MAX_UNITS else "per_expert"
+        #: The computation used: ``"per_expert"`` or ``"einsum"`` (``"auto"`` resolved).
+        self.computation = implementation
         self.activation = keras.activations.get(activation)
         self.kernels: list[tf.Variable] = []
         self.biases: list[tf.Variable] = []
@@ -86,7 +98,7 @@ class Experts(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
-        if self.implementation == "einsum":
+        if self.computation == "einsum":
             hidden = self.activation(tf.einsum("bd,edh->beh", inputs, self.kernels[0]) + self.biases[0])  # [B, E, H0]
             for kernel, bias in zip(self.kernels[1:], self.biases[1:]):
                 hidden = self.activation(tf.einsum("beh,ehk->bek", hidden, kernel) + bias)  # [B, E, Hk]
