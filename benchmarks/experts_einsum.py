@@ -6,7 +6,8 @@ For each (experts, batch) the same MMoE expert bank (input 432 = 26 x 16
 embeddings + 16 numerics, experts [256, 128]) runs a training step (forward,
 backward, Adam update) under tf.function; the table gives milliseconds per step
 for a Python loop of E Dense MLPs and for ``tfmtl.layers.Experts`` (one stacked
-weight per layer) computed per expert (the default) or with one einsum.
+weight per layer) computed per expert or with one einsum (the default "auto" picks
+one of the two by the experts' width).
 ``--width 100 --units 16`` is the MMoE paper's synthetic bank (small experts,
 where per-op overhead rather than the matmuls dominates).
 """

@@ -65,8 +65,8 @@ def label_keys(tasks: Sequence[Task]) -> list[str]:
 
 def _label_columns(inputs: Iterable[str], tasks: Sequence[Task]) -> list[str]:
     """:func:`label_keys`, none of which may also be an input: a file has one column per name."""
-    labels = label_keys(tasks)
-    clash = [key for key in labels if key in set(inputs)]
+    labels, inputs = label_keys(tasks), set(inputs)
+    clash = [key for key in labels if key in inputs]
     if clash:
         raise ValueError(f"label(s) {clash} are also features of the schema; a file has one column per name")
     return labels

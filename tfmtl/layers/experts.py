@@ -72,10 +72,6 @@ class Experts(keras.layers.Layer):
             raise ValueError(f"expert units must be a non-empty list of positive ints, got {units!r}")
         self.num_experts = int(num_experts)
         self.units = tuple(int(u) for u in units)
-        if implementation == "auto":
-            implementation = "einsum" if max(self.units) <= EINSUM_MAX_UNITS else "per_expert"
-        #: The computation used: ``"per_expert"`` or ``"einsum"`` (``"auto"`` resolved).
-        self.computation = implementation
         self.activation = keras.activations.get(activation)
         self.kernels: list[tf.Variable] = []
         self.biases: list[tf.Variable] = []
@@ -96,6 +92,13 @@ class Experts(keras.layers.Layer):
             )
             fan_in = fan_out
         super().build(input_shape)
+
+    @property
+    def computation(self) -> str:
+        """The computation used: ``"per_expert"`` or ``"einsum"`` (``"auto"`` resolved by the widest layer)."""
+        if self.implementation != "auto":
+            return self.implementation
+        return "einsum" if max(self.units) <= EINSUM_MAX_UNITS else "per_expert"
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         if self.computation == "einsum":

@@ -8,8 +8,8 @@ from tfmtl._compat import tf
 from tfmtl.features.schema import Schema
 from tfmtl.layers.interaction import Interaction
 from tfmtl.layers.mlp import MLP
-from tfmtl.layers.transfer import AdaptiveInformationTransfer, FunnelHead
-from tfmtl.models.builder import check_names, encode_features
+from tfmtl.layers.transfer import FunnelHead
+from tfmtl.models.builder import check_names, encode_features, transfer_from
 from tfmtl.models.model import MultiTaskModel
 from tfmtl.tasks.kinds import TaskKind
 from tfmtl.tasks.task import Task, check_tasks
@@ -70,7 +70,7 @@ def aitm(
         if previous_hidden is None:
             probability = step.head()(hidden)  # [B, 1]
         else:
-            hidden = AdaptiveInformationTransfer(tower_units, name=f"{step.name}_transfer")([previous_hidden, hidden])
+            hidden = transfer_from(step, previous_hidden, hidden)  # [B, tower_units]
             probability = FunnelHead(step, calibration=calibration_weight)([hidden, previous_probability])
         outputs[step.name] = probability
         previous_hidden, previous_probability = hidden, probability  # [B, H], [B, 1]

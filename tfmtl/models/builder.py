@@ -57,14 +57,17 @@ def build_model(
         if task.name not in transferred:
             hidden = towers[task.name]
             if task.transfer:
-                previous = final(by_name[task.follows])  # type: ignore[index]
-                units = int(hidden.shape[-1])
-                hidden = AdaptiveInformationTransfer(units, name=f"{task.name}_transfer")([previous, hidden])
+                hidden = transfer_from(task, final(by_name[task.follows]), hidden)  # type: ignore[index]
             transferred[task.name] = hidden
         return transferred[task.name]
 
     outputs = {task.name: task.head()(final(task)) for task in tasks}  # [B, 1] (or [B, C])
     return MultiTaskModel(inputs=inputs, outputs=outputs, name=name)
+
+
+def transfer_from(task: Task, previous: tf.Tensor, hidden: tf.Tensor) -> tf.Tensor:
+    """AITM's adaptive information transfer (``Task.transfer``): ``[B, *]`` and ``[B, H]`` -> ``[B, H]``."""
+    return AdaptiveInformationTransfer(int(hidden.shape[-1]), name=f"{task.name}_transfer")([previous, hidden])
 
 
 def encode_features(schema: Schema, interaction: Interaction | None = None) -> tuple[dict[str, Any], tf.Tensor]:
@@ -105,4 +108,4 @@ def check_units(units: Sequence[int], what: str) -> list[int]:
     return units
 
 
-__all__ = ["Body", "build_model", "check_units", "encode_features"]
+__all__ = ["Body", "build_model", "check_units", "encode_features", "transfer_from"]

@@ -9,8 +9,7 @@ from tfmtl.features.schema import Schema
 from tfmtl.layers.funnel import FunnelProduct
 from tfmtl.layers.interaction import Interaction
 from tfmtl.layers.mlp import MLP
-from tfmtl.layers.transfer import AdaptiveInformationTransfer
-from tfmtl.models.builder import check_names, encode_features
+from tfmtl.models.builder import check_names, encode_features, transfer_from
 from tfmtl.models.model import MultiTaskModel
 from tfmtl.tasks.kinds import TaskKind
 from tfmtl.tasks.task import Task, check_tasks
@@ -82,9 +81,7 @@ def esmm(
                     f"task {step.name!r}: transfer=True takes information from the step it follows, "
                     f"{step.follows!r}, which must come earlier in the funnel {[s.name for s in steps]}"
                 )
-            hidden = AdaptiveInformationTransfer(int(hidden.shape[-1]), name=f"{step.name}_transfer")(
-                [hiddens[step.follows], hidden]
-            )
+            hidden = transfer_from(step, hiddens[step.follows], hidden)
         hiddens[step.name] = hidden
         if index == 0:
             probability = step.head()(hidden)  # [B, 1]: p(step_1)
