@@ -13,6 +13,7 @@ from tfmtl.features import (
     IdType,
     MultiValued,
     Numeric,
+    PeriodicEmbedding,
     PretrainedTable,
     Schema,
     Sequence,
@@ -32,6 +33,7 @@ def _schema():
                  attention_units=(3,)),
         MultiValued("tags", max_len=3, embedding_dim=2, pooling="sum", weighted=True),
         Numeric("price", log=True, clip=(0.0, 1e4)),
+        Numeric("dividends", log=True, embedding_dim=3, frequencies=4, frequency_scale=2.0),
         Bucketized("age", num_buckets=3),
         DenseVector("text", dim=5, projection_dim=2),
         PretrainedTable("item_llm", vectors=VECTORS),
@@ -49,6 +51,7 @@ def _data(rows=40, seed=0):
         "tags": pad_sequences([list(rng.choice(["x", "y", "z"], size=rng.integers(0, 4))) for _ in range(rows)], 3),
         "tags_weights": rng.uniform(0.5, 2.0, size=(rows, 3)).astype(np.float32),
         "price": rng.lognormal(3.0, 2.0, size=rows).astype(np.float32),
+        "dividends": np.where(rng.random(rows) < 0.7, 0.0, rng.lognormal(6.0, 1.0, size=rows)).astype(np.float32),
         "age": rng.uniform(18, 70, size=rows).astype(np.float32),
         "text": rng.normal(size=(rows, 5)).astype(np.float32),
         "item_llm": rng.choice(["i1", "i2", "unknown"], size=rows),
@@ -113,6 +116,10 @@ def test_schema_time_errors_name_the_features(features, message):
         (lambda: MultiValued("t", pooling="max"), "'t': multi-valued features pool by 'mean' or 'sum'"),
         (lambda: Categorical("c", num_hash_bins=4, vocabulary=("a",)), "'c': give a vocabulary or num_hash_bins"),
         (lambda: Bucketized("b", boundaries=(2.0, 1.0)), "'b': boundaries must be finite and strictly increasing"),
+        (lambda: Numeric("n", embedding_dim=0), "'n': embedding_dim must be an int >= 1, got 0"),
+        (lambda: Numeric("n", embedding_dim=4, frequencies=0), "'n': frequencies must be an int >= 1, got 0"),
+        (lambda: Numeric("n", embedding_dim=4, frequency_scale=0.0), "'n': frequency_scale must be > 0, got 0.0"),
+        (lambda: Numeric("n", frequencies=8), "'n': frequencies and frequency_scale apply with embedding_dim"),
         (lambda: Sequence("h", vocabulary=("a", "")), "'h': the padding id '' cannot be in the vocabulary"),
         (lambda: PretrainedTable("p", vectors={"a": [1.0], "b": [1.0, 2.0]}), "'p': pretrained vectors must be"),
     ],
@@ -228,6 +235,34 @@ def test_bucketized_embeds_the_discretized_bucket():
     np.testing.assert_array_equal(out, [100.0, 200.0, 200.0, 300.0, 300.0])
 
 
+def test_periodic_embedding_matches_numpy_and_replaces_the_standardized_value():
+    spec = Numeric("x", mean=1.0, variance=4.0, embedding_dim=2, frequencies=3)
+    encoder = FeatureEncoder(Schema([Categorical("c", embedding_dim=1, vocabulary=("a",)), spec]))
+    values = np.array([-3.0, 1.0, 2.5, 1e4], np.float32)
+    out = encoder({"c": np.array(["a"] * 4), "x": values}).numpy()
+    layer = encoder.periodic["x"]
+    assert isinstance(layer, PeriodicEmbedding) and layer.name == "x_periodic"
+    frequencies = layer.coefficients.numpy()
+    kernel, bias = (w.numpy() for w in layer.dense.weights)
+    phase = 2 * np.pi * ((values[:, None] - 1.0) / 2.0) * frequencies  # standardized first
+    expected = np.maximum(np.concatenate([np.cos(phase), np.sin(phase)], 1) @ kernel + bias, 0.0)
+    assert encoder.output_widths() == [("c", 1), ("x", 2)] and out.shape == (4, 3)
+    np.testing.assert_allclose(out[:, 1:], expected, rtol=1e-4, atol=1e-5)
+    assert frequencies.std() > 0 and len({round(float(f), 6) for f in frequencies}) == 3  # drawn, not constant
+
+
+def test_embedded_numeric_sits_with_the_embeddings_and_plain_numerics_stay_last():
+    schema = Schema([
+        Numeric("plain", mean=0.0, variance=1.0),
+        Numeric("embedded", mean=0.0, variance=1.0, embedding_dim=4),
+        Categorical("c", embedding_dim=2, vocabulary=("a",)),
+    ])
+    encoder = FeatureEncoder(schema)
+    assert encoder.output_widths() == [("embedded", 4), ("c", 2), ("plain", 1)]
+    assert encoder.scalar_features == ["plain"]
+    assert Schema.from_config(schema.get_config()) == schema
+
+
 # -- round trips and export --------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(adapted):
@@ -241,7 +276,7 @@ def trained(adapted):
 
 def test_schema_and_layer_configs_round_trip(adapted):
     assert Schema.from_config(adapted.get_config()) == adapted
-    for layer in (SequencePooling("max"), TargetAttention((5, 2))):
+    for layer in (SequencePooling("max"), TargetAttention((5, 2)), PeriodicEmbedding(3, 2, 0.5)):
         clone = type(layer).from_config(layer.get_config())
         assert clone.get_config() == layer.get_config()
 

@@ -43,6 +43,19 @@ def test_interactions_train_and_round_trip_through_keras_save(interaction, tmp_p
     np.testing.assert_allclose(after, before, rtol=1e-6)
 
 
+def test_dot_treats_an_embedded_numeric_as_one_vector():
+    schema = tfmtl.Schema([
+        tfmtl.Categorical("a", embedding_dim=3, vocabulary=("x", "y")),
+        tfmtl.Numeric("n1", mean=0.0, variance=1.0, embedding_dim=3),
+        tfmtl.Numeric("n2", mean=0.0, variance=1.0),
+    ])
+    model = tfmtl.models.shared_bottom(schema, [tfmtl.Task.binary("click")], bottom_units=(4,),
+                                       interaction=Dot(dim=3))
+    layer = model.get_layer("dot_interaction")
+    assert layer.widths == (3, 3, 1)  # a, n1's periodic embedding, then the plain numerics
+    assert layer.output_shape == (None, 7 + 3)
+
+
 def test_cross_layers_shorthand_equals_the_cross_option_and_excludes_it():
     a = tfmtl.models.shared_bottom(SCHEMA, [tfmtl.Task.binary("click")], bottom_units=(4,), cross_layers=2)
     b = tfmtl.models.shared_bottom(SCHEMA, [tfmtl.Task.binary("click")], bottom_units=(4,), interaction=Cross(2))

@@ -8,6 +8,7 @@ global batch trained on one device and under MirroredStrategy (2 replicas), with
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import numpy as np
@@ -64,17 +65,23 @@ def worker(out: str) -> None:
 def mixed(out: str) -> None:
     keras.mixed_precision.set_global_policy("mixed_float16")
     train, _, schema = tfmtl.data.synthetic_recsys(512, seed=1, history_length=4, item_text_dim=4), None, None
-    schema = train.schema.adapt(train.features)
+    # Numeric features as periodic embeddings: their sines and cosines stay float32, their Dense runs in float16.
+    schema = tfmtl.Schema([
+        dataclasses.replace(spec, embedding_dim=4) if isinstance(spec, tfmtl.Numeric) else spec for spec in train.schema
+    ]).adapt(train.features)
     model = tfmtl.models.mmoe(schema, train.tasks, num_experts=2, expert_units=(8,))
     optimizer = keras.mixed_precision.LossScaleOptimizer(keras.optimizers.Adam(0.01))
     model.compile(optimizer=optimizer)
     history = model.fit(train.to_dataset(128), epochs=1, verbose=0)
     outputs = model(train.take(slice(0, 8)).features)
     dense = [layer for layer in model.layers if layer.name == "mixture_of_experts"][0]
+    encoder = [layer for layer in model.layers if isinstance(layer, tfmtl.features.FeatureEncoder)][0]
+    periodic = list(encoder.periodic.values())
     np.savez(
         out,
         output_dtypes=np.array([outputs[task.name].dtype.name for task in train.tasks]),
         compute_dtype=np.array(dense.compute_dtype),
+        periodic_dtypes=np.array([[p.coefficients.dtype.name, p.dense.compute_dtype] for p in periodic]),
         variable_dtypes=np.array(sorted({w.dtype.name for w in model.weights if w.trainable})),
         losses=np.array([history.history["loss"][-1], *[history.history[f"{t.name}/loss"][-1] for t in train.tasks]]),
         weights_finite=np.array(all(np.all(np.isfinite(w)) for w in model.get_weights())),

@@ -83,6 +83,8 @@ def test_mixed_float16_mmoe_trains_without_nan_and_answers_in_float32(tmp_path):
     out = np.load(tmp_path / "out.npz")
     assert out["output_dtypes"].tolist() == ["float32", "float32"]  # heads, losses and metrics in float32
     assert str(out["compute_dtype"]) == "float16"  # the experts do compute in half precision
+    periodic = {tuple(dtypes) for dtypes in out["periodic_dtypes"].tolist()}
+    assert periodic == {("float32", "float16")}  # periodic embeddings: float32 frequencies, float16 Dense
     assert out["variable_dtypes"].tolist() == ["float32"]  # master weights stay float32
     assert np.all(np.isfinite(out["losses"])) and bool(out["weights_finite"])
     assert float(out["loss_scale"]) > 1.0

@@ -1,6 +1,7 @@
 """Feature specs, the schema, and the layers that encode raw features."""
 
 from tfmtl.features.encoder import FeatureEncoder
+from tfmtl.features.periodic import PeriodicEmbedding
 from tfmtl.features.pooling import SequencePooling, TargetAttention
 from tfmtl.features.ids import Categorical, MultiValued, Sequence, pad_sequences
 from tfmtl.features.kinds import PAD_INT64, PAD_STRING, FeatureKind, IdType, Pooling
@@ -19,6 +20,7 @@ __all__ = [
     "IdType",
     "MultiValued",
     "Numeric",
+    "PeriodicEmbedding",
     "Pooling",
     "PretrainedTable",
     "Schema",

@@ -7,6 +7,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from tfmtl._compat import keras, tf
+from tfmtl.features.periodic import PeriodicEmbedding
 from tfmtl.features.pooling import SequencePooling, TargetAttention
 from tfmtl.features.ids import Categorical, Sequence
 from tfmtl.features.kinds import FeatureKind, IdType, Pooling, transform_values
@@ -82,14 +83,16 @@ class FeatureEncoder(keras.layers.Layer):
       then a masked :class:`~tfmtl.features.SequencePooling` (mean, sum, max) or a
       :class:`~tfmtl.features.TargetAttention` with the query feature's embedding;
     * numeric values get a NaN/Inf check that names the feature, the optional
-      clip/log transform and a Keras ``Normalization`` (the schema's mean and variance);
+      clip/log transform and a Keras ``Normalization`` (the schema's mean and variance),
+      then, with ``embedding_dim``, a :class:`~tfmtl.features.PeriodicEmbedding`;
     * bucketized values get the same check and transform, a Keras
       ``Discretization`` and an ``Embedding``;
     * dense vectors get the NaN/Inf check and an optional ``Dense`` projection;
     * pretrained-table ids get a lookup into a frozen (non-trainable) ``Embedding``
       holding the vectors, row 0 (unknown ids) all zeros, and an optional projection.
 
-    The outputs are concatenated in schema order, numeric features last (see
+    The outputs are concatenated in schema order, except that the numeric features
+    passed on as one standardized value come last (:attr:`scalar_features`; see
     :meth:`output_widths`). Everything lives inside the model, so an exported model
     takes raw ids, raw floats and raw vectors.
 
@@ -134,6 +137,7 @@ class FeatureEncoder(keras.layers.Layer):
         self.discretizers: dict[str, keras.layers.Layer] = {}
         self.poolings: dict[str, keras.layers.Layer] = {}
         self.projections: dict[str, keras.layers.Layer] = {}
+        self.periodic: dict[str, keras.layers.Layer] = {}
         for table, members in schema.tables.items():
             spec = members[0]  # the schema checked that all members agree
             if spec.num_hash_bins is not None:
@@ -152,6 +156,10 @@ class FeatureEncoder(keras.layers.Layer):
                 self.normalizers[spec.name] = keras.layers.Normalization(
                     axis=None, mean=spec.mean, variance=spec.variance, name=f"{spec.name}_normalization"
                 )
+                if spec.embedding_dim:
+                    self.periodic[spec.name] = PeriodicEmbedding(
+                        spec.frequencies, spec.embedding_dim, spec.frequency_scale, name=f"{spec.name}_periodic"
+                    )
             elif spec.kind is FeatureKind.BUCKETIZED:
                 self.discretizers[spec.name] = keras.layers.Discretization(
                     bin_boundaries=list(spec.boundaries), name=f"{spec.name}_discretization"
@@ -179,15 +187,22 @@ class FeatureEncoder(keras.layers.Layer):
         return cls(Schema.from_config(config.pop("schema")), **config)
 
     # -- wiring ------------------------------------------------------------
+    @property
+    def scalar_features(self) -> list[str]:
+        """The numeric features passed on as one standardized value: the output's last columns, in schema order."""
+        return [spec.name for spec in self.schema if spec.kind is FeatureKind.NUMERIC and not spec.embedding_dim]
+
     def output_widths(self) -> list[tuple[str, int]]:
-        """``(feature, width)`` of each slice of the output, in output order (numeric features last)."""
+        """``(feature, width)`` of each slice of the output, in output order (:attr:`scalar_features` last)."""
+        scalars = self.scalar_features
         widths = []
         for spec in self.schema:
-            if spec.kind in (FeatureKind.DENSE_VECTOR, FeatureKind.PRETRAINED_TABLE):
-                widths.append((spec.name, spec.output_dim))
-            elif spec.kind is not FeatureKind.NUMERIC:
+            if spec.kind in (FeatureKind.DENSE_VECTOR, FeatureKind.PRETRAINED_TABLE, FeatureKind.NUMERIC):
+                if spec.name not in scalars:
+                    widths.append((spec.name, spec.output_dim))
+            else:
                 widths.append((spec.name, spec.embedding_dim))
-        return widths + [(spec.name, 1) for spec in self.schema if spec.kind is FeatureKind.NUMERIC]
+        return widths + [(name, 1) for name in scalars]
 
     @property
     def output_dim(self) -> int:
@@ -205,7 +220,8 @@ class FeatureEncoder(keras.layers.Layer):
                 outputs[spec.name] = self._table(spec.table_name, tf.reshape(value, [-1]))  # [B, D]
             elif spec.kind is FeatureKind.NUMERIC:
                 value = transform_values(_checked(tf.reshape(value, [-1]), spec.name), spec.clip, spec.log)
-                outputs[spec.name] = tf.reshape(self.normalizers[spec.name](value), [-1, 1])  # [B, 1]
+                value = tf.reshape(self.normalizers[spec.name](value), [-1, 1])  # [B, 1]
+                outputs[spec.name] = self.periodic[spec.name](value) if spec.name in self.periodic else value  # [B, D]
             elif spec.kind is FeatureKind.BUCKETIZED:
                 value = transform_values(_checked(tf.reshape(value, [-1]), spec.name), spec.clip, spec.log)
                 outputs[spec.name] = self.embeddings[spec.name](self.discretizers[spec.name](value))  # [B, D]

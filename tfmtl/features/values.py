@@ -1,4 +1,4 @@
-"""Value features: numbers (standardized or bucketized), dense vectors and frozen pre-computed tables."""
+"""Value features: numbers (standardized, periodic-embedded or bucketized), dense vectors, frozen tables."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from tfmtl.features.kinds import (
     _positive,
     check_name,
 )
+from tfmtl.features.periodic import PeriodicEmbedding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,18 +30,32 @@ class Numeric(_FloatPerExample):
     are those of ``t(x)``. NaN or infinite values are rejected with an error naming
     the feature, in training and at serving time.
 
+    With ``embedding_dim``, the standardized value is not passed on as one number
+    but embedded by a :class:`~tfmtl.features.PeriodicEmbedding` (Gorishniy et al.,
+    2022): ``frequencies`` trainable sines and cosines, then a ReLU ``Dense`` of
+    ``embedding_dim``. The network can then react to a threshold or a band of the
+    value, as a tree split does. On census-income it raised the mean income test
+    AUC of each of five architectures by about 0.0035 (``benchmarks/README.md``).
+    Serving still takes the raw ``[batch]`` float32.
+
     Args:
       name: Feature name.
       mean: Mean of the transformed values. ``None`` means "learn it with :meth:`Schema.adapt`".
       variance: Variance of the transformed values (learned together with ``mean``).
       log: Log-transform (after clipping).
       clip: ``(low, high)`` bounds applied first, or None.
+      embedding_dim: Size of the periodic embedding; None passes the standardized value itself.
+      frequencies: Number of frequencies of the periodic embedding.
+      frequency_scale: Standard deviation of the initial frequencies, in cycles per
+        standard deviation of the value (larger: sharper thresholds can be learned).
 
     Example:
 
     >>> import tfmtl
     >>> tfmtl.features.Numeric("price", mean=10.0, variance=4.0).is_adapted
     True
+    >>> tfmtl.features.Numeric("capital_gains", log=True, embedding_dim=16).output_dim
+    16
     """
 
     name: str
@@ -48,6 +63,9 @@ class Numeric(_FloatPerExample):
     variance: float | None = None
     log: bool = False
     clip: tuple[float, float] | None = None
+    embedding_dim: int | None = None
+    frequencies: int = PeriodicEmbedding.FREQUENCIES
+    frequency_scale: float = PeriodicEmbedding.SCALE
 
     kind = FeatureKind.NUMERIC
 
@@ -58,10 +76,25 @@ class Numeric(_FloatPerExample):
             raise ValueError(f"feature {self.name!r}: give both mean and variance, or neither")
         if self.variance is not None and not self.variance >= 0:
             raise ValueError(f"feature {self.name!r}: variance must be >= 0, got {self.variance}")
+        if self.embedding_dim is None:
+            if (self.frequencies, self.frequency_scale) != (PeriodicEmbedding.FREQUENCIES, PeriodicEmbedding.SCALE):
+                raise ValueError(
+                    f"feature {self.name!r}: frequencies and frequency_scale apply with embedding_dim, which is None"
+                )
+        else:
+            _positive(self.name, "embedding_dim", self.embedding_dim)
+        _positive(self.name, "frequencies", self.frequencies)
+        if not self.frequency_scale > 0:
+            raise ValueError(f"feature {self.name!r}: frequency_scale must be > 0, got {self.frequency_scale}")
 
     @property
     def is_adapted(self) -> bool:
         return self.mean is not None
+
+    @property
+    def output_dim(self) -> int:
+        """Width of this feature in the encoder's output: 1, or ``embedding_dim``."""
+        return self.embedding_dim or 1
 
 
 @dataclasses.dataclass(frozen=True)

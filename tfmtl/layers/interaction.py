@@ -12,7 +12,6 @@ from typing import Any, Sequence, Union
 
 from tfmtl._compat import keras, tf, tfrs
 from tfmtl.features.encoder import FeatureEncoder
-from tfmtl.features.kinds import FeatureKind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,10 +75,9 @@ class Dot:
     self_interaction: bool = False
 
     def __call__(self, shared: tf.Tensor, encoder: FeatureEncoder) -> tf.Tensor:
-        kinds = {spec.name: spec.kind for spec in encoder.schema}
-        widths = [width for name, width in encoder.output_widths() if kinds[name] is not FeatureKind.NUMERIC]
-        numeric = sum(1 for kind in kinds.values() if kind is FeatureKind.NUMERIC)
-        widths += [numeric] if numeric else []  # numeric features are the last `numeric` values
+        scalars = encoder.scalar_features
+        widths = [width for name, width in encoder.output_widths() if name not in scalars]
+        widths += [len(scalars)] if scalars else []  # the plain numeric features are the last values, one vector
         layer = FeatureDotInteraction(widths, self.dim, self.self_interaction, name="dot_interaction")
         return layer(shared)  # [B, D + pairs]
 
