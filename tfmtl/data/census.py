@@ -77,7 +77,9 @@ def _read(path: pathlib.Path, max_rows: int | None) -> dict[str, list[str]]:
     return columns
 
 
-def census_schema(embedding_dim: int = 8, *, log_money: bool = True, age_buckets: int = 0) -> Schema:
+def census_schema(
+    embedding_dim: int = 8, *, log_money: bool = True, age_buckets: int = 0, numeric_embedding_dim: int | None = None
+) -> Schema:
     """The (unadapted) feature schema: 31 categorical columns and 7 numeric ones.
 
     Args:
@@ -85,13 +87,16 @@ def census_schema(embedding_dim: int = 8, *, log_money: bool = True, age_buckets
       log_money: Log-transform the heavy-tailed money columns (``Numeric(log=True)``).
       age_buckets: If > 0, ``age`` and ``weeks_worked`` are embedded by that many
         quantile buckets (``Bucketized``) instead of standardized.
+      numeric_embedding_dim: If set, the (other) numeric columns are embedded by a
+        periodic embedding of that size (``Numeric(embedding_dim=...)``) instead of
+        passed on as one standardized value.
 
     Example:
 
     >>> import tfmtl
-    >>> schema = tfmtl.data.census_schema(age_buckets=16)
-    >>> len(schema), schema["capital_gains"].log, type(schema["age"]).__name__
-    (38, True, 'Bucketized')
+    >>> schema = tfmtl.data.census_schema(age_buckets=16, numeric_embedding_dim=16)
+    >>> len(schema), schema["capital_gains"].log, type(schema["age"]).__name__, schema["capital_gains"].output_dim
+    (38, True, 'Bucketized', 16)
     """
     features = []
     for name in COLUMNS:
@@ -102,7 +107,7 @@ def census_schema(embedding_dim: int = 8, *, log_money: bool = True, age_buckets
         elif age_buckets and name in ("age", "weeks_worked"):
             features.append(Bucketized(name, embedding_dim=embedding_dim, num_buckets=age_buckets))
         else:
-            features.append(Numeric(name, log=log_money and name in HEAVY_TAILED))
+            features.append(Numeric(name, log=log_money and name in HEAVY_TAILED, embedding_dim=numeric_embedding_dim))
     return Schema(features)
 
 
