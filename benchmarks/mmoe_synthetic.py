@@ -1,7 +1,7 @@
 """The MMoE paper's synthetic experiment (Ma et al., KDD 2018, §5): Shared-Bottom vs OMoE vs MMoE.
 
-    python benchmarks/mmoe_synthetic.py [--seeds 5] [--rows 10000] [--epochs 20] [--learning-rate 1e-3] [--preset mmoe|ple]
-        [--alpha-std A] [--expert-units 16] [--models OMoE MMoE] [--relative]
+    python benchmarks/mmoe_synthetic.py [--seeds 5] [--rows 10000] [--epochs 20] [--learning-rate 1e-3]
+        [--preset mmoe|ple] [--alpha-std A] [--expert-units 16] [--models OMoE MMoE] [--relative]
 
 For each task correlation p in {0.5, 0.9, 1.0} and each seed (a fresh task pair,
 data and initialisation), trains the paper's three models on
