@@ -64,7 +64,7 @@ def worker(out: str) -> None:
 
 def mixed(out: str) -> None:
     keras.mixed_precision.set_global_policy("mixed_float16")
-    train, _, schema = tfmtl.data.synthetic_recsys(512, seed=1, history_length=4, item_text_dim=4), None, None
+    train = tfmtl.data.synthetic_recsys(512, seed=1, history_length=4, item_text_dim=4)
     # Numeric features as periodic embeddings: their sines and cosines stay float32, their Dense runs in float16.
     schema = tfmtl.Schema([
         dataclasses.replace(spec, embedding_dim=4) if isinstance(spec, tfmtl.Numeric) else spec for spec in train.schema
