@@ -34,3 +34,26 @@ def trained_mmoe(small_data, small_schema) -> tfmtl.models.MultiTaskModel:
 @pytest.fixture(scope="session")
 def exported_mmoe(trained_mmoe, tmp_path_factory):
     return tfmtl.serving.export(trained_mmoe, tmp_path_factory.mktemp("export") / "mmoe")
+
+
+class RawEncoder:
+    """Both feature stages (preprocessing, then the FeatureEncoder) for tests that feed raw values."""
+
+    def __init__(self, schema: tfmtl.Schema) -> None:
+        self.preprocess = tfmtl.features.FeaturePreprocessor(schema)
+        self.encoder = tfmtl.features.FeatureEncoder(schema)
+
+    def __call__(self, raw):
+        return self.encoder(self.preprocess(raw))
+
+    def embed(self, raw):
+        return self.encoder.embed(self.preprocess(raw))
+
+    def __getattr__(self, name: str):
+        return getattr(self.encoder, name)
+
+
+@pytest.fixture(scope="session")
+def raw_encoder() -> type:
+    """:class:`RawEncoder`: ``raw_encoder(schema)(raw_features)`` -> the encoder's ``[B, D]`` output."""
+    return RawEncoder

@@ -5,13 +5,13 @@ from tfmtl._compat import tf
 from tfmtl.features import Categorical, FeatureEncoder, IdType, Numeric, Schema
 
 
-def _encoder():
+def _encoder(raw_encoder):
     schema = Schema([
         Categorical("item", embedding_dim=2, vocabulary=("a", "b"), num_oov_buckets=1),
         Categorical("shop", embedding_dim=1, vocabulary=(10, 20), id_type=IdType.INT64),
         Numeric("price", mean=3.0, variance=4.0),
     ])
-    encoder = FeatureEncoder(schema)
+    encoder = raw_encoder(schema)
     encoder({"item": np.array(["a"]), "shop": np.array([10]), "price": np.array([1.0], np.float32)})
     # Hand-set tables: row 0 is the OOV bucket, then the vocabulary in order.
     encoder.embeddings["item"].set_weights([np.array([[9.0, 9.0], [1.0, 2.0], [3.0, 4.0]], np.float32)])
@@ -19,8 +19,8 @@ def _encoder():
     return encoder
 
 
-def test_output_matches_hand_computation_including_oov():
-    encoder = _encoder()
+def test_output_matches_hand_computation_including_oov(raw_encoder):
+    encoder = _encoder(raw_encoder)
     out = encoder({
         "item": np.array(["b", "unseen", "a"]),
         "shop": np.array([20, 10, 999]),
@@ -35,8 +35,8 @@ def test_output_matches_hand_computation_including_oov():
     assert encoder.output_dim == 4
 
 
-def test_nan_numeric_raises_naming_the_feature():
-    encoder = _encoder()
+def test_nan_numeric_raises_naming_the_feature(raw_encoder):
+    encoder = _encoder(raw_encoder)
     with pytest.raises(tf.errors.InvalidArgumentError, match="numeric feature 'price' contains NaN or Inf"):
         encoder({"item": np.array(["a"]), "shop": np.array([10]), "price": np.array([np.nan], np.float32)})
 
@@ -53,8 +53,8 @@ def test_unadapted_schema_is_refused_with_advice():
         (Categorical("tag", embedding_dim=1, vocabulary=("[UNK]", "x")), np.array(["[UNK]", "x", "y"])),
     ],
 )
-def test_an_id_equal_to_keras_default_oov_token_keeps_its_own_row(spec, ids):
-    encoder = FeatureEncoder(Schema([spec]))
+def test_an_id_equal_to_keras_default_oov_token_keeps_its_own_row(spec, ids, raw_encoder):
+    encoder = raw_encoder(Schema([spec]))
     encoder({spec.name: ids[:1]})
     encoder.embeddings[spec.name].set_weights([np.array([[0.0], [1.0], [2.0]], np.float32)])  # OOV, then vocab
     np.testing.assert_array_equal(encoder({spec.name: ids}).numpy()[:, 0], [1.0, 2.0, 0.0])

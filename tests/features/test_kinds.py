@@ -80,12 +80,12 @@ def test_bucketized_learns_quantiles_of_the_transformed_values():
     np.testing.assert_allclose(schema["x"].boundaries, expected)
 
 
-def test_numeric_log_and_clip_statistics_and_encoding():
+def test_numeric_log_and_clip_statistics_and_encoding(raw_encoder):
     values = np.array([-5.0, 0.0, 10.0, 1e6], np.float32)
     spec = Schema([Numeric("x", log=True, clip=(0.0, 100.0))]).adapt({"x": values})["x"]
     transformed = np.log1p(np.clip(values.astype(np.float64), 0.0, 100.0))
     assert spec.mean == pytest.approx(transformed.mean()) and spec.variance == pytest.approx(transformed.var())
-    out = FeatureEncoder(Schema([spec]))({"x": values}).numpy()[:, 0]
+    out = raw_encoder(Schema([spec]))({"x": values}).numpy()[:, 0]
     np.testing.assert_allclose(out, (transformed - spec.mean) / np.sqrt(spec.variance), rtol=1e-5)
 
 
@@ -158,8 +158,8 @@ def test_pad_sequences_truncates_to_the_first_most_recent_ids():
 
 
 # -- encoder values against hand computations ----------------------------------------
-def test_hashed_categorical_uses_the_keras_hashing_bins():
-    encoder = FeatureEncoder(Schema([Categorical("query", embedding_dim=2, num_hash_bins=7, salt=3)]))
+def test_hashed_categorical_uses_the_keras_hashing_bins(raw_encoder):
+    encoder = raw_encoder(Schema([Categorical("query", embedding_dim=2, num_hash_bins=7, salt=3)]))
     ids = np.array(["a", "b", "never-seen", "zz", "a"])
     out = encoder({"query": ids}).numpy()
     bins = keras.layers.Hashing(7, salt=3)(ids).numpy().ravel()
@@ -209,35 +209,35 @@ def test_target_attention_matches_numpy_masked_softmax_and_empty_rows_are_zero()
     assert not np.isnan(out).any() and np.all(out[1] == 0.0)
 
 
-def test_empty_history_and_empty_tags_give_finite_outputs(adapted):
+def test_empty_history_and_empty_tags_give_finite_outputs(adapted, raw_encoder):
     batch = _probe(3)
     batch["history"] = np.full([3, 4], "", dtype=object)
     batch["tags"] = np.full([3, 3], "", dtype=object)
-    embedded = FeatureEncoder(adapted).embed(adapted.conform(batch))
+    embedded = raw_encoder(adapted).embed(batch)
     np.testing.assert_array_equal(embedded["history"].numpy(), 0.0)
     np.testing.assert_array_equal(embedded["tags"].numpy(), 0.0)
 
 
-def test_pretrained_table_is_frozen_and_unknown_ids_are_zeros():
+def test_pretrained_table_is_frozen_and_unknown_ids_are_zeros(raw_encoder):
     schema = Schema([PretrainedTable("item_llm", vectors=VECTORS)])
-    encoder = FeatureEncoder(schema)
+    encoder = raw_encoder(schema)
     out = encoder({"item_llm": np.array(["i2", "nope", "i1"])}).numpy()
     np.testing.assert_array_equal(out, [VECTORS["i2"], [0.0, 0.0, 0.0], VECTORS["i1"]])
     assert encoder.trainable_weights == []
 
 
-def test_bucketized_embeds_the_discretized_bucket():
+def test_bucketized_embeds_the_discretized_bucket(raw_encoder):
     schema = Schema([Bucketized("age", boundaries=(10.0, 20.0), embedding_dim=1)])
-    encoder = FeatureEncoder(schema)
+    encoder = raw_encoder(schema)
     encoder({"age": np.array([0.0])})
     encoder.embeddings["age"].set_weights([np.array([[100.0], [200.0], [300.0]], np.float32)])
     out = encoder({"age": np.array([-5.0, 10.0, 19.9, 20.0, 1e9], np.float32)}).numpy()[:, 0]
     np.testing.assert_array_equal(out, [100.0, 200.0, 200.0, 300.0, 300.0])
 
 
-def test_periodic_embedding_matches_numpy_and_replaces_the_standardized_value():
+def test_periodic_embedding_matches_numpy_and_replaces_the_standardized_value(raw_encoder):
     spec = Numeric("x", mean=1.0, variance=4.0, embedding_dim=2, frequencies=3)
-    encoder = FeatureEncoder(Schema([Categorical("c", embedding_dim=1, vocabulary=("a",)), spec]))
+    encoder = raw_encoder(Schema([Categorical("c", embedding_dim=1, vocabulary=("a",)), spec]))
     values = np.array([-3.0, 1.0, 2.5, 1e4], np.float32)
     out = encoder({"c": np.array(["a"] * 4), "x": values}).numpy()
     layer = encoder.periodic["x"]
@@ -251,13 +251,13 @@ def test_periodic_embedding_matches_numpy_and_replaces_the_standardized_value():
     assert frequencies.std() > 0 and len({round(float(f), 6) for f in frequencies}) == 3  # drawn, not constant
 
 
-def test_embedded_numeric_sits_with_the_embeddings_and_plain_numerics_stay_last():
+def test_embedded_numeric_sits_with_the_embeddings_and_plain_numerics_stay_last(raw_encoder):
     schema = Schema([
         Numeric("plain", mean=0.0, variance=1.0),
         Numeric("embedded", mean=0.0, variance=1.0, embedding_dim=4),
         Categorical("c", embedding_dim=2, vocabulary=("a",)),
     ])
-    encoder = FeatureEncoder(schema)
+    encoder = raw_encoder(schema)
     assert encoder.output_widths() == [("embedded", 4), ("c", 2), ("plain", 1)]
     assert encoder.scalar_features == ["plain"]
     assert Schema.from_config(schema.get_config()) == schema

@@ -1,6 +1,7 @@
 """Feature specs, the schema, and the layers that encode raw features."""
 
 from tfmtl.features.encoder import FeatureEncoder
+from tfmtl.features.preprocessing import FeaturePreprocessor
 from tfmtl.features.periodic import PeriodicEmbedding
 from tfmtl.features.pooling import SequencePooling, TargetAttention
 from tfmtl.features.ids import Categorical, MultiValued, Sequence, pad_sequences
@@ -16,6 +17,7 @@ __all__ = [
     "DenseVector",
     "Feature",
     "FeatureEncoder",
+    "FeaturePreprocessor",
     "FeatureKind",
     "IdType",
     "MultiValued",

@@ -6,6 +6,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from tfmtl._compat import tf
 from tfmtl.features.encoder import FeatureEncoder
+from tfmtl.features.preprocessing import FeaturePreprocessor
 from tfmtl.features.schema import Schema
 from tfmtl.layers.interaction import Cross, Dot, Interaction
 from tfmtl.layers.mlp import MLP
@@ -71,20 +72,26 @@ def transfer_from(task: Task, previous: tf.Tensor, hidden: tf.Tensor) -> tf.Tens
 
 
 def encode_features(schema: Schema, interaction: Interaction | None = None) -> tuple[dict[str, Any], tf.Tensor]:
-    """The model's inputs and its shared ``[B, D]`` representation: the FeatureEncoder, then ``interaction``."""
+    """The model's raw inputs and its shared ``[B, D]`` representation.
+
+    Raw inputs go through the preprocessing stage (:class:`FeaturePreprocessor`, layer
+    ``"preprocessing"``: checks, lookups, hashing, standardization), then the trainable
+    stage's :class:`FeatureEncoder` (layer ``"features"``), then ``interaction``.
+    """
     if not isinstance(schema, Schema):
         raise TypeError(f"schema must be a tfmtl.features.Schema, got {type(schema).__name__}")
     if interaction is not None and not isinstance(interaction, (Cross, Dot)):
         raise TypeError(f"interaction must be tfmtl.layers.Cross(...) or Dot(...), got {interaction!r}")
     inputs = schema.inputs()
+    preprocessed = FeaturePreprocessor(schema, name="preprocessing")(inputs)
     encoder = FeatureEncoder(schema, name="features")
-    shared = encoder(inputs)  # [B, D]
+    shared = encoder(preprocessed)  # [B, D]
     if interaction is not None:
         shared = interaction(shared, encoder)  # [B, D']
     return inputs, shared
 
 
-_RESERVED = {"features", "dot_interaction", "bottom", "mixture_of_experts", "shared", "all_tasks"}
+_RESERVED = {"features", "preprocessing", "dot_interaction", "bottom", "mixture_of_experts", "shared", "all_tasks"}
 
 
 def check_names(schema: Schema, tasks: Sequence[Task], extra_outputs: Sequence[str] = ()) -> None:

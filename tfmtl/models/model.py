@@ -8,12 +8,16 @@ from typing import Any, Callable, Mapping, Sequence
 from tfmtl._compat import keras, tf
 from tfmtl.balancing import LossBalancer, check_balancer
 from tfmtl.features.encoder import FeatureEncoder
+from tfmtl.features.preprocessing import FeaturePreprocessor, is_preprocessed
 from tfmtl.features.schema import Schema
-from tfmtl.models.gradients import balanced_gradients, mean_over_replicas, scaled
+from tfmtl.models.gradients import balanced_gradients, mean_over_replicas, scaled, unscaled
 from tfmtl.models.labels import prepare_labels, shaped
 from tfmtl.tasks.kinds import TaskKind
 from tfmtl.tasks.metrics import GroupAUC
 from tfmtl.tasks.task import Task, check_tasks
+
+#: Training steps per call into TensorFlow that ``compile()`` chooses when not told.
+DEFAULT_STEPS_PER_EXECUTION = 16
 
 #: Per-example loss: (clean labels, predictions) -> ``[B]``.
 LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -30,6 +34,7 @@ class _Training:
     task_loss_trackers: list[Any]
     order_trackers: dict[str, Any]
     task_metrics: dict[str, list[Any]]
+    core: Callable[..., Any]  # the forward and backward pass on preprocessed inputs (XLA-compiled or not)
 
     @property
     def metrics(self) -> list[Any]:
@@ -89,9 +94,17 @@ class MultiTaskModel(keras.Model):
         # The same arguments as a functional model, so Keras's from_config rebuilds it.
         super().__init__(inputs=inputs, outputs=outputs, name=name, trainable=trainable, **kwargs)
         encoders = [layer for layer in self.layers if isinstance(layer, FeatureEncoder)]
-        if len(encoders) != 1:
-            raise ValueError(f"a MultiTaskModel needs exactly one FeatureEncoder layer, found {len(encoders)}")
+        preprocessors = [layer for layer in self.layers if isinstance(layer, FeaturePreprocessor)]
+        if len(encoders) != 1 or len(preprocessors) != 1:
+            raise ValueError(
+                "a MultiTaskModel needs exactly one FeaturePreprocessor and one FeatureEncoder layer, found "
+                f"{len(preprocessors)} and {len(encoders)}"
+            )
         self.schema: Schema = encoders[0].schema
+        # The trainable stage: the same layers from the preprocessed inputs on (no lookup,
+        # hash or string op). Kept off Keras's tracking: its variables are the model's.
+        object.__setattr__(self, "preprocessor", preprocessors[0])
+        object.__setattr__(self, "trainable_stage", keras.Model(preprocessors[0].output, self.output, name="stage"))
         # Task outputs are the layers that carry a Task (TaskHead, FunnelProduct); other
         # outputs (e.g. ESMM's conditional pCVR) are served but have no loss.
         heads = [self.get_layer(output) for output in self.output_names]
@@ -104,22 +117,41 @@ class MultiTaskModel(keras.Model):
         return tuple(task.name for task in self.tasks)
 
     def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
-        return super().call(self.schema.conform(inputs), training=training, mask=mask)
+        return self.trainable_stage(self.preprocess(inputs), training=training)
+
+    def preprocess(self, features: Any) -> dict[str, tf.Tensor]:
+        """The preprocessing stage: raw features checked and mapped to ids and standardized values.
+
+        A batch already preprocessed in ``tf.data`` (by a reader or
+        ``MultiTaskData.to_dataset``) is checked to come from this model's schema and
+        passed on. Every entry point (``fit``, ``evaluate``, ``predict``, ``model(x)``,
+        the export's signatures) goes through here.
+        """
+        if is_preprocessed(features):
+            return self.preprocessor.strip(features)
+        return self.preprocessor(self.schema.conform(features))
 
     def compile(
         self,
-        optimizer: Any = "adam",
+        optimizer: Any = None,
         loss: Mapping[str, Any] | None = None,
         metrics: Mapping[str, Sequence[Any]] | None = None,
         loss_weights: Mapping[str, float] | None = None,
         balancer: LossBalancer | None = None,
         gauc_by: str | None = None,
+        jit_compile: bool = False,
         **kwargs: Any,
     ) -> None:
         """Keras ``compile`` with losses, loss weights and metrics taken from the tasks.
 
+        With no arguments, the fast path: :class:`~tfmtl.training.LazyAdam` (Adam that
+        updates only the embedding rows in the batch; rows absent from a batch keep
+        their moments) at learning rate 1e-3, and :data:`DEFAULT_STEPS_PER_EXECUTION`
+        training steps per call into TensorFlow (batch-level callbacks then see every
+        that many steps). An optimizer or ``steps_per_execution`` you give is used as given.
+
         Args:
-          optimizer: Keras optimizer (or its name).
+          optimizer: Keras optimizer (or its name); default ``LazyAdam(1e-3)``.
           loss: Optional dict task name -> per-example loss ``(labels, predictions) -> [B]``
             (e.g. ``keras.losses.binary_focal_crossentropy``; Keras loss objects are
             called unreduced). Missing labels, task spaces and sample weights are
@@ -131,13 +163,16 @@ class MultiTaskModel(keras.Model):
           gauc_by: A feature (e.g. ``"user_id"``) to group by: adds
             ``<task>/gauc`` (:class:`~tfmtl.tasks.GroupAUC`) to every binary task's
             evaluation metrics.
-          **kwargs: Passed to Keras (``steps_per_execution``, ``jit_compile``, ...).
+          jit_compile: Compile the trainable stage's forward and backward pass with
+            XLA. The preprocessing stage (lookups, hashing: ops XLA has no kernel for)
+            and the optimizer's sparse updates stay outside the compiled part.
+          **kwargs: Passed to Keras (``steps_per_execution``, ``run_eagerly``, ...).
         """
         # What load_model needs to compile the model the same way (see get_compile_config).
         self._tfmtl_compile_args = {
             "loss": dict(loss) if loss else None, "metrics": dict(metrics) if metrics else None,
             "loss_weights": dict(loss_weights) if loss_weights else None, "balancer": balancer,
-            "gauc_by": gauc_by, **kwargs,
+            "gauc_by": gauc_by, "jit_compile": jit_compile, **kwargs,
         }
         for what, given in (("loss", loss), ("metrics", metrics), ("loss_weights", loss_weights)):
             unknown = sorted(set(given or {}) - set(self.task_names))
@@ -149,7 +184,15 @@ class MultiTaskModel(keras.Model):
         losses = {task.name: _per_example(task, (loss or {}).get(task.name)) for task in self.tasks}
         weights = {task.name: float(task.loss_weight) for task in self.tasks}
         weights.update({name: float(value) for name, value in (loss_weights or {}).items()})
-        super().compile(optimizer=optimizer, **kwargs)
+        if not isinstance(jit_compile, bool):
+            raise TypeError(f"jit_compile must be True or False, got {jit_compile!r}")
+        if optimizer is None:
+            from tfmtl.training.optimizers import LazyAdam
+
+            optimizer = LazyAdam(1e-3)
+        kwargs.setdefault("steps_per_execution", DEFAULT_STEPS_PER_EXECUTION)
+        # Keras's own jit_compile would compile the lookups too: tfmtl compiles the trainable stage only.
+        super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
         with self.distribute_strategy.scope():
             balancer.build(self.tasks)
             task_metrics = {}
@@ -168,6 +211,7 @@ class MultiTaskModel(keras.Model):
                     task.name: keras.metrics.Mean(f"{task.name}/order_violation") for task in self.tasks if task.follows
                 },
                 task_metrics=task_metrics,
+                core=tf.function(self._core, jit_compile=True, autograph=False) if jit_compile else self._core,
             )
         # Kept off Keras's tracking, so model.weights / get_weights() stay the model's own;
         # model.save() stores the strategy's state (see save_own_variables).
@@ -282,13 +326,21 @@ class MultiTaskModel(keras.Model):
         return logs
 
     def train_step(self, data: Any) -> Any:
-        state = self._training
         x, labels, weights = prepare_labels(self.tasks, data)
+        preprocessed = self.preprocess(x)  # host / tf.data work: outside the compiled part
+        y_pred, losses, total, gradients = self._training.core(preprocessed, labels, weights)
+        # Applied outside XLA: sparse (IndexedSlices) updates need no deduplication by tf.unique there.
+        self.optimizer.apply_gradients(zip(gradients, self._variables_to_train()))
+        return self._update_metrics(x, labels, weights, y_pred, losses, total, training=True)
+
+    def _core(self, preprocessed: Any, labels: Any, weights: Any) -> tuple[Any, tf.Tensor, tf.Tensor, list[Any]]:
+        """Forward and backward pass of the trainable stage: ``(predictions, [K] losses, total, gradients)``."""
+        state = self._training
         balancer = state.balancer
         replicas = self.distribute_strategy.num_replicas_in_sync
         variables = self._variables_to_train()
         with tf.GradientTape(persistent=balancer.uses_gradients) as tape:
-            y_pred = self(x, training=True)
+            y_pred = self.trainable_stage(preprocessed, training=True)
             task_losses = self._task_losses(labels, weights, y_pred)  # K scalars, this replica's
             losses = tf.stack(task_losses)  # [K]
             balancer.observe(mean_over_replicas(losses))
@@ -296,8 +348,8 @@ class MultiTaskModel(keras.Model):
             extra = self._extra_losses(y_pred)
             total = balancer.combine(weighted) + extra
             objective = total / replicas  # the optimizer sums the replicas' gradients
-            if balancer.uses_gradients:  # (a LossScaleOptimizer's minimize scales by itself)
-                scaled_total = scaled(self.optimizer, objective)
+            scaled_total = scaled(self.optimizer, objective)  # (times a LossScaleOptimizer's scale)
+            if balancer.uses_gradients:
                 scaled_tasks = [
                     scaled(self.optimizer, loss * weight) for loss, weight in zip(task_losses, state.static_weights)
                 ]
@@ -307,15 +359,19 @@ class MultiTaskModel(keras.Model):
                 total_objective=scaled_total, extra_loss=extra, variables=variables,
                 candidates=self._shared_candidates(variables),
             )
-            self.optimizer.apply_gradients(zip(gradients, variables))
         else:
-            self.optimizer.minimize(objective, variables, tape=tape)
+            gradients = unscaled(self.optimizer, tape.gradient(scaled_total, variables))
         del tape
-        return self._update_metrics(x, labels, weights, y_pred, losses, total, training=True)
+        return y_pred, losses, total, list(gradients)
 
     def test_step(self, data: Any) -> Any:
         x, labels, weights = prepare_labels(self.tasks, data)
-        y_pred = self(x, training=False)
+        if is_preprocessed(x) and any(isinstance(m, GroupAUC) for ms in self._training.task_metrics.values() for m in ms):
+            raise ValueError(
+                "compile(gauc_by=...) groups rows by raw ids, but these batches were preprocessed in tf.data: "
+                "evaluate on raw batches (a reader or to_dataset with preprocess=False)"
+            )
+        y_pred = self.trainable_stage(self.preprocess(x), training=False)
         losses = tf.stack(self._task_losses(labels, weights, y_pred))
         weighted = losses * tf.constant(self._training.static_weights)
         total = self._training.balancer.combine(weighted) + self._extra_losses(y_pred)

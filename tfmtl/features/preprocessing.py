@@ -1,0 +1,246 @@
+"""The preprocessing stage: raw feature values in, what the trainable stage reads out.
+
+Every raw input passes through :class:`FeaturePreprocessor` exactly once, whatever the
+entry point (``fit``, ``evaluate``, ``predict``, ``model(x)``, the readers' ``tf.data``
+pipelines, the export's signatures). It is the package's one validation layer:
+:meth:`~tfmtl.features.Schema.conform` checks names, dtypes and shapes (padding or
+truncating sequences), and the stage rejects NaN/Inf naming the feature. It then maps
+each input to what the trainable stage (:class:`~tfmtl.features.FeatureEncoder`) needs:
+
+=====================  ==========================================================
+kind                   preprocessed value (same key as the raw input)
+=====================  ==========================================================
+``Categorical``        ``[B]`` int64 row of its embedding table (vocabulary lookup
+                       with OOV buckets, or hash bin)
+``Sequence``,          ``[B, max_len]`` int64 rows, ``-1`` at padding positions;
+``MultiValued``        ``<name>_weights`` ``[B, max_len]`` float32 (checked)
+``Numeric``            ``[B]`` float32, clipped/log-transformed and standardized
+``Bucketized``         ``[B]`` int64 bucket
+``DenseVector``        ``[B, dim]`` float32 (checked)
+``PretrainedTable``    ``[B]`` int64 row of the frozen table (0: unknown id)
+=====================  ==========================================================
+
+The lookups and hashing are hash-table and string ops: they stay here, on the host or
+in ``tf.data``, so the trainable stage holds only numeric ops and compiles with XLA.
+
+A batch preprocessed in ``tf.data`` (:meth:`FeaturePreprocessor.for_dataset`) also
+carries :data:`SCHEMA_KEY`, the schema's fingerprint; a model given such a batch checks
+that the fingerprint is its own, so ids looked up with another vocabulary are an error,
+never a silent wrong answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Mapping
+
+import numpy as np
+
+from tfmtl._compat import keras, tf
+from tfmtl.features.ids import Categorical, Sequence
+from tfmtl.features.kinds import FeatureKind, IdType, transform_values
+from tfmtl.features.schema import Schema
+from tfmtl.features.values import PretrainedTable
+
+#: Key of the schema fingerprint in a batch preprocessed in ``tf.data``.
+#: (``:`` cannot occur in a feature name, so it never collides with one.)
+SCHEMA_KEY = "tfmtl:schema"
+
+_POOLED = (FeatureKind.SEQUENCE, FeatureKind.MULTI_VALUED)
+
+
+def schema_fingerprint(schema: Schema) -> int:
+    """A 62-bit fingerprint of everything in ``schema`` that preprocessing depends on.
+
+    Example:
+
+    >>> import tfmtl
+    >>> a = tfmtl.Schema([tfmtl.Numeric("x", mean=0.0, variance=1.0)])
+    >>> b = tfmtl.Schema([tfmtl.Numeric("x", mean=1.0, variance=1.0)])
+    >>> schema_fingerprint(a) == schema_fingerprint(a), schema_fingerprint(a) == schema_fingerprint(b)
+    (True, False)
+    """
+    text = json.dumps(schema.get_config(), sort_keys=True, default=str)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 2
+
+
+def is_preprocessed(features: Any) -> bool:
+    """True for a batch that :meth:`FeaturePreprocessor.for_dataset` produced."""
+    return isinstance(features, Mapping) and SCHEMA_KEY in features
+
+
+class _SchemaVocabulary:
+    """Lookup layers whose vocabulary the schema carries (Keras's asset files are redundant)."""
+
+    def save_assets(self, dir_path: str) -> None:
+        pass
+
+    def load_assets(self, dir_path: str) -> None:
+        pass
+
+
+class _StringLookup(_SchemaVocabulary, keras.layers.StringLookup):
+    pass
+
+
+class _IntegerLookup(_SchemaVocabulary, keras.layers.IntegerLookup):
+    pass
+
+
+def _unused_oov_token(spec: Categorical | PretrainedTable) -> object:
+    # Keras drops a leading vocabulary entry equal to its OOV token (-1 or "[UNK]"),
+    # which would silently send a real id to the OOV bucket: pick a token not in use.
+    vocabulary = set(spec.vectors.ids if isinstance(spec, PretrainedTable) else spec.vocabulary or ())
+    if spec.id_type is IdType.STRING:
+        token = "[UNK]"
+        while token in vocabulary:
+            token = f"[{token}]"
+        return token
+    return -1 if -1 not in vocabulary else min(vocabulary) - 1
+
+
+def _vocabulary_lookup(spec: Categorical | PretrainedTable, vocabulary: Any, num_oov: int, name: str) -> Any:
+    lookup_cls = _StringLookup if spec.id_type is IdType.STRING else _IntegerLookup
+    return lookup_cls(
+        # A numpy array, not a list: tf_keras tracks list attributes and walks
+        # them on every layer call (seconds per call for a 1M-id vocabulary).
+        vocabulary=np.asarray(vocabulary, dtype=np.int64 if spec.id_type is IdType.INT64 else str),
+        num_oov_indices=num_oov,
+        mask_token=None,
+        oov_token=_unused_oov_token(spec),
+        name=name,
+    )
+
+
+def _checked(value: tf.Tensor, name: str) -> tf.Tensor:
+    return tf.debugging.check_numerics(tf.cast(value, tf.float32), f"numeric feature '{name}' contains NaN or Inf")
+
+
+@keras.utils.register_keras_serializable(package="tfmtl")
+class FeaturePreprocessor(keras.layers.Layer):
+    """Raw features in, the trainable stage's ids and standardized values out (see the module docstring).
+
+    It has no trainable weights. Numeric statistics and bucket boundaries are
+    constants and vocabularies are static hash tables, so every replica, worker or
+    ``tf.data`` pipeline holds its own copy and reads nothing remotely.
+
+    Args:
+      schema: A fully adapted :class:`~tfmtl.features.Schema`.
+
+    Call args:
+      features: dict of raw input name to values, as ``schema.input_specs()``
+        (checked and conformed by :meth:`~tfmtl.features.Schema.conform` first).
+
+    Returns:
+      dict of input name to preprocessed tensor (the table in the module docstring).
+
+    Example:
+
+    >>> import numpy as np, tfmtl
+    >>> schema = tfmtl.Schema([
+    ...     tfmtl.Categorical("item", embedding_dim=2, vocabulary=("a", "b")),
+    ...     tfmtl.features.Sequence("history", max_len=3, embedding_dim=2, vocabulary=("a", "b"), table="item"),
+    ...     tfmtl.Numeric("price", mean=1.0, variance=4.0)])
+    >>> out = tfmtl.features.FeaturePreprocessor(schema)(
+    ...     {"item": ["b", "zzz"], "history": [["a", "b"], []], "price": [3.0, 1.0]})
+    >>> out["item"].numpy().tolist(), out["history"].numpy().tolist(), out["price"].numpy().tolist()
+    ([2, 0], [[1, 2, -1], [-1, -1, -1]], [1.0, 0.0])
+    """
+
+    def __init__(self, schema: Schema, **kwargs: Any) -> None:
+        kwargs.setdefault("autocast", False)
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        if not schema.is_adapted:
+            missing = [spec.name for spec in schema if not spec.is_adapted]
+            raise ValueError(
+                f"features {missing} have no vocabulary or statistics yet: call schema = schema.adapt(data) "
+                "before building a model"
+            )
+        self.schema = schema
+        self.fingerprint = schema_fingerprint(schema)
+        self.lookups: dict[str, keras.layers.Layer] = {}
+        for table, members in schema.tables.items():
+            spec = members[0]  # the schema checked that all members agree
+            if spec.num_hash_bins is not None:
+                self.lookups[table] = keras.layers.Hashing(spec.num_hash_bins, salt=spec.salt, name=f"{table}_lookup")
+            else:
+                self.lookups[table] = _vocabulary_lookup(spec, spec.vocabulary, spec.num_oov_buckets, f"{table}_lookup")
+        for spec in schema:
+            if spec.kind is FeatureKind.PRETRAINED_TABLE:
+                self.lookups[spec.name] = _vocabulary_lookup(spec, spec.vectors.ids, 1, f"{spec.name}_lookup")
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "schema": self.schema.get_config()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "FeaturePreprocessor":
+        config = dict(config)
+        return cls(Schema.from_config(config.pop("schema")), **config)
+
+    def _ids(self, table: str, ids: tf.Tensor) -> tf.Tensor:
+        return tf.cast(self.lookups[table](ids), tf.int64)
+
+    def call(self, features: Mapping[str, Any]) -> dict[str, tf.Tensor]:
+        features = self.schema.conform(features)
+        out: dict[str, tf.Tensor] = {}
+        for spec in self.schema:
+            value = features[spec.name]
+            kind = spec.kind
+            if kind is FeatureKind.CATEGORICAL:
+                out[spec.name] = self._ids(spec.table_name, value)  # [B]
+            elif kind in _POOLED:
+                present = tf.not_equal(value, tf.constant(spec.id_type.pad, value.dtype))  # [B, L]
+                out[spec.name] = tf.where(present, self._ids(spec.table_name, value), tf.constant(-1, tf.int64))
+                if spec.weighted:
+                    out[spec.weights_name] = _checked(features[spec.weights_name], spec.weights_name)  # [B, L]
+            elif kind is FeatureKind.NUMERIC:
+                value = transform_values(_checked(value, spec.name), spec.clip, spec.log)
+                scale = max(float(np.sqrt(spec.variance)), keras.backend.epsilon())
+                out[spec.name] = (value - spec.mean) / scale  # [B]
+            elif kind is FeatureKind.BUCKETIZED:
+                value = transform_values(_checked(value, spec.name), spec.clip, spec.log)
+                buckets = tf.raw_ops.Bucketize(input=value, boundaries=list(spec.boundaries))
+                out[spec.name] = tf.cast(buckets, tf.int64)  # [B]
+            elif kind is FeatureKind.DENSE_VECTOR:
+                out[spec.name] = _checked(value, spec.name)  # [B, dim]
+            elif kind is FeatureKind.PRETRAINED_TABLE:
+                out[spec.name] = self._ids(spec.name, value)  # [B]
+        return out
+
+    def for_dataset(self, features: Mapping[str, Any]) -> dict[str, tf.Tensor]:
+        """:meth:`call`, plus the schema fingerprint (:data:`SCHEMA_KEY`, ``[B]`` int64): for ``tf.data`` maps."""
+        out = self(features)
+        rows = tf.shape(next(iter(out.values())))[0]
+        out[SCHEMA_KEY] = tf.fill([rows], tf.constant(self.fingerprint, tf.int64))
+        return out
+
+    def strip(self, features: Mapping[str, Any]) -> dict[str, Any]:
+        """A batch from :meth:`for_dataset` without its fingerprint, after checking that it is this schema's."""
+        features = dict(features)
+        fingerprint = features.pop(SCHEMA_KEY)
+        tf.debugging.assert_equal(
+            tf.cast(fingerprint, tf.int64), tf.constant(self.fingerprint, tf.int64),
+            message="these batches were preprocessed with another schema (vocabularies or statistics differ "
+            "from the model's): read them with the model's own schema",
+        )
+        expected = sorted(self.schema.input_specs())
+        if sorted(features) != expected:
+            raise ValueError(f"a preprocessed batch has inputs {sorted(features)}; the schema's are {expected}")
+        return features
+
+
+def dataset_preprocessor(schema: Schema) -> FeaturePreprocessor:
+    """A :class:`FeaturePreprocessor` for ``tf.data`` maps, one per schema (its tables are built once)."""
+    key = schema_fingerprint(schema)
+    cached = _DATASET_PREPROCESSORS.get(key)
+    if cached is None or cached.schema != schema:
+        cached = _DATASET_PREPROCESSORS[key] = FeaturePreprocessor(schema, name="dataset_preprocessing")
+    return cached
+
+
+_DATASET_PREPROCESSORS: dict[int, FeaturePreprocessor] = {}
+
+
+__all__ = ["FeaturePreprocessor", "SCHEMA_KEY", "dataset_preprocessor", "is_preprocessed", "schema_fingerprint"]
