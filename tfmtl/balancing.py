@@ -32,6 +32,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
+
 from tfmtl._compat import keras, tf
 from tfmtl.tasks.kinds import TaskKind
 from tfmtl.tasks.task import Task
@@ -43,6 +45,31 @@ def _state(value: Any, name: str, dtype: tf.DType = tf.float32) -> tf.Variable:
         value, dtype=dtype, trainable=False, name=name,
         synchronization=tf.VariableSynchronization.ON_WRITE, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
     )
+
+
+def counter_uniform(seed: int, step: tf.Tensor, n: int) -> tf.Tensor:
+    """``[n]`` float32 uniforms in (0, 1) from ``(seed, step)``: an integer hash, the same bits everywhere.
+
+    TensorFlow's stateless random ops draw other numbers once compiled with XLA; this
+    hash (32-bit integer arithmetic in int64) gives the same draws with and without
+    XLA, on any device and replica.
+
+    Example:
+
+    >>> import tfmtl, tensorflow as tf
+    >>> a = tfmtl.balancing.counter_uniform(0, tf.constant(5, tf.int64), 3)
+    >>> b = tf.function(lambda: tfmtl.balancing.counter_uniform(0, tf.constant(5, tf.int64), 3), jit_compile=True)()
+    >>> bool(tf.reduce_all(a == b)), bool(tf.reduce_all((a > 0) & (a < 1)))
+    (True, True)
+    """
+    mask = tf.constant(0xFFFFFFFF, tf.int64)
+    seed = int(seed) & 0xFFFFFFFF
+    x = tf.bitwise.bitwise_and(tf.cast(step, tf.int64) * n + tf.range(n, dtype=tf.int64), mask)
+    x = tf.bitwise.bitwise_xor(x, tf.constant(seed, tf.int64))
+    for _ in range(3):  # the 'hash32' finalizer: xorshift-multiply rounds, each kept to 32 bits
+        x = tf.bitwise.bitwise_and(tf.bitwise.bitwise_xor(tf.bitwise.right_shift(x, 16), x) * 0x45D9F3B, mask)
+    x = tf.bitwise.bitwise_xor(tf.bitwise.right_shift(x, 16), x)
+    return (tf.cast(x, tf.float32) + 0.5) / 4294967296.0
 
 
 class LossBalancer(tf.Module):
@@ -252,7 +279,9 @@ class RandomLossWeighting(LossBalancer):
         self.step = _state(0, "step", tf.int64)
 
     def observe(self, losses: tf.Tensor) -> None:
-        z = tf.random.stateless_normal([len(self.tasks)], seed=tf.stack([tf.constant(self.seed, tf.int64), self.step]))
+        k = len(self.tasks)
+        u = counter_uniform(self.seed, self.step, 2 * k)  # Box-Muller: two uniforms per normal
+        z = tf.sqrt(-2.0 * tf.math.log(u[:k])) * tf.cos(2.0 * np.pi * u[k:])  # [K] ~ N(0, 1)
         self.weights.assign(len(self.tasks) * tf.nn.softmax(z))
         self.step.assign_add(1)
 
@@ -393,9 +422,8 @@ class PCGrad(_GradientBalancer):
     def balance(self, gradients: tf.Tensor, losses: tf.Tensor) -> tf.Tensor:
         gradients = tf.convert_to_tensor(gradients, tf.float32)
         k = len(self.tasks)
-        seed = tf.stack([tf.constant(self.seed, tf.int64), self.step])
+        order = tf.argsort(counter_uniform(self.seed, self.step, k))
         self.step.assign_add(1)
-        order = tf.argsort(tf.random.stateless_uniform([k], seed=seed))
         return project_conflicting(gradients, order)
 
     def get_config(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 and streaming file readers."""
 
 from tfmtl.data.census import census_income, census_schema
-from tfmtl.data.dataset import MultiTaskData
+from tfmtl.data.dataset import MultiTaskData, preprocessed
 from tfmtl.data.files import (
     read_csv, read_files, read_parquet, read_tfrecord, write_csv, write_parquet, write_tfrecord,
 )
@@ -11,7 +11,7 @@ from tfmtl.data.stats import roc_auc
 from tfmtl.data.synthetic import synthetic_recsys, synthetic_schema, synthetic_tasks
 
 __all__ = [
-    "MultiTaskData", "census_income", "census_schema", "mmoe_synthetic", "read_csv", "read_files", "read_parquet",
+    "MultiTaskData", "preprocessed", "census_income", "census_schema", "mmoe_synthetic", "read_csv", "read_files", "read_parquet",
     "read_tfrecord", "roc_auc", "synthetic_recsys", "synthetic_schema", "synthetic_tasks", "write_csv", "write_parquet",
     "write_tfrecord",
 ]

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from tfmtl._compat import tf
+from tfmtl.features.preprocessing import dataset_preprocessor
 from tfmtl.features.schema import Schema
 from tfmtl.tasks.task import Task, check_tasks
 
@@ -66,14 +67,56 @@ class MultiTaskData:
         cut = int(round(fraction * len(self)))
         return self.take(order[:cut]), self.take(order[cut:])
 
-    def to_dataset(self, batch_size: int = 512, *, shuffle: bool = False, seed: int | None = None) -> tf.data.Dataset:
-        """A batched ``tf.data.Dataset`` of ``(features, labels)`` dicts for ``model.fit``."""
+    def to_dataset(
+        self, batch_size: int = 512, *, shuffle: bool = False, seed: int | None = None, preprocess: bool | None = None
+    ) -> tf.data.Dataset:
+        """A batched ``tf.data.Dataset`` of ``(features, labels)`` dicts for ``model.fit``.
+
+        With an adapted schema the features are preprocessed in the pipeline
+        (``preprocess=None``; see :func:`preprocessed`); ``preprocess=False`` keeps raw values.
+        """
         features = {name: self.features[name] for name in self.schema.input_specs()}
         labels = {task.label_key: self.labels[task.label_key] for task in self.tasks}
         dataset = tf.data.Dataset.from_tensor_slices((features, labels))
         if shuffle:
             dataset = dataset.shuffle(min(len(self), 100_000), seed=seed, reshuffle_each_iteration=True)
-        return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        return preprocessed(dataset.batch(batch_size), self.schema, preprocess).prefetch(tf.data.AUTOTUNE)
+
+
+def preprocessed(dataset: tf.data.Dataset, schema: Schema, preprocess: bool | None = None) -> tf.data.Dataset:
+    """Map batches of ``(features, labels)`` through the schema's preprocessing stage, in ``tf.data``.
+
+    The lookups, hashing and standardization then run in ``tf.data``'s threads,
+    overlapping the training step, and the batches carry the schema's fingerprint
+    (:data:`~tfmtl.features.preprocessing.SCHEMA_KEY`), which a model checks against its own.
+
+    Args:
+      dataset: Batches of ``(features, labels)`` (or of features alone).
+      schema: The model's schema.
+      preprocess: True, False, or None: when ``schema`` is adapted.
+
+    Example:
+
+    >>> import tfmtl, tensorflow as tf
+    >>> schema = tfmtl.Schema([tfmtl.Numeric("price", mean=2.0, variance=1.0)])
+    >>> batches = tfmtl.data.preprocessed(tf.data.Dataset.from_tensors({"price": [1.0, 3.0]}), schema)
+    >>> next(iter(batches))["price"].numpy().tolist()
+    [-1.0, 1.0]
+    """
+    if preprocess is None:
+        preprocess = schema.is_adapted
+    if not isinstance(preprocess, bool):
+        raise TypeError(f"preprocess must be True, False or None, got {preprocess!r}")
+    if not preprocess:
+        return dataset
+    stage = dataset_preprocessor(schema)
+
+    def apply(*element: Any) -> Any:
+        if len(element) == 1:
+            return stage.for_dataset(element[0])
+        return (stage.for_dataset(element[0]), *element[1:])
+
+    return dataset.map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def check_arrays(

@@ -19,6 +19,13 @@ as ``schema.input_specs()``), labels keyed by label key (float32, NaN = no label
   row batches of ``read_rows`` (never whole), through ``tf.data.Dataset.from_generator``,
   so the reading itself runs in Python.
 
+Preprocessing: with an adapted schema, the batches are preprocessed in the pipeline
+(``preprocess=None``, the default; see :class:`~tfmtl.features.FeaturePreprocessor`):
+the lookups, hashing and standardization run in ``tf.data``'s threads, overlapping the
+training step, and a model checks that the batches carry its own schema's fingerprint.
+``preprocess=False`` keeps raw values (for ``compile(gauc_by=...)`` evaluation, or to
+look at the data).
+
 Sharding: pass ``input_context`` (from ``strategy.distribute_datasets_from_function``)
 and each input pipeline reads its own files (its own records when there are fewer
 files than pipelines) with the per-replica batch size. Without it the dataset carries
@@ -36,7 +43,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from tfmtl._compat import tf
-from tfmtl.data.dataset import MultiTaskData
+from tfmtl.data.dataset import MultiTaskData, preprocessed
 from tfmtl.features.ids import pad_sequences
 from tfmtl.features.schema import Schema
 from tfmtl.serving.examples import example_spec, to_examples
@@ -90,8 +97,10 @@ def _pipeline(
     seed: Any,
     input_context: tf.distribute.InputContext | None,
     drop_remainder: bool,
+    schema: Schema,
+    preprocess: bool | None,
 ) -> tf.data.Dataset:
-    """files -> shard -> interleave(reader) -> shuffle -> batch -> parse -> prefetch."""
+    """files -> shard -> interleave(reader) -> shuffle -> batch -> parse -> preprocess -> prefetch."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     dataset = tf.data.Dataset.from_tensor_slices(files)
@@ -115,6 +124,7 @@ def _pipeline(
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = preprocessed(dataset, schema, preprocess)
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
@@ -129,6 +139,7 @@ def read_csv(
     input_context: tf.distribute.InputContext | None = None,
     drop_remainder: bool = False,
     field_delim: str = ",",
+    preprocess: bool | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(features, labels)`` streamed from CSV files with a header line.
 
@@ -144,6 +155,8 @@ def read_csv(
       input_context: Shard for one input pipeline of a distribution strategy.
       drop_remainder: Drop the last, smaller batch.
       field_delim: Column separator.
+      preprocess: Preprocess the features in the pipeline (see the module
+        docstring); None: when the schema is adapted.
 
     Returns:
       A ``tf.data.Dataset`` of ``(features, labels)`` dicts.
@@ -190,7 +203,7 @@ def read_csv(
 
     return _pipeline(
         files, reader, parse, batch_size, shuffle_buffer=shuffle_buffer, seed=seed, input_context=input_context,
-        drop_remainder=drop_remainder,
+        drop_remainder=drop_remainder, schema=schema, preprocess=preprocess,
     )
 
 
@@ -205,6 +218,7 @@ def read_tfrecord(
     input_context: tf.distribute.InputContext | None = None,
     drop_remainder: bool = False,
     compression_type: str | None = None,
+    preprocess: bool | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(features, labels)`` streamed from TFRecord files of ``tf.train.Example``.
 
@@ -237,7 +251,7 @@ def read_tfrecord(
 
     return _pipeline(
         files, reader, parse, batch_size, shuffle_buffer=shuffle_buffer, seed=seed, input_context=input_context,
-        drop_remainder=drop_remainder,
+        drop_remainder=drop_remainder, schema=schema, preprocess=preprocess,
     )
 
 
@@ -300,6 +314,7 @@ def read_parquet(
     input_context: tf.distribute.InputContext | None = None,
     drop_remainder: bool = False,
     read_rows: int = 8192,
+    preprocess: bool | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(features, labels)`` streamed from Parquet files (needs ``pyarrow``).
 
@@ -346,7 +361,7 @@ def read_parquet(
 
     return _pipeline(
         files, reader, parse, batch_size, shuffle_buffer=shuffle_buffer, seed=seed, input_context=input_context,
-        drop_remainder=drop_remainder,
+        drop_remainder=drop_remainder, schema=schema, preprocess=preprocess,
     )
 
 

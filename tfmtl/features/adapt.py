@@ -12,6 +12,7 @@ import numpy as np
 from tfmtl._compat import tf
 from tfmtl.features.ids import Categorical, Sequence
 from tfmtl.features.kinds import FeatureKind, IdType, transform_values
+from tfmtl.features.preprocessing import SCHEMA_KEY
 from tfmtl.features.schema import Feature, Schema
 from tfmtl.features.values import Bucketized, Numeric
 
@@ -147,6 +148,10 @@ def _batches(data: Any, names: Iterable[str], batch_size: int) -> Iterable[Mappi
     if isinstance(data, tf.data.Dataset):
         for element in data.as_numpy_iterator():
             features = element[0] if isinstance(element, tuple) else element
+            if SCHEMA_KEY in features:
+                raise ValueError(
+                    "adapt needs raw values, but this dataset was preprocessed: build it with preprocess=False"
+                )
             yield features
         return
     if not isinstance(data, Mapping):

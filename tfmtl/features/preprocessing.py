@@ -117,6 +117,28 @@ def _checked(value: tf.Tensor, name: str) -> tf.Tensor:
     return tf.debugging.check_numerics(tf.cast(value, tf.float32), f"numeric feature '{name}' contains NaN or Inf")
 
 
+def _checked_shapes(schema: Schema, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """Shapes checked when the graph runs, too: a signature's input may be fed a tensor of another shape.
+
+    (TensorFlow's C++ session and ``tf.saved_model.load`` do not check a fed tensor
+    against the signature's shape; ``EnsureShape`` does, naming the input.)
+    """
+    checked, first = {}, None
+    for name, spec in schema.input_specs().items():
+        tensor = tf.ensure_shape(features[name], spec.shape)
+        rows = tf.shape(tensor)[0]
+        if first is None:
+            first = (name, rows)
+        else:
+            tensor = tf.identity(tensor)
+            with tf.control_dependencies([tf.debugging.assert_equal(
+                rows, first[1], message=f"feature {name!r} and feature {first[0]!r} have different numbers of rows",
+            )]):
+                tensor = tf.identity(tensor)
+        checked[name] = tensor
+    return checked
+
+
 @keras.utils.register_keras_serializable(package="tfmtl")
 class FeaturePreprocessor(keras.layers.Layer):
     """Raw features in, the trainable stage's ids and standardized values out (see the module docstring).
@@ -183,7 +205,7 @@ class FeaturePreprocessor(keras.layers.Layer):
         return tf.cast(self.lookups[table](ids), tf.int64)
 
     def call(self, features: Mapping[str, Any]) -> dict[str, tf.Tensor]:
-        features = self.schema.conform(features)
+        features = _checked_shapes(self.schema, self.schema.conform(features))
         out: dict[str, tf.Tensor] = {}
         for spec in self.schema:
             value = features[spec.name]

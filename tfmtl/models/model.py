@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from tfmtl._compat import keras, tf
 from tfmtl.balancing import LossBalancer, check_balancer
@@ -105,6 +106,9 @@ class MultiTaskModel(keras.Model):
         # hash or string op). Kept off Keras's tracking: its variables are the model's.
         object.__setattr__(self, "preprocessor", preprocessors[0])
         object.__setattr__(self, "trainable_stage", keras.Model(preprocessors[0].output, self.output, name="stage"))
+        # Keras's input check would run before tfmtl's and name inputs by position:
+        # Schema.conform checks every input, naming the feature (and pads/truncates sequences).
+        self.input_spec = None
         # Task outputs are the layers that carry a Task (TaskHead, FunnelProduct); other
         # outputs (e.g. ESMM's conditional pCVR) are served but have no loss.
         heads = [self.get_layer(output) for output in self.output_names]
@@ -115,6 +119,19 @@ class MultiTaskModel(keras.Model):
     @property
     def task_names(self) -> tuple[str, ...]:
         return tuple(task.name for task in self.tasks)
+
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        # Conformed before Keras sees them: Keras would flatten Python lists and refuse
+        # ragged ones, and name inputs by position.
+        return super().__call__(self._conformed(inputs), *args, **kwargs)
+
+    def _conformed(self, inputs: Any) -> Any:
+        """Raw inputs checked and converted by :meth:`Schema.conform`; symbolic or preprocessed ones as given."""
+        if is_preprocessed(inputs):
+            return inputs
+        if isinstance(inputs, Mapping) and any(_is_keras_tensor(value) for value in inputs.values()):
+            return inputs
+        return self.schema.conform(inputs)
 
     def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
         return self.trainable_stage(self.preprocess(inputs), training=training)
@@ -262,15 +279,54 @@ class MultiTaskModel(keras.Model):
             return super().metrics
         return [*training.metrics, *(m for layer in self._flatten_layers() for m in layer._metrics)]
 
-    def fit(self, *args: Any, callbacks: Any = None, **kwargs: Any) -> Any:
-        """Keras ``fit``; also tells the balancing strategy when an epoch ends."""
+    def fit(self, x: Any = None, y: Any = None, *args: Any, callbacks: Any = None, **kwargs: Any) -> Any:
+        """Keras ``fit``; raw feature dicts are checked by the schema first; tells the balancer when an epoch ends."""
         training = self.__dict__.get("_training")
         if training is not None:
             if isinstance(callbacks, keras.callbacks.CallbackList):
                 callbacks.append(_EpochEnd(training.balancer))
             else:
                 callbacks = [*(callbacks or []), _EpochEnd(training.balancer)]
-        return super().fit(*args, callbacks=callbacks, **kwargs)
+        with self._fitting_steps(x, kwargs.get("steps_per_epoch")):
+            return super().fit(self._conformed_data(x), y, *args, callbacks=callbacks, **kwargs)
+
+    def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """Keras ``evaluate``; raw feature dicts are checked by the schema first."""
+        with self._fitting_steps(x, kwargs.get("steps")):
+            return super().evaluate(self._conformed_data(x), y, *args, **kwargs)
+
+    def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        """Keras ``predict``; raw feature dicts are checked by the schema first (0 rows give 0 rows)."""
+        x = self._conformed_data(x)
+        if isinstance(x, Mapping) and not is_preprocessed(x) and _rows(x) == 0:
+            return tf.nest.map_structure(lambda tensor: tensor.numpy(), self(x, training=False))
+        with self._fitting_steps(x, kwargs.get("steps")):
+            return super().predict(x, *args, **kwargs)
+
+    def _conformed_data(self, x: Any) -> Any:
+        return self._conformed(x) if isinstance(x, Mapping) else x
+
+    def _fitting_steps(self, x: Any, steps: Any) -> Any:
+        """One step per execution for a dataset of unknown size with no step count (Keras needs one then)."""
+        if (
+            steps is None and isinstance(x, tf.data.Dataset)
+            and int(x.cardinality()) == int(tf.data.UNKNOWN_CARDINALITY)
+        ):
+            return _one_step_per_execution(self)
+        return contextlib.nullcontext()
+
+    # Keras's *_on_batch run the step function steps_per_execution times on one batch.
+    def train_on_batch(self, *args: Any, **kwargs: Any) -> Any:
+        with _one_step_per_execution(self):
+            return super().train_on_batch(*args, **kwargs)
+
+    def test_on_batch(self, *args: Any, **kwargs: Any) -> Any:
+        with _one_step_per_execution(self):
+            return super().test_on_batch(*args, **kwargs)
+
+    def predict_on_batch(self, *args: Any, **kwargs: Any) -> Any:
+        with _one_step_per_execution(self):
+            return super().predict_on_batch(*args, **kwargs)
 
     def _task_losses(
         self, labels: Mapping[str, tf.Tensor], weights: Mapping[str, tf.Tensor], y_pred: Any
@@ -396,6 +452,32 @@ class MultiTaskModel(keras.Model):
                 known = [layer.name for layer in self.layers]
                 raise ValueError(f"balancer layers: no layer {name!r}; layers: {known}") from None
         return [v for v in variables if id(v) in chosen]
+
+
+def _is_keras_tensor(value: Any) -> bool:
+    try:
+        return keras.backend.is_keras_tensor(value)
+    except ValueError:  # not a tensor at all
+        return False
+
+
+def _rows(features: Mapping[str, Any]) -> int | None:
+    first = next(iter(features.values()), None)
+    return None if first is None or first.shape.rank is None else first.shape[0]
+
+
+@contextlib.contextmanager
+def _one_step_per_execution(model: keras.Model) -> Iterator[None]:
+    counter = getattr(model, "_steps_per_execution", None)
+    if counter is None:
+        yield
+        return
+    before = int(counter.numpy())
+    counter.assign(1)
+    try:
+        yield
+    finally:
+        counter.assign(before)
 
 
 class _EpochEnd(keras.callbacks.Callback):

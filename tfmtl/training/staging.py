@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 from tfmtl._compat import keras, tf
 from tfmtl.features.encoder import FeatureEncoder
+from tfmtl.features.preprocessing import FeaturePreprocessor
 
 #: Role of the feature encoder (lookups, embeddings, normalization).
 FEATURES = "features"
@@ -19,7 +20,8 @@ def layer_roles(model: Any) -> dict[str, list[keras.layers.Layer]]:
     Roles come from the graph, not from names: walking back from each task's output
     (and stopping at other tasks' outputs, so ESMM's CTCVR product does not claim the
     CTR and CVR towers), a layer reached from one task belongs to it, a layer reached
-    from several is shared; the :class:`~tfmtl.features.FeatureEncoder` is ``"features"``.
+    from several is shared; the :class:`~tfmtl.features.FeatureEncoder` is ``"features"`` (the
+    preprocessing stage, which has nothing to train, has no role).
 
     Example:
 
@@ -47,6 +49,8 @@ def layer_roles(model: Any) -> dict[str, list[keras.layers.Layer]]:
         tasks = reached.get(id(layer), set())
         if isinstance(layer, FeatureEncoder):
             roles[FEATURES].append(layer)
+        elif isinstance(layer, FeaturePreprocessor):
+            continue  # the preprocessing stage: nothing to train
         elif len(tasks) == 1:
             roles[next(iter(tasks))].append(layer)
         elif tasks and not isinstance(layer, keras.layers.InputLayer):
