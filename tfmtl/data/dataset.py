@@ -9,7 +9,8 @@ import numpy as np
 
 from tfmtl._compat import tf
 from tfmtl.features.preprocessing import dataset_preprocessor
-from tfmtl.features.schema import Schema
+from tfmtl.features.ids import Sequence
+from tfmtl.features.schema import Schema, conform_input
 from tfmtl.tasks.task import Task, check_tasks
 
 
@@ -45,8 +46,13 @@ class MultiTaskData:
 
     def __post_init__(self) -> None:
         self.tasks = check_tasks(self.tasks)
-        self.features = {name: np.asarray(value) for name, value in self.features.items()}
-        self.labels = {name: np.asarray(value, dtype=np.float32) for name, value in self.labels.items()}
+        if not isinstance(self.features, Mapping):
+            raise TypeError(f"features must be a dict of arrays keyed by input name, got {type(self.features).__name__}")
+        if not isinstance(self.labels, Mapping):
+            keys = ", ".join(sorted({key for task in self.tasks for key in (task.label_key, task.space, task.sample_weight) if key}))
+            raise TypeError(f"labels must be a dict of arrays keyed by label name ({keys}), got {type(self.labels).__name__}")
+        self.features = conform_arrays(self.schema, self.features)
+        self.labels = {name: _label_array(name, value) for name, value in self.labels.items()}
         check_arrays(self.schema, self.tasks, self.features, self.labels)
 
     def __len__(self) -> int:
@@ -117,6 +123,47 @@ def preprocessed(dataset: tf.data.Dataset, schema: Schema, preprocess: bool | No
         return (stage.for_dataset(element[0]), *element[1:])
 
     return dataset.map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def conform_arrays(schema: Schema, features: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Feature arrays converted as :meth:`Schema.conform` converts a batch (the same rules at every entry point).
+
+    ``[rows, 1]`` becomes ``[rows]``, integer numerics become float32, Python id lists
+    and sequences of another width are padded or truncated (most recent first);
+    anything else is checked by :func:`check_arrays`.
+    """
+    specs = schema.input_specs()
+    out = {}
+    for name, value in features.items():
+        spec = specs.get(name)
+        array = value if isinstance(value, np.ndarray) else None
+        if spec is None or (array is not None and _already_conformed(array, spec)):
+            out[name] = np.asarray(value)
+            continue
+        feature = next(f for f in schema if name in f.input_specs())
+        tensor = conform_input(name, spec, value, padded=isinstance(feature, Sequence))
+        array = tensor.numpy()
+        if spec.dtype == tf.string:
+            array = np.array([v.decode("utf-8") for v in array.reshape(-1)], dtype=object).reshape(array.shape)
+        out[name] = array
+    return out
+
+
+def _already_conformed(array: np.ndarray, spec: tf.TensorSpec) -> bool:
+    if array.ndim != spec.shape.rank or (array.ndim == 2 and array.shape[1] != spec.shape[1]):
+        return False
+    if spec.dtype.is_floating:
+        return array.dtype.kind in "iuf"
+    if spec.dtype == tf.string:
+        return array.dtype.kind in "US"
+    return array.dtype.kind in "iu"
+
+
+def _label_array(name: str, value: Any) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"label {name!r} must hold numbers (NaN = no label), got {array.dtype} values")
+    return array.astype(np.float32)
 
 
 def check_arrays(

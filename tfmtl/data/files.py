@@ -36,6 +36,7 @@ Keras ``fit`` under a multi-worker strategy shard it by file, else by record.
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import pathlib
 from typing import Any, Iterable, Sequence
@@ -128,6 +129,88 @@ def _pipeline(
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
+#: What CSV fields ``read_csv`` takes as numbers: what ``tf.strings.to_number`` (and TensorFlow's own CSV
+#: reader) converts, leading and trailing blanks, exponents, ``nan``/``inf``/``infinity`` and hex included.
+_FLOAT_TEXT = r"\s*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|0[xX][0-9a-fA-F]+|(?i:inf|infinity|nan))\s*"
+_INT_TEXT = r"\s*[+-]?\d+\s*"
+#: A CSV record's place, ``file index * _ROWS_PER_FILE + row`` (rows from 1 after the header).
+_ROWS_PER_FILE = 2**40
+#: Data rows whose field count is checked when a CSV file is opened (see ``_csv_header``).
+_CHECKED_ROWS = 100
+
+
+def _csv_header(path: str, field_delim: str) -> list[str]:
+    """The header of a CSV file; its first rows may not have more fields than it (a stray delimiter)."""
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        lines = (line.decode("utf-8", "replace") for line in handle)
+        rows = csv.reader(lines, delimiter=field_delim)
+        header = next(rows, [])
+        try:
+            for row, fields in enumerate(itertools.islice(rows, _CHECKED_ROWS), 1):
+                if len(fields) > len(header):
+                    raise ValueError(f"{path}: row {row} after the header has {len(fields)} fields, more than the "
+                                     f"{len(header)} columns of the header {header}; is a value missing its quotes?")
+        except csv.Error:  # not Python's CSV dialect: left to TensorFlow's reader
+            pass
+    return header
+
+
+def _csv_valid(text: tf.Tensor, dtype: tf.DType, label: bool) -> tf.Tensor:
+    """Which fields of a CSV column ``read_csv`` can convert: ids non-empty, numbers numbers, labels also empty."""
+    if dtype == tf.string:
+        return tf.strings.length(text) > 0
+    valid = tf.strings.regex_full_match(text, _FLOAT_TEXT if dtype.is_floating else _INT_TEXT)
+    return tf.logical_or(valid, tf.equal(text, "")) if label else valid
+
+
+def _csv_value(text: tf.Tensor, dtype: tf.DType, label: bool) -> tf.Tensor:
+    """A CSV column converted to ``dtype`` (after ``_csv_valid``): empty labels are NaN."""
+    if dtype == tf.string:
+        return tf.identity(text)
+    if label:
+        text = tf.where(tf.equal(text, ""), "nan", text)
+    return tf.strings.to_number(text, dtype)
+
+
+def _csv_problem(name: str, value: tf.Tensor, dtype: tf.DType, label: bool) -> tf.Tensor:
+    """What is wrong with ``value``, an invalid field of column ``name`` (see ``_csv_valid``)."""
+    shown = tf.strings.join(["'", tf.strings.substr(value, 0, 100), "'"])
+    if label:
+        return tf.strings.join([f"label column {name!r} has ", shown,
+                                ", which is not a float (an empty field means no label)"])
+    empty = f"column {name!r} has an empty value; every feature needs one"
+    if dtype == tf.string:
+        return tf.constant(empty)
+    kind = "a float" if dtype.is_floating else "an integer (int64)"
+    return tf.where(tf.equal(value, ""), empty, tf.strings.join([f"column {name!r} has ", shown, f", which is not {kind}"]))
+
+
+def _csv_check(valid: dict[str, tf.Tensor], texts: dict[str, tf.Tensor], where: tf.Tensor, files: tf.Tensor,
+               labels: Sequence[str], dtypes: dict[str, tf.DType]) -> tf.Tensor:
+    """A check failing on a batch's first invalid field, naming its file, row, column and value.
+
+    ``where`` holds each record's ``file index * _ROWS_PER_FILE + row``. The messages are
+    built only when some field is invalid (one ``tf.cond`` per batch).
+    """
+
+    def fail() -> tf.Tensor:
+        checks: list[Any] = []
+        for name, ok in valid.items():  # the columns in file order
+            first = tf.argmin(tf.cast(ok, tf.int32))
+            place = where[first]
+            message = tf.strings.join([
+                tf.gather(files, place // _ROWS_PER_FILE), ", row ", tf.strings.as_string(place % _ROWS_PER_FILE),
+                " after the header: CSV ", _csv_problem(name, texts[name][first], dtypes[name], name in labels),
+            ])
+            with tf.control_dependencies(checks):
+                checks = [tf.debugging.Assert(tf.reduce_all(ok), [message])]
+        with tf.control_dependencies(checks):
+            return tf.constant(False)
+
+    everything = tf.reduce_all(tf.stack([tf.reduce_all(ok) for ok in valid.values()]))
+    return tf.cond(everything, lambda: tf.constant(True), fail)
+
+
 def read_csv(
     paths: str | pathlib.Path | Iterable[str | pathlib.Path],
     schema: Schema,
@@ -177,29 +260,33 @@ def read_csv(
     if wide:
         raise ValueError(f"feature(s) {wide} take [batch, n] values, which CSV cannot hold; use read_tfrecord")
     labels = _label_columns(specs, tasks)
-    with tf.io.gfile.GFile(files[0]) as handle:
-        header = next(csv.reader([handle.readline()], delimiter=field_delim))
+    header = _csv_header(files[0], field_delim)
     for name in files[1:]:
-        with tf.io.gfile.GFile(name) as handle:
-            if next(csv.reader([handle.readline()], delimiter=field_delim)) != header:
-                raise ValueError(f"{name}: its header differs from {files[0]}'s ({header})")
+        if _csv_header(name, field_delim) != header:
+            raise ValueError(f"{name}: its header differs from {files[0]}'s ({header})")
     columns = {**{name: spec.dtype for name, spec in specs.items()}, **{key: tf.float32 for key in labels}}
     missing = [name for name in columns if name not in header]
     if missing:
         raise ValueError(f"{files[0]}: no column(s) {missing}; the header has {header}")
     picked = sorted((header.index(name), name) for name in columns)  # CsvDataset wants file order
-    defaults = [
-        tf.constant([math.nan], tf.float32) if name in labels else tf.constant([], columns[name]) for _, name in picked
-    ]
+    names = tf.constant(files)
 
     def reader(path: tf.Tensor) -> tf.data.Dataset:
-        return tf.data.experimental.CsvDataset(
-            path, defaults, header=True, field_delim=field_delim, select_cols=[index for index, _ in picked]
+        # Every column as text ("" when empty, so that no field is "missing"): ``parse`` converts
+        # and checks the values, naming the column. Each record carries its file and row.
+        records = tf.data.experimental.CsvDataset(
+            path, [tf.constant([""])] * len(picked), header=True, field_delim=field_delim,
+            select_cols=[index for index, _ in picked],
         )
+        file_index = tf.argmax(tf.cast(tf.equal(names, path), tf.int64))
+        return tf.data.Dataset.zip((records, tf.data.Dataset.counter(file_index * _ROWS_PER_FILE + 1)))
 
-    def parse(*values: tf.Tensor) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
-        by_name = {name: value for (_, name), value in zip(picked, values)}
-        return {name: by_name[name] for name in specs}, {key: by_name[key] for key in labels}
+    def parse(texts: tuple[tf.Tensor, ...], where: tf.Tensor) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        by_name = {name: text for (_, name), text in zip(picked, texts)}
+        valid = {name: _csv_valid(by_name[name], columns[name], name in labels) for _, name in picked}
+        with tf.control_dependencies([_csv_check(valid, by_name, where, names, labels, columns)]):
+            values = {name: _csv_value(by_name[name], columns[name], name in labels) for name in columns}
+        return {name: values[name] for name in specs}, {key: values[key] for key in labels}
 
     return _pipeline(
         files, reader, parse, batch_size, shuffle_buffer=shuffle_buffer, seed=seed, input_context=input_context,

@@ -238,27 +238,99 @@ class Schema:
         missing = [name for name in specs if name not in features]
         if missing:
             raise ValueError(f"missing feature(s) {missing}: every schema feature must be given")
-        return {
-            name: _conform_one(name, spec, features[name], padded=isinstance(feature, Sequence))
+        conformed = {
+            name: conform_input(name, spec, features[name], padded=isinstance(feature, Sequence))
             for feature in self._features
             for name, spec in feature.input_specs().items()
         }
+        rows = {name: tensor.shape[0] for name, tensor in conformed.items() if tensor.shape.rank}
+        known = {name: count for name, count in rows.items() if count is not None}
+        if len(set(known.values())) > 1:
+            first = next(iter(known))
+            other = next(name for name, count in known.items() if count != known[first])
+            raise ValueError(
+                f"feature {other!r} has {known[other]} rows but feature {first!r} has {known[first]}: "
+                "every feature needs one row per example"
+            )
+        return conformed
 
 
-def _conform_one(name: str, spec: tf.TensorSpec, value: Any, *, padded: bool) -> Any:
+def _expected(spec: tf.TensorSpec) -> str:
+    kind = "string ids" if spec.dtype == tf.string else ("int64 ids" if spec.dtype == tf.int64 else "float values")
+    shape = "[batch]" if spec.shape.rank == 1 else f"[batch, {spec.shape[1]}]"
+    return f"{kind} of shape {shape}"
+
+
+def _check_ids(name: str, spec: tf.TensorSpec, values: Any) -> None:
+    """Every id of a Python/object container is of the feature's id type: else a TypeError naming one."""
+    if spec.dtype == tf.string:
+        wrong = next((v for v in values if not isinstance(v, (str, bytes, np.str_, np.bytes_))), _NONE)
+        kind = "string ids"
+    else:
+        wrong = next(
+            (v for v in values if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))), _NONE
+        )
+        kind = "int64 ids"
+    if wrong is not _NONE:
+        raise TypeError(f"feature {name!r} expects {kind}; found {wrong!r} ({type(wrong).__name__})")
+
+
+def _check_numbers(name: str, array: np.ndarray) -> None:
+    wrong = next(
+        (v for v in array.reshape(-1) if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number))),
+        _NONE,
+    )
+    if wrong is not _NONE:
+        raise TypeError(f"feature {name!r} expects float values; found {wrong!r} ({type(wrong).__name__})")
+
+
+_NONE = object()
+
+
+def conform_input(name: str, spec: tf.TensorSpec, value: Any, *, padded: bool) -> Any:
+    """One input of :meth:`Schema.conform`: checked and converted to a tensor shaped as ``spec`` (see there)."""
     if isinstance(value, (tf.RaggedTensor, tf.SparseTensor)):
         raise TypeError(f"feature {name!r}: expected a dense tensor, got {type(value).__name__}")
     width = spec.shape[1] if spec.shape.rank == 2 else None
     pad = PAD_STRING if spec.dtype == tf.string else PAD_INT64
     tensor = value if tf.is_tensor(value) else None  # tf.Tensor, Variable or Keras symbolic tensor
+    if value is None:
+        raise TypeError(f"feature {name!r} is None; expected {_expected(spec)}")
     if tensor is None:
-        rows = isinstance(value, list) or (isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype == object)
+        rows = isinstance(value, (list, tuple)) or (
+            isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype == object
+        )
+        if padded and rows and spec.dtype.is_floating:  # per-example weight lists
+            try:
+                rows_values = [np.asarray(row, dtype=np.float32).reshape(-1)[:width] for row in value]
+            except (TypeError, ValueError) as error:
+                raise TypeError(f"feature {name!r} expects lists of float values: {error}") from None
+            array = np.zeros([len(rows_values), width], np.float32)
+            for index, row in enumerate(rows_values):
+                array[index, : len(row)] = row
+            value = array
+            rows = False
         if padded and rows and not spec.dtype.is_floating:  # per-example id lists
-            array = pad_sequences(value, width, IdType.STRING if spec.dtype == tf.string else IdType.INT64)
+            bad = next((row for row in value if isinstance(row, (str, bytes)) or not hasattr(row, "__len__")), None)
+            if bad is not None or (isinstance(value, np.ndarray) and len(value) and not hasattr(value[0], "__len__")):
+                raise ValueError(
+                    f"feature {name!r} expects {_expected(spec)} or one list of ids per example; got a flat list "
+                    f"of single ids ({bad!r}, ...)"
+                )
+            rows_ids = [list(row) for row in value]
+            _check_ids(name, spec, [v for row in rows_ids for v in row])
+            array = pad_sequences(rows_ids, width, IdType.STRING if spec.dtype == tf.string else IdType.INT64)
         else:
-            array = np.asarray(value)
-        if spec.dtype.is_floating and array.dtype.kind in "biuf":
+            try:
+                array = np.asarray(value)
+            except ValueError as error:  # e.g. ragged nested lists
+                raise ValueError(f"feature {name!r}: expected {_expected(spec)}; {error}") from None
+        if spec.dtype.is_floating and array.dtype.kind == "b":
+            raise TypeError(f"feature {name!r} expects float values, got booleans")
+        if spec.dtype.is_floating and array.dtype.kind in "iuf":
             array = array.astype(np.float32)
+        if array.dtype == object:
+            _check_ids(name, spec, array.reshape(-1)) if not spec.dtype.is_floating else _check_numbers(name, array)
         if array.dtype.kind in "OUS" and spec.dtype == tf.string:
             array = array.astype(object)
         try:
@@ -280,6 +352,16 @@ def _conform_one(name: str, spec: tf.TensorSpec, value: Any, *, padded: bool) ->
         if dtype != tf.int64:
             tensor = tf.cast(tensor, tf.int64)
     shape = tensor.shape
+    if shape.rank is None:  # e.g. a traced function relaxed to any shape: check when it runs
+        if width is None:
+            rank, last = tf.rank(tensor), tf.shape(tensor)[-1]
+            one_value = tf.logical_or(tf.equal(rank, 1), tf.logical_and(tf.equal(rank, 2), tf.equal(last, 1)))
+            with tf.control_dependencies([tf.debugging.Assert(one_value, [
+                f"feature {name!r} expects one value per example, shape [batch] or [batch, 1]; got shape",
+                tf.shape(tensor)])]):
+                return tf.reshape(tensor, [-1])
+        tensor = tf.ensure_shape(tensor, [None, None])
+        shape = tensor.shape
     if width is None:
         if shape.rank == 2 and shape[1] == 1:
             tensor = tf.reshape(tensor, [-1])

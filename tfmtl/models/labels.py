@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from tfmtl._compat import keras, tf
 from tfmtl.tasks.kinds import TaskKind
 from tfmtl.tasks.losses import label_present
@@ -44,6 +46,10 @@ def prepare_labels(
                 raise ValueError(
                     f"task {task.name!r} has no {what} {key!r} in the data; label keys present: {sorted(y)}.{hint}"
                 )
+        if getattr(y[task.label_key], "dtype", None) in (tf.string, np.dtype(object)) or (
+            isinstance(y[task.label_key], np.ndarray) and y[task.label_key].dtype.kind in "OUS"
+        ):
+            raise TypeError(f"task {task.name!r}: label {task.label_key!r} must hold numbers (NaN = missing), got strings")
         label = _column(y[task.label_key])
         present = label_present(label, task.kind)
         if task.space is not None:

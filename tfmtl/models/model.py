@@ -6,6 +6,8 @@ import contextlib
 import dataclasses
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import numpy as np
+
 from tfmtl._compat import keras, tf
 from tfmtl.balancing import LossBalancer, check_balancer
 from tfmtl.features.encoder import FeatureEncoder
@@ -287,19 +289,25 @@ class MultiTaskModel(keras.Model):
                 callbacks.append(_EpochEnd(training.balancer))
             else:
                 callbacks = [*(callbacks or []), _EpochEnd(training.balancer)]
+        x = self._conformed_data(x)
+        _check_label_rows(x, y)
         with self._fitting_steps(x, kwargs.get("steps_per_epoch")):
-            return super().fit(self._conformed_data(x), y, *args, callbacks=callbacks, **kwargs)
+            return super().fit(x, y, *args, callbacks=callbacks, **kwargs)
 
     def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
         """Keras ``evaluate``; raw feature dicts are checked by the schema first."""
+        x = self._conformed_data(x)
+        _check_label_rows(x, y)
         with self._fitting_steps(x, kwargs.get("steps")):
-            return super().evaluate(self._conformed_data(x), y, *args, **kwargs)
+            return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
         """Keras ``predict``; raw feature dicts are checked by the schema first (0 rows give 0 rows)."""
         x = self._conformed_data(x)
         if isinstance(x, Mapping) and not is_preprocessed(x) and _rows(x) == 0:
             return tf.nest.map_structure(lambda tensor: tensor.numpy(), self(x, training=False))
+        if isinstance(x, tf.data.Dataset) and int(x.cardinality()) == 0:  # Keras refuses empty data
+            return {name: np.zeros([0, *tensor.shape[1:]], np.float32) for name, tensor in self.output.items()}
         with self._fitting_steps(x, kwargs.get("steps")):
             return super().predict(x, *args, **kwargs)
 
@@ -459,6 +467,16 @@ def _is_keras_tensor(value: Any) -> bool:
         return keras.backend.is_keras_tensor(value)
     except ValueError:  # not a tensor at all
         return False
+
+
+def _check_label_rows(x: Any, y: Any) -> None:
+    if not (isinstance(x, Mapping) and isinstance(y, Mapping)) or is_preprocessed(x):
+        return
+    rows = _rows(x)
+    for key, value in y.items():
+        count = len(value) if hasattr(value, "__len__") else None
+        if rows is not None and count is not None and count != rows:
+            raise ValueError(f"label {key!r} has {count} rows but the features have {rows}: give one label per example")
 
 
 def _rows(features: Mapping[str, Any]) -> int | None:
