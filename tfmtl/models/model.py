@@ -85,7 +85,7 @@ class MultiTaskModel(keras.Model):
     >>> import numpy as np, tfmtl
     >>> schema = tfmtl.Schema([tfmtl.Categorical("item", embedding_dim=2, vocabulary=("a", "b"))])
     >>> model = tfmtl.models.shared_bottom(schema, [tfmtl.Task.binary("ctr", label="click")], bottom_units=(4,))
-    >>> model.compile(optimizer="adam")  # losses, weights and metrics come from the tasks
+    >>> model.compile()  # losses, weights and metrics come from the tasks; LazyAdam by default
     >>> history = model.fit({"item": np.array(["a", "b"])}, {"click": np.array([1.0, 0.0])}, verbose=0)
     >>> sorted(history.history)
     ['ctr/auc', 'ctr/copc', 'ctr/ece', 'ctr/logloss', 'ctr/loss', 'ctr/weight', 'loss']

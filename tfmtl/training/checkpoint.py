@@ -54,7 +54,7 @@ class Checkpoints:
     >>> import tempfile, tfmtl
     >>> schema = tfmtl.Schema([tfmtl.Numeric("price", mean=0.0, variance=1.0)])
     >>> model = tfmtl.models.shared_bottom(schema, [tfmtl.Task.binary("click")], bottom_units=(4,))
-    >>> model.compile(optimizer="adam")
+    >>> model.compile()
     >>> checkpoints = tfmtl.training.Checkpoints(tempfile.mkdtemp())
     >>> checkpoints.save(model, tfmtl.training.Position(epoch=1, step=20)).name
     'ckpt-000001-000000020'

@@ -151,8 +151,13 @@ class RunConfig:
         return _call(f"model ({self.model['architecture']})", architecture, {schema_arg: schema, tasks_arg: self.tasks, **kwargs})
 
     def build_optimizer(self) -> Any:
-        """``keras.optimizers.<class>(**arguments)``; a ``learning_rate`` table is a schedule."""
-        options = dict(self.raw.get("optimizer", {"class": "Adam"}))
+        """``keras.optimizers.<class>(**arguments)``; a ``learning_rate`` table is a schedule.
+
+        None without an ``[optimizer]`` section: ``compile()``'s default (LazyAdam, 16 steps per execution).
+        """
+        if "optimizer" not in self.raw:
+            return None
+        options = dict(self.raw["optimizer"])
         names = {name for name in dir(keras.optimizers) if isinstance(getattr(keras.optimizers, name), type)
                  and issubclass(getattr(keras.optimizers, name), keras.optimizers.Optimizer)} - {"Optimizer"}
         classes = {n: getattr(keras.optimizers, n) for n in names} | {"LazyAdam": LazyAdam}

@@ -85,7 +85,7 @@ def fit(
     >>> import tempfile, numpy as np, tfmtl
     >>> schema = tfmtl.Schema([tfmtl.Numeric("price", mean=0.0, variance=1.0)])
     >>> model = tfmtl.models.shared_bottom(schema, [tfmtl.Task.binary("click")], bottom_units=(4,))
-    >>> model.compile(optimizer="adam")
+    >>> model.compile()
     >>> data = tfmtl.data.MultiTaskData({"price": np.arange(8.0)}, {"click": np.arange(8.0) % 2}, schema, model.tasks)
     >>> history = tfmtl.training.fit(model, data.to_dataset(4), epochs=2, checkpoint_dir=tempfile.mkdtemp(), verbose=0)
     >>> history.epoch, int(model.optimizer.iterations)

@@ -86,7 +86,7 @@ def set_trainable(
     ...                           expert_units=(4,))
     >>> set_trainable(model, features=False, shared=False, tasks={"buy": False})
     {'features': [], 'shared': [], 'buy': [], 'click': ['click_tower', 'click']}
-    >>> model.compile(optimizer="adam")  # Keras 2: trainable changes apply at compile
+    >>> model.compile()  # Keras 2: trainable changes apply at compile
     """
     roles = layer_roles(model)
     if isinstance(tasks, Mapping):
