@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -157,3 +159,66 @@ def test_parquet_without_pyarrow_says_how_to_get_it(data, tmp_path, monkeypatch)
         monkeypatch.setitem(__import__("sys").modules, module, None)  # import pyarrow now fails
     with pytest.raises(ImportError, match=r'pip install "tfmtl\[parquet\]"'):
         tfmtl.data.read_parquet(tmp_path / "x.parquet", data.schema, data.tasks, 8)
+
+
+_CSV_SCHEMA = tfmtl.Schema([
+    tfmtl.Categorical("item", embedding_dim=4, vocabulary=("a", "b")),
+    tfmtl.Categorical("shop", embedding_dim=4, id_type="int64", vocabulary=(3, 7)),
+    tfmtl.Numeric("price", mean=0.0, variance=1.0),
+])
+_CSV_TASKS = [tfmtl.Task.binary("click")]
+
+
+def _csv(path, *rows: str) -> str:
+    path.write_text("item,shop,price,click\n" + "".join(f"{row}\n" for row in rows))
+    return str(path)
+
+
+def test_csv_reads_what_tensorflow_reads_as_numbers(tmp_path):
+    path = _csv(tmp_path / "forms.csv", "a, 3 , 1e3,", "b,+7,.5, 1", "a,-0, -inf,0.0", "b,0,NaN,1e0")
+    features, labels = next(iter(tfmtl.data.read_csv(path, _CSV_SCHEMA, _CSV_TASKS, 8, preprocess=False)))
+    assert features["item"].numpy().tolist() == [b"a", b"b", b"a", b"b"]
+    assert features["shop"].dtype == tf.int64 and features["shop"].numpy().tolist() == [3, 7, 0, 0]
+    np.testing.assert_array_equal(features["price"].numpy(), np.float32([1000.0, 0.5, -np.inf, np.nan]))
+    np.testing.assert_array_equal(labels["click"].numpy(), np.float32([np.nan, 1.0, 0.0, 1.0]))
+
+
+@pytest.mark.parametrize("row, message", [
+    (",3,1.0,1", "CSV column `item` has an empty value; every feature needs one"),
+    ("a,,1.0,1", "CSV column `shop` has an empty value; every feature needs one"),
+    ("a,7.5,1.0,1", "CSV column `shop` has `7.5`, which is not an integer (int64)"),
+    ("a,99999999999999999999,1.0,1", "CSV column `shop` has `99999999999999999999`, which is not an integer"),
+    ("a,3,,1", "CSV column `price` has an empty value; every feature needs one"),
+    ("a,3,abc,1", "CSV column `price` has `abc`, which is not a float"),
+    ("a,3,1.0,yes", "CSV label column `click` has `yes`, which is not a float"),
+])
+def test_csv_errors_name_the_file_row_column_and_value(tmp_path, row, message):
+    good = _csv(tmp_path / "a.csv", *["a,3,1.0,1"] * 5)
+    bad = _csv(tmp_path / "b.csv", "a,3,1.0,1", "b,7,2.0,", row, "b,7,2.0,0")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=rf"{re.escape(bad)}, row 3 after the header: "
+                                                             rf"{re.escape(message)}"):
+        list(tfmtl.data.read_csv([good, bad], _CSV_SCHEMA, _CSV_TASKS, 4, shuffle_buffer=8, seed=1))
+
+
+def test_csv_row_with_more_fields_than_the_header(tmp_path):
+    path = _csv(tmp_path / "extra.csv", "a,3,1.0,1", "a,3,1,000.0,1")
+    with pytest.raises(ValueError, match=r"extra.csv: row 2 after the header has 5 fields, more than the 4 columns"):
+        tfmtl.data.read_csv(path, _CSV_SCHEMA, _CSV_TASKS, 4)
+    path = _csv(tmp_path / "quoted.csv", "a,3,1.0,1", 'a,3,"1,000.0",1')  # quoted: one field
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`1,000.0`, which is not a float"):
+        list(tfmtl.data.read_csv(path, _CSV_SCHEMA, _CSV_TASKS, 4))
+
+
+def test_parquet_null_inside_a_list_names_the_file_column_and_row(data, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tfmtl.data.write_parquet(data, tmp_path / "train.parquet"))
+    for name, expected in (("history", "nulls inside id lists are not allowed"), ("item_text", "every vector needs 4")):
+        values = table.column(name).to_pylist()
+        values[130] = [None, *values[130][1:]]
+        holes = table.set_column(table.schema.get_field_index(name), name, pa.array(values))
+        pq.write_table(holes, tmp_path / f"{name}.parquet")
+        with pytest.raises(Exception, match=rf"{name}.parquet: feature '{name}' has 1 null\(s\) inside its lists "
+                                            rf"\(the first in row 130, counting from 0\); {expected}"):
+            list(tfmtl.data.read_parquet(tmp_path / f"{name}.parquet", data.schema, data.tasks, 64, read_rows=50))

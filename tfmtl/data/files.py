@@ -8,14 +8,17 @@ as ``schema.input_specs()``), labels keyed by label key (float32, NaN = no label
 
 * CSV: one header line naming the columns; one column per ``[batch]`` input and per
   label. An empty label field is NaN (no label); an empty feature field is an error.
-  Inputs of shape ``[batch, n]`` (sequences, dense vectors) need TFRecord.
+  Inputs of shape ``[batch, n]`` (sequences, dense vectors) need TFRecord. A field that
+  is empty or not a number where one is needed fails the batch with an error naming
+  the file, the row, the column and the value.
 * TFRecord: ``tf.train.Example`` records parsed with the serving signature's spec
   (:func:`tfmtl.serving.examples.example_spec`), so training reads exactly what the
   ``serving_default``/Classify path reads; labels are float features, NaN when absent.
 * Parquet (needs ``pyarrow``: ``pip install "tfmtl[parquet]"``): one column per input
   and label; ``[batch, n]`` inputs are list columns (sequences are padded or truncated
   like :func:`~tfmtl.features.pad_sequences`, dense vectors must have ``n`` values). A
-  null label is NaN (no label); a null feature value is an error. Files are read in
+  null label is NaN (no label); a null feature value, or a null inside a list, is an
+  error naming the file, the column and the row. Files are read in
   row batches of ``read_rows`` (never whole), through ``tf.data.Dataset.from_generator``,
   so the reading itself runs in Python.
 
@@ -132,7 +135,7 @@ def _pipeline(
 #: What CSV fields ``read_csv`` takes as numbers: what ``tf.strings.to_number`` (and TensorFlow's own CSV
 #: reader) converts, leading and trailing blanks, exponents, ``nan``/``inf``/``infinity`` and hex included.
 _FLOAT_TEXT = r"\s*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|0[xX][0-9a-fA-F]+|(?i:inf|infinity|nan))\s*"
-_INT_TEXT = r"\s*[+-]?\d+\s*"
+_INT_TEXT = r"\s*[+-]?0*\d{1,19}\s*"  # more digits overflow int64
 #: A CSV record's place, ``file index * _ROWS_PER_FILE + row`` (rows from 1 after the header).
 _ROWS_PER_FILE = 2**40
 #: Data rows whose field count is checked when a CSV file is opened (see ``_csv_header``).
@@ -174,15 +177,17 @@ def _csv_value(text: tf.Tensor, dtype: tf.DType, label: bool) -> tf.Tensor:
 
 def _csv_problem(name: str, value: tf.Tensor, dtype: tf.DType, label: bool) -> tf.Tensor:
     """What is wrong with ``value``, an invalid field of column ``name`` (see ``_csv_valid``)."""
-    shown = tf.strings.join(["'", tf.strings.substr(value, 0, 100), "'"])
+    # Backquotes: the message goes through tf.debugging.Assert, which escapes quotes.
+    shown = tf.strings.join(["`", tf.strings.substr(value, 0, 100), "`"])
     if label:
-        return tf.strings.join([f"label column {name!r} has ", shown,
+        return tf.strings.join([f"label column `{name}` has ", shown,
                                 ", which is not a float (an empty field means no label)"])
-    empty = f"column {name!r} has an empty value; every feature needs one"
+    empty = f"column `{name}` has an empty value; every feature needs one"
     if dtype == tf.string:
         return tf.constant(empty)
     kind = "a float" if dtype.is_floating else "an integer (int64)"
-    return tf.where(tf.equal(value, ""), empty, tf.strings.join([f"column {name!r} has ", shown, f", which is not {kind}"]))
+    wrong = tf.strings.join([f"column `{name}` has ", shown, f", which is not {kind}"])
+    return tf.where(tf.equal(value, ""), empty, wrong)
 
 
 def _csv_check(valid: dict[str, tf.Tensor], texts: dict[str, tf.Tensor], where: tf.Tensor, files: tf.Tensor,
@@ -225,6 +230,15 @@ def read_csv(
     preprocess: bool | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(features, labels)`` streamed from CSV files with a header line.
+
+    Fields are read as text and converted per column in the batch map: ids must not be
+    empty, numeric features must be numbers (what ``tf.strings.to_number`` reads: blanks
+    around them, exponents, ``nan``, ``inf``), int64 ids integers, labels numbers or
+    empty (NaN). Otherwise the batch fails with an ``InvalidArgumentError`` naming the
+    file, the row (counting from 1 after the header), the column and the value. A row
+    with more fields than the header is a ``ValueError`` naming the file when it is among
+    the first 100 rows of a file (checked when the dataset is made); further down it
+    goes unnoticed (TensorFlow's reader ignores fields past the last column it reads).
 
     Args:
       paths: A file, a glob pattern, or a list of them (sorted; read in that order
@@ -278,8 +292,8 @@ def read_csv(
             path, [tf.constant([""])] * len(picked), header=True, field_delim=field_delim,
             select_cols=[index for index, _ in picked],
         )
-        file_index = tf.argmax(tf.cast(tf.equal(names, path), tf.int64))
-        return tf.data.Dataset.zip((records, tf.data.Dataset.counter(file_index * _ROWS_PER_FILE + 1)))
+        start = tf.argmax(tf.cast(tf.equal(names, path), tf.int64)) * _ROWS_PER_FILE  # (not counter(): slow)
+        return tf.data.Dataset.zip((records, tf.data.Dataset.range(start + 1, start + _ROWS_PER_FILE)))
 
     def parse(texts: tuple[tf.Tensor, ...], where: tf.Tensor) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
         by_name = {name: text for (_, name), text in zip(picked, texts)}
@@ -371,18 +385,37 @@ def _check_parquet_column(path: str, name: str, column: Any, spec: tf.TensorSpec
         raise TypeError(f"{path}: feature {name!r} expects {spec.dtype.name} values, the file has {kind}")
 
 
-def _parquet_values(name: str, column: Any, spec: tf.TensorSpec) -> np.ndarray:
-    """One feature column of a record batch as the array its input spec takes."""
+def _parquet_values(path: str, name: str, column: Any, spec: tf.TensorSpec, first_row: int = 0) -> np.ndarray:
+    """One feature column of a record batch (rows from ``first_row`` of file ``path``) as its input spec takes.
+
+    Nulls are errors naming the file, the column and the first row (counting from 0) holding one:
+    a null value, or a null inside a list (an id list's or a vector's).
+    """
     if column.null_count:
-        raise ValueError(f"feature {name!r} has {column.null_count} empty value(s) in a Parquet file; "
-                         "every feature needs a value in every row")
+        row = first_row + int(np.argmax(column.is_null().to_numpy(zero_copy_only=False)))
+        raise ValueError(f"{path}: feature {name!r} has {column.null_count} empty value(s) (null; the first in row "
+                         f"{row}, counting from 0); every feature needs a value in every row")
+    if spec.shape.rank == 2:
+        items = column.flatten()
+        if items.null_count:
+            import pyarrow.compute as pc
+
+            parents = pc.list_parent_indices(column).to_numpy()
+            row = first_row + int(parents[np.argmax(items.is_null().to_numpy(zero_copy_only=False))])
+            if spec.dtype.is_floating:
+                problem = f"every vector needs {spec.shape[1]} numbers"
+            else:
+                problem = "nulls inside id lists are not allowed (leave the id out instead)"
+            raise ValueError(f"{path}: feature {name!r} has {items.null_count} null(s) inside its lists (the first "
+                             f"in row {row}, counting from 0); {problem}")
     values = column.to_numpy(zero_copy_only=False)
     if spec.shape.rank == 2:
         width = spec.shape[1]
         if spec.dtype.is_floating:  # dense vectors: exactly n values
             lengths = {len(row) for row in values}
             if lengths - {width}:
-                raise ValueError(f"feature {name!r} takes {width} values per row, a Parquet row has {sorted(lengths)}")
+                raise ValueError(f"{path}: feature {name!r} takes {width} values per row, a Parquet row has "
+                                 f"{sorted(lengths)}")
             return np.stack(values).astype(np.float32).reshape(-1, width)
         return pad_sequences(values, width, "string" if spec.dtype == tf.string else "int64")
     if spec.dtype == tf.string:
@@ -434,8 +467,12 @@ def read_parquet(
     signature.update({key: tf.TensorSpec([None], tf.float32) for key in labels})
 
     def batches(path: bytes) -> Any:
-        for batch in pq.ParquetFile(path.decode()).iter_batches(batch_size=read_rows, columns=list(signature)):
-            out = {name: _parquet_values(name, batch.column(name), spec) for name, spec in specs.items()}
+        path, first_row = path.decode(), 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=read_rows, columns=list(signature)):
+            out = {
+                name: _parquet_values(path, name, batch.column(name), spec, first_row) for name, spec in specs.items()
+            }
+            first_row += batch.num_rows
             for key in labels:  # nulls become NaN
                 out[key] = batch.column(key).to_numpy(zero_copy_only=False).astype(np.float32)
             yield out
