@@ -11,7 +11,7 @@ from tfmtl.features.periodic import PeriodicEmbedding
 from tfmtl.features.pooling import SequencePooling, TargetAttention
 from tfmtl.features.ids import Sequence
 from tfmtl.features.kinds import FeatureKind, Pooling
-from tfmtl.features.preprocessing import FeaturePreprocessor
+from tfmtl.features.preprocessing import FeaturePreprocessor, check_adapted
 from tfmtl.features.schema import Schema
 
 
@@ -74,12 +74,7 @@ class FeatureEncoder(keras.layers.Layer):
         # output is cast to the compute dtype.
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
-        if not schema.is_adapted:
-            missing = [spec.name for spec in schema if not spec.is_adapted]
-            raise ValueError(
-                f"features {missing} have no vocabulary or statistics yet: call schema = schema.adapt(data) "
-                "before building a model"
-            )
+        check_adapted(schema)
         self.schema = schema
         # -- sub-layers: embeddings keyed by table (a feature's own name unless shared)
         self.embeddings: dict[str, keras.layers.Layer] = {}

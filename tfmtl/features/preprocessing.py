@@ -65,6 +65,16 @@ def schema_fingerprint(schema: Schema) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 2
 
 
+def check_adapted(schema: Schema) -> None:
+    """Raise a ValueError naming the features that still need :meth:`Schema.adapt`."""
+    if not schema.is_adapted:
+        missing = [spec.name for spec in schema if not spec.is_adapted]
+        raise ValueError(
+            f"features {missing} have no vocabulary or statistics yet: call schema = schema.adapt(data) "
+            "before building a model"
+        )
+
+
 def is_preprocessed(features: Any) -> bool:
     """True for a batch that :meth:`FeaturePreprocessor.for_dataset` produced."""
     return isinstance(features, Mapping) and SCHEMA_KEY in features
@@ -174,12 +184,7 @@ class FeaturePreprocessor(keras.layers.Layer):
         kwargs.setdefault("autocast", False)
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
-        if not schema.is_adapted:
-            missing = [spec.name for spec in schema if not spec.is_adapted]
-            raise ValueError(
-                f"features {missing} have no vocabulary or statistics yet: call schema = schema.adapt(data) "
-                "before building a model"
-            )
+        check_adapted(schema)
         self.schema = schema
         self.fingerprint = schema_fingerprint(schema)
         self.lookups: dict[str, keras.layers.Layer] = {}
