@@ -77,9 +77,9 @@ def test_the_compiled_part_has_no_lookup_hash_or_string_op(data):
         op.name for op in graph.get_operations() for tensor in op.outputs if tensor.dtype == tf.string
     })
     assert not strings, f"string tensors in the XLA-compiled step: {strings[:5]}"
-    assert "Embedding" in str({node.op for node in nodes}) or any(
-        node.op in ("ResourceGather", "GatherV2") for node in nodes
-    ), "the compiled step should hold the embedding lookups (gathers)"
+    assert any(node.op in ("ResourceGather", "GatherV2") for node in nodes), (
+        "the compiled step should hold the embedding lookups (gathers)"
+    )
     # ... while the whole model, raw inputs in, does hold the lookups (preprocessing stage).
     whole = tf.function(lambda f: model(f)).get_concrete_function(
         {name: tf.TensorSpec([None, *spec.shape[1:]], spec.dtype) for name, spec in data.schema.input_specs().items()}

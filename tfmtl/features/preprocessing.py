@@ -38,7 +38,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from tfmtl._compat import keras, tf
-from tfmtl.features.ids import Categorical, Sequence
+from tfmtl.features.ids import Categorical
 from tfmtl.features.kinds import FeatureKind, IdType, transform_values
 from tfmtl.features.schema import Schema
 from tfmtl.features.values import PretrainedTable
@@ -140,7 +140,6 @@ def _checked_shapes(schema: Schema, features: Mapping[str, tf.Tensor]) -> dict[s
         if first is None:
             first = (name, rows)
         else:
-            tensor = tf.identity(tensor)
             with tf.control_dependencies([tf.debugging.assert_equal(
                 rows, first[1], message=f"feature {name!r} and feature {first[0]!r} have different numbers of rows",
             )]):
@@ -261,10 +260,9 @@ class FeaturePreprocessor(keras.layers.Layer):
 def dataset_preprocessor(schema: Schema) -> FeaturePreprocessor:
     """A :class:`FeaturePreprocessor` for ``tf.data`` maps, one per schema (its tables are built once)."""
     key = schema_fingerprint(schema)
-    cached = _DATASET_PREPROCESSORS.get(key)
-    if cached is None or cached.schema != schema:
-        cached = _DATASET_PREPROCESSORS[key] = FeaturePreprocessor(schema, name="dataset_preprocessing")
-    return cached
+    if key not in _DATASET_PREPROCESSORS:
+        _DATASET_PREPROCESSORS[key] = FeaturePreprocessor(schema, name="dataset_preprocessing")
+    return _DATASET_PREPROCESSORS[key]
 
 
 _DATASET_PREPROCESSORS: dict[int, FeaturePreprocessor] = {}

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from typing import Any, Callable, Iterator, Mapping, Sequence
-
-import numpy as np
+from typing import Any, Callable, Mapping, Sequence
 
 from tfmtl._compat import keras, tf
 from tfmtl.balancing import LossBalancer, check_balancer
 from tfmtl.features.encoder import FeatureEncoder
 from tfmtl.features.preprocessing import FeaturePreprocessor, is_preprocessed
 from tfmtl.features.schema import Schema
+from tfmtl.models.entry_points import RawInputEntryPoints
 from tfmtl.models.gradients import balanced_gradients, mean_over_replicas, scaled, unscaled
 from tfmtl.models.labels import prepare_labels, shaped
 from tfmtl.tasks.kinds import TaskKind
@@ -48,7 +46,7 @@ class _Training:
 
 
 @keras.utils.register_keras_serializable(package="tfmtl")
-class MultiTaskModel(keras.Model):
+class MultiTaskModel(RawInputEntryPoints, keras.Model):
     """A Keras functional model with dict inputs (features) and dict outputs (tasks).
 
     Built by the architectures in :mod:`tfmtl.models` (``shared_bottom``, ``mmoe``,
@@ -122,19 +120,6 @@ class MultiTaskModel(keras.Model):
     def task_names(self) -> tuple[str, ...]:
         return tuple(task.name for task in self.tasks)
 
-    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-        # Conformed before Keras sees them: Keras would flatten Python lists and refuse
-        # ragged ones, and name inputs by position.
-        return super().__call__(self._conformed(inputs), *args, **kwargs)
-
-    def _conformed(self, inputs: Any) -> Any:
-        """Raw inputs checked and converted by :meth:`Schema.conform`; symbolic or preprocessed ones as given."""
-        if is_preprocessed(inputs):
-            return inputs
-        if isinstance(inputs, Mapping) and any(_is_keras_tensor(value) for value in inputs.values()):
-            return inputs
-        return self.schema.conform(inputs)
-
     def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
         return self.trainable_stage(self.preprocess(inputs), training=training)
 
@@ -148,7 +133,7 @@ class MultiTaskModel(keras.Model):
         """
         if is_preprocessed(features):
             return self.preprocessor.strip(features)
-        return self.preprocessor(self.schema.conform(features))
+        return self.preprocessor(features)  # (it conforms them first)
 
     def compile(
         self,
@@ -281,60 +266,15 @@ class MultiTaskModel(keras.Model):
             return super().metrics
         return [*training.metrics, *(m for layer in self._flatten_layers() for m in layer._metrics)]
 
-    def fit(self, x: Any = None, y: Any = None, *args: Any, callbacks: Any = None, **kwargs: Any) -> Any:
-        """Keras ``fit``; raw feature dicts are checked by the schema first; tells the balancer when an epoch ends."""
+    def fit(self, *args: Any, callbacks: Any = None, **kwargs: Any) -> Any:
+        """Keras ``fit`` (raw feature dicts checked first); also tells the balancing strategy when an epoch ends."""
         training = self.__dict__.get("_training")
         if training is not None:
             if isinstance(callbacks, keras.callbacks.CallbackList):
                 callbacks.append(_EpochEnd(training.balancer))
             else:
                 callbacks = [*(callbacks or []), _EpochEnd(training.balancer)]
-        x = self._conformed_data(x)
-        _check_label_rows(x, y)
-        with self._fitting_steps(x, kwargs.get("steps_per_epoch")):
-            return super().fit(x, y, *args, callbacks=callbacks, **kwargs)
-
-    def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
-        """Keras ``evaluate``; raw feature dicts are checked by the schema first."""
-        x = self._conformed_data(x)
-        _check_label_rows(x, y)
-        with self._fitting_steps(x, kwargs.get("steps")):
-            return super().evaluate(x, y, *args, **kwargs)
-
-    def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
-        """Keras ``predict``; raw feature dicts are checked by the schema first (0 rows give 0 rows)."""
-        x = self._conformed_data(x)
-        if isinstance(x, Mapping) and not is_preprocessed(x) and _rows(x) == 0:
-            return tf.nest.map_structure(lambda tensor: tensor.numpy(), self(x, training=False))
-        if isinstance(x, tf.data.Dataset) and int(x.cardinality()) == 0:  # Keras refuses empty data
-            return {name: np.zeros([0, *tensor.shape[1:]], np.float32) for name, tensor in self.output.items()}
-        with self._fitting_steps(x, kwargs.get("steps")):
-            return super().predict(x, *args, **kwargs)
-
-    def _conformed_data(self, x: Any) -> Any:
-        return self._conformed(x) if isinstance(x, Mapping) else x
-
-    def _fitting_steps(self, x: Any, steps: Any) -> Any:
-        """One step per execution for a dataset of unknown size with no step count (Keras needs one then)."""
-        if (
-            steps is None and isinstance(x, tf.data.Dataset)
-            and int(x.cardinality()) == int(tf.data.UNKNOWN_CARDINALITY)
-        ):
-            return _one_step_per_execution(self)
-        return contextlib.nullcontext()
-
-    # Keras's *_on_batch run the step function steps_per_execution times on one batch.
-    def train_on_batch(self, *args: Any, **kwargs: Any) -> Any:
-        with _one_step_per_execution(self):
-            return super().train_on_batch(*args, **kwargs)
-
-    def test_on_batch(self, *args: Any, **kwargs: Any) -> Any:
-        with _one_step_per_execution(self):
-            return super().test_on_batch(*args, **kwargs)
-
-    def predict_on_batch(self, *args: Any, **kwargs: Any) -> Any:
-        with _one_step_per_execution(self):
-            return super().predict_on_batch(*args, **kwargs)
+        return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def _task_losses(
         self, labels: Mapping[str, tf.Tensor], weights: Mapping[str, tf.Tensor], y_pred: Any
@@ -460,42 +400,6 @@ class MultiTaskModel(keras.Model):
                 known = [layer.name for layer in self.layers]
                 raise ValueError(f"balancer layers: no layer {name!r}; layers: {known}") from None
         return [v for v in variables if id(v) in chosen]
-
-
-def _is_keras_tensor(value: Any) -> bool:
-    try:
-        return keras.backend.is_keras_tensor(value)
-    except ValueError:  # not a tensor at all
-        return False
-
-
-def _check_label_rows(x: Any, y: Any) -> None:
-    if not (isinstance(x, Mapping) and isinstance(y, Mapping)) or is_preprocessed(x):
-        return
-    rows = _rows(x)
-    for key, value in y.items():
-        count = len(value) if hasattr(value, "__len__") else None
-        if rows is not None and count is not None and count != rows:
-            raise ValueError(f"label {key!r} has {count} rows but the features have {rows}: give one label per example")
-
-
-def _rows(features: Mapping[str, Any]) -> int | None:
-    first = next(iter(features.values()), None)
-    return None if first is None or first.shape.rank is None else first.shape[0]
-
-
-@contextlib.contextmanager
-def _one_step_per_execution(model: keras.Model) -> Iterator[None]:
-    counter = getattr(model, "_steps_per_execution", None)
-    if counter is None:
-        yield
-        return
-    before = int(counter.numpy())
-    counter.assign(1)
-    try:
-        yield
-    finally:
-        counter.assign(before)
 
 
 class _EpochEnd(keras.callbacks.Callback):

@@ -1,0 +1,127 @@
+"""What Keras's entry points do with raw feature dicts before Keras sees them.
+
+Keras would turn a Python list into a nested structure, refuse a ragged one, check
+inputs by position and, with ``steps_per_execution > 1``, refuse data of unknown size
+and run ``*_on_batch`` several times on one batch. :class:`RawInputEntryPoints` puts
+:meth:`~tfmtl.features.Schema.conform` (the one set of rules, errors naming the
+feature) in front of ``__call__``, ``fit``, ``evaluate`` and ``predict``, and handles
+the step counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from tfmtl._compat import keras, tf
+from tfmtl.features.preprocessing import is_preprocessed
+
+
+class RawInputEntryPoints:
+    """Mixin for a Keras model with a ``schema``: raw inputs conformed at every entry point."""
+
+    schema: Any
+    preprocessor: Any  # a FeaturePreprocessor
+
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        return super().__call__(self._conformed(inputs), *args, **kwargs)
+
+    def _conformed(self, inputs: Any) -> Any:
+        """Raw inputs checked and converted by :meth:`Schema.conform`; symbolic or preprocessed ones as given."""
+        if is_preprocessed(inputs):
+            return inputs
+        if isinstance(inputs, Mapping) and any(_is_keras_tensor(value) for value in inputs.values()):
+            return inputs
+        return self.schema.conform(inputs)
+
+    def _conformed_data(self, x: Any) -> Any:
+        return self._conformed(x) if isinstance(x, Mapping) else x
+
+    def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """Keras ``fit``; raw feature dicts are checked and preprocessed once, not at every step of every epoch."""
+        x = self._conformed_data(x)
+        _check_label_rows(x, y)
+        if isinstance(x, Mapping) and not is_preprocessed(x):
+            x = self.preprocessor.for_dataset(x)
+        with self._fitting_steps(x, kwargs.get("steps_per_epoch")):
+            return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """Keras ``evaluate``; raw feature dicts are checked by the schema first."""
+        x = self._conformed_data(x)
+        _check_label_rows(x, y)
+        with self._fitting_steps(x, kwargs.get("steps")):
+            return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        """Keras ``predict``; raw feature dicts are checked by the schema first (0 rows give 0 rows)."""
+        x = self._conformed_data(x)
+        if isinstance(x, Mapping) and not is_preprocessed(x) and _rows(x) == 0:
+            return tf.nest.map_structure(lambda tensor: tensor.numpy(), self(x, training=False))
+        if isinstance(x, tf.data.Dataset) and int(x.cardinality()) == 0:  # Keras refuses empty data
+            return {name: np.zeros([0, *tensor.shape[1:]], np.float32) for name, tensor in self.output.items()}
+        with self._fitting_steps(x, kwargs.get("steps")):
+            return super().predict(x, *args, **kwargs)
+
+    def _fitting_steps(self, x: Any, steps: Any) -> Any:
+        """One step per execution for a dataset of unknown size with no step count (Keras needs one then)."""
+        if (
+            steps is None and isinstance(x, tf.data.Dataset)
+            and int(x.cardinality()) == int(tf.data.UNKNOWN_CARDINALITY)
+        ):
+            return _one_step_per_execution(self)
+        return contextlib.nullcontext()
+
+    # Keras's *_on_batch run the step function steps_per_execution times on one batch.
+    def train_on_batch(self, *args: Any, **kwargs: Any) -> Any:
+        with _one_step_per_execution(self):
+            return super().train_on_batch(*args, **kwargs)
+
+    def test_on_batch(self, *args: Any, **kwargs: Any) -> Any:
+        with _one_step_per_execution(self):
+            return super().test_on_batch(*args, **kwargs)
+
+    def predict_on_batch(self, *args: Any, **kwargs: Any) -> Any:
+        with _one_step_per_execution(self):
+            return super().predict_on_batch(*args, **kwargs)
+
+
+def _is_keras_tensor(value: Any) -> bool:
+    try:
+        return keras.backend.is_keras_tensor(value)
+    except ValueError:  # not a tensor at all
+        return False
+
+
+def _check_label_rows(x: Any, y: Any) -> None:
+    if not (isinstance(x, Mapping) and isinstance(y, Mapping)) or is_preprocessed(x):
+        return
+    rows = _rows(x)
+    for key, value in y.items():
+        count = len(value) if hasattr(value, "__len__") else None
+        if rows is not None and count is not None and count != rows:
+            raise ValueError(f"label {key!r} has {count} rows but the features have {rows}: give one label per example")
+
+
+def _rows(features: Mapping[str, Any]) -> int | None:
+    first = next(iter(features.values()), None)
+    return None if first is None or first.shape.rank is None else first.shape[0]
+
+
+@contextlib.contextmanager
+def _one_step_per_execution(model: Any) -> Iterator[None]:
+    counter = getattr(model, "_steps_per_execution", None)
+    if counter is None:
+        yield
+        return
+    before = int(counter.numpy())
+    counter.assign(1)
+    try:
+        yield
+    finally:
+        counter.assign(before)
+
+
+__all__ = ["RawInputEntryPoints"]
