@@ -329,8 +329,10 @@ def conform_input(name: str, spec: tf.TensorSpec, value: Any, *, padded: bool) -
             raise TypeError(f"feature {name!r} expects float values, got booleans")
         if spec.dtype.is_floating and array.dtype.kind in "iuf":
             array = array.astype(np.float32)
-        if array.dtype == object:
-            _check_ids(name, spec, array.reshape(-1)) if not spec.dtype.is_floating else _check_numbers(name, array)
+        if array.dtype == object and spec.dtype.is_floating:
+            _check_numbers(name, array)
+        elif array.dtype == object:
+            _check_ids(name, spec, array.reshape(-1))
         if array.dtype.kind in "OUS" and spec.dtype == tf.string:
             array = array.astype(object)
         try:

@@ -46,9 +46,7 @@ def prepare_labels(
                 raise ValueError(
                     f"task {task.name!r} has no {what} {key!r} in the data; label keys present: {sorted(y)}.{hint}"
                 )
-        if getattr(y[task.label_key], "dtype", None) in (tf.string, np.dtype(object)) or (
-            isinstance(y[task.label_key], np.ndarray) and y[task.label_key].dtype.kind in "OUS"
-        ):
+        if _is_text(y[task.label_key]):
             raise TypeError(f"task {task.name!r}: label {task.label_key!r} must hold numbers (NaN = missing), got strings")
         label = _column(y[task.label_key])
         present = label_present(label, task.kind)
@@ -64,6 +62,12 @@ def prepare_labels(
         check_labels(task, label)
         labels[task.name], weights[task.name] = label, weight
     return x, labels, weights
+
+
+def _is_text(values: Any) -> bool:
+    """Strings (a string tensor, or a numpy array of str/bytes/objects), which no cast should turn into labels."""
+    dtype = getattr(values, "dtype", None)
+    return dtype == tf.string if isinstance(dtype, tf.DType) else isinstance(dtype, np.dtype) and dtype.kind in "OUS"
 
 
 def _column(values: Any) -> tf.Tensor:
