@@ -27,7 +27,7 @@ Variants (``--variants``):
 * ``--torch-python PATH``: torch-rechub's ``MMOE`` run by ``peer_torch_rechub.py`` in
   that interpreter (torch and torch-rechub cannot live in tfmtl's environment).
 
-    python benchmarks/train_throughput.py                 # tfmtl and keras variants, batch 512 and 4096, 500k rows
+    python benchmarks/train_throughput.py                 # keras, adam, default, default-inmodel; batch 512 and 4096; 500k rows
     python benchmarks/train_throughput.py --rows 100000 --batch-sizes 512 --variants keras lazy-spe
     python benchmarks/train_throughput.py --variants keras lazy-spe deepctr --torch-python peers/bin/python
 
