@@ -56,14 +56,33 @@ def read_tfrecord(
     def reader(path: tf.Tensor) -> tf.data.Dataset:
         return tf.data.TFRecordDataset(path, compression_type=compression_type)
 
+    # [batch, n] inputs are read as variable-length lists and checked here, so a record with
+    # another count gets an error naming the feature and n (ParseExample's names neither reliably).
+    widths = {name: s.shape[1] for name, s in schema.input_specs().items() if s.shape.rank == 2}
+    for name in widths:
+        spec[name] = tf.io.VarLenFeature(spec[name].dtype)
+
     def parse(records: tf.Tensor) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
         parsed = tf.io.parse_example(records, spec)
+        for name, width in widths.items():
+            parsed[name] = _fixed_width(parsed[name], name, width, tf.shape(records)[0])
         return {name: parsed[name] for name in schema.input_specs()}, {key: parsed[key] for key in labels}
 
     return _pipeline(
         files, reader, parse, batch_size, shuffle_buffer=shuffle_buffer, seed=seed, input_context=input_context,
         drop_remainder=drop_remainder, schema=schema, preprocess=preprocess,
     )
+
+
+def _fixed_width(values: tf.SparseTensor, name: str, width: int, rows: tf.Tensor) -> tf.Tensor:
+    """``[rows, width]`` from a parsed variable-length feature, after checking every Example has ``width`` values."""
+    counts = tf.math.bincount(tf.cast(values.indices[:, 0], tf.int32), minlength=rows, maxlength=rows)
+    check = tf.debugging.Assert(tf.reduce_all(tf.equal(counts, width)), [
+        f"TFRecord feature `{name}` needs exactly {width} values per Example (ids padded to max_len, or the "
+        "vector's length); values per Example in this batch:", counts,
+    ], summarize=8)
+    with tf.control_dependencies([check]):
+        return tf.reshape(values.values, [-1, width])
 
 
 def write_tfrecord(data: MultiTaskData, path: str | pathlib.Path, *, shards: int = 1, chunk_rows: int = 10_000) -> list[str]:
