@@ -22,6 +22,8 @@ Variants (``--variants``):
 * ``default-inmodel``: the same with raw batches (``preprocess=False``): the lookups run
   in the model's step.
 * ``default-xla``: ``model.compile(jit_compile=True)``, preprocessing in ``tf.data``.
+* ``default-bf16``: ``default`` under the ``mixed_bfloat16`` Keras policy (bfloat16
+  matmuls, float32 weights, heads, losses and metrics): the CPU's AVX512_BF16 lever.
 * ``deepctr`` (only when asked for; ``pip install --no-deps deepctr==0.9.4``):
   DeepCTR's ``MMOE`` with its defaults, in this process (it runs on tf_keras).
 * ``--torch-python PATH``: torch-rechub's ``MMOE`` run by ``peer_torch_rechub.py`` in
@@ -72,7 +74,7 @@ def make_workload(rows: int, seed: int = 0) -> tfmtl.data.MultiTaskData:
     return tfmtl.data.MultiTaskData(features, labels, schema, tasks, oracle=oracle)
 
 
-VARIANTS = ("keras", "adam", "lazy", "adam-spe", "lazy-spe", "default", "default-inmodel", "default-xla", "deepctr")
+VARIANTS = ("keras", "adam", "lazy", "adam-spe", "lazy-spe", "default", "default-inmodel", "default-xla", "default-bf16", "deepctr")
 DEFAULT_VARIANTS = ("keras", "adam", "default", "default-inmodel")  # deepctr runs when asked for (it must be installed)
 
 
@@ -166,7 +168,9 @@ def run(variant: str, train, test, schema, batch_size: int, steps_per_execution:
         dataset, test_dataset = _deepctr_dataset(train, train, batch_size), _deepctr_dataset(test, train, 8192)
         auc_key = "{}_auc"
     elif variant.startswith("default"):
+        keras.mixed_precision.set_global_policy("mixed_bfloat16" if variant == "default-bf16" else "float32")
         model = tfmtl.models.mmoe(schema, train.tasks, num_experts=4, expert_units=(256, 128))
+        keras.mixed_precision.set_global_policy("float32")  # the layers keep the policy they were built with
         model.compile(jit_compile=variant == "default-xla")  # README's call
         spe = model._steps_per_execution.numpy()
         raw = _tfmtl_data(train, schema).to_dataset(batch_size, shuffle=False, preprocess=False).cache()

@@ -46,15 +46,3 @@ def test_unadapted_schema_is_refused_with_advice():
         FeatureEncoder(Schema([Categorical("item")]))
 
 
-@pytest.mark.parametrize(
-    "spec, ids",
-    [
-        (Categorical("shop", embedding_dim=1, vocabulary=(-1, 5), id_type=IdType.INT64), np.array([-1, 5, 7])),
-        (Categorical("tag", embedding_dim=1, vocabulary=("[UNK]", "x")), np.array(["[UNK]", "x", "y"])),
-    ],
-)
-def test_an_id_equal_to_keras_default_oov_token_keeps_its_own_row(spec, ids, raw_encoder):
-    encoder = raw_encoder(Schema([spec]))
-    encoder({spec.name: ids[:1]})
-    encoder.embeddings[spec.name].set_weights([np.array([[0.0], [1.0], [2.0]], np.float32)])  # OOV, then vocab
-    np.testing.assert_array_equal(encoder({spec.name: ids}).numpy()[:, 0], [1.0, 2.0, 0.0])

@@ -4,13 +4,12 @@ import numpy as np
 import pytest
 
 import tfmtl
-from tfmtl._compat import keras, tf
+from tfmtl._compat import keras
 from tfmtl.features import (
     Bucketized,
     Categorical,
     DenseVector,
     FeatureEncoder,
-    IdType,
     MultiValued,
     Numeric,
     PeriodicEmbedding,
@@ -71,22 +70,6 @@ def test_shared_table_learns_one_vocabulary_from_all_members_without_padding(ada
     assert set(adapted["item_id"].vocabulary) == set(ids) and "" not in adapted["item_id"].vocabulary
     encoder = FeatureEncoder(adapted)
     assert "history_embedding" not in [layer.name for layer in encoder.embeddings.values()]  # built once
-
-
-def test_bucketized_learns_quantiles_of_the_transformed_values():
-    values = np.arange(1.0, 1001.0)
-    schema = Schema([Bucketized("x", num_buckets=4, log=True)]).adapt({"x": values})
-    expected = np.quantile(np.log1p(values), [0.25, 0.5, 0.75])
-    np.testing.assert_allclose(schema["x"].boundaries, expected)
-
-
-def test_numeric_log_and_clip_statistics_and_encoding(raw_encoder):
-    values = np.array([-5.0, 0.0, 10.0, 1e6], np.float32)
-    spec = Schema([Numeric("x", log=True, clip=(0.0, 100.0))]).adapt({"x": values})["x"]
-    transformed = np.log1p(np.clip(values.astype(np.float64), 0.0, 100.0))
-    assert spec.mean == pytest.approx(transformed.mean()) and spec.variance == pytest.approx(transformed.var())
-    out = raw_encoder(Schema([spec]))({"x": values}).numpy()[:, 0]
-    np.testing.assert_allclose(out, (transformed - spec.mean) / np.sqrt(spec.variance), rtol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -153,60 +136,9 @@ def test_conform_pads_short_rows_and_keeps_the_most_recent_of_long_rows(adapted)
     assert out["tags"].numpy().astype(str).tolist() == [["x", "", ""], ["", "", ""]]
 
 
-def test_pad_sequences_truncates_to_the_first_most_recent_ids():
-    assert pad_sequences([[9, 8, 7, 6]], 2, IdType.INT64).tolist() == [[9, 8]]
-
-
 # -- encoder values against hand computations ----------------------------------------
-def test_hashed_categorical_uses_the_keras_hashing_bins(raw_encoder):
-    encoder = raw_encoder(Schema([Categorical("query", embedding_dim=2, num_hash_bins=7, salt=3)]))
-    ids = np.array(["a", "b", "never-seen", "zz", "a"])
-    out = encoder({"query": ids}).numpy()
-    bins = keras.layers.Hashing(7, salt=3)(ids).numpy().ravel()
-    np.testing.assert_array_equal(out, tf.gather(encoder.embeddings["query"].embeddings, bins).numpy())
-    assert len(set(bins)) > 1
-
-
 def _probe(rows):
     return {name: value[:rows] for name, value in _data().items()}
-
-
-def test_masked_pooling_matches_numpy():
-    rng = np.random.default_rng(1)
-    embeddings = rng.normal(size=(3, 4, 2)).astype(np.float32)
-    mask = np.array([[1, 1, 0, 0], [0, 0, 0, 0], [1, 0, 1, 1]], bool)
-    weights = rng.uniform(0.1, 2.0, size=(3, 4)).astype(np.float32)
-    m, w = mask[:, :, None], (mask * weights)[:, :, None]
-    count = np.maximum(mask.sum(1, keepdims=True), 1)
-    expected = {
-        "sum": (embeddings * m).sum(1),
-        "mean": (embeddings * m).sum(1) / count,
-        "max": np.where(mask.any(1, keepdims=True), np.where(m, embeddings, -np.inf).max(1), 0.0),
-    }
-    for pooling, value in expected.items():
-        np.testing.assert_allclose(SequencePooling(pooling)(embeddings, mask).numpy(), value, rtol=1e-6, atol=1e-6)
-    weighted_mean = (embeddings * w).sum(1) / np.where(w.sum(1) > 0, w.sum(1), 1.0)
-    np.testing.assert_allclose(SequencePooling("mean")(embeddings, mask, weights).numpy(), weighted_mean, rtol=1e-5)
-    np.testing.assert_allclose(SequencePooling("sum")(embeddings, mask, weights).numpy(), (embeddings * w).sum(1), rtol=1e-5)
-
-
-def test_target_attention_matches_numpy_masked_softmax_and_empty_rows_are_zero():
-    rng = np.random.default_rng(2)
-    query = rng.normal(size=(3, 2)).astype(np.float32)
-    keys = rng.normal(size=(3, 4, 2)).astype(np.float32)
-    mask = np.array([[1, 1, 1, 0], [0, 0, 0, 0], [0, 1, 0, 1]], bool)
-    attention = TargetAttention(hidden_units=())
-    out = attention(query, keys, mask).numpy()
-    kernel, bias = (w.numpy() for w in attention.score.weights)
-    q = np.broadcast_to(query[:, None, :], keys.shape)
-    scores = (np.concatenate([q, keys, q - keys, q * keys], -1) @ kernel)[..., 0] + bias[0]
-    expected = np.zeros_like(query)
-    for row in range(3):
-        if mask[row].any():
-            s = np.exp(scores[row][mask[row]] - scores[row][mask[row]].max())
-            expected[row] = (s / s.sum()) @ keys[row][mask[row]]
-    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
-    assert not np.isnan(out).any() and np.all(out[1] == 0.0)
 
 
 def test_empty_history_and_empty_tags_give_finite_outputs(adapted, raw_encoder):
@@ -218,49 +150,19 @@ def test_empty_history_and_empty_tags_give_finite_outputs(adapted, raw_encoder):
     np.testing.assert_array_equal(embedded["tags"].numpy(), 0.0)
 
 
-def test_pretrained_table_is_frozen_and_unknown_ids_are_zeros(raw_encoder):
-    schema = Schema([PretrainedTable("item_llm", vectors=VECTORS)])
-    encoder = raw_encoder(schema)
-    out = encoder({"item_llm": np.array(["i2", "nope", "i1"])}).numpy()
-    np.testing.assert_array_equal(out, [VECTORS["i2"], [0.0, 0.0, 0.0], VECTORS["i1"]])
-    assert encoder.trainable_weights == []
-
-
-def test_bucketized_embeds_the_discretized_bucket(raw_encoder):
-    schema = Schema([Bucketized("age", boundaries=(10.0, 20.0), embedding_dim=1)])
-    encoder = raw_encoder(schema)
-    encoder({"age": np.array([0.0])})
-    encoder.embeddings["age"].set_weights([np.array([[100.0], [200.0], [300.0]], np.float32)])
-    out = encoder({"age": np.array([-5.0, 10.0, 19.9, 20.0, 1e9], np.float32)}).numpy()[:, 0]
-    np.testing.assert_array_equal(out, [100.0, 200.0, 200.0, 300.0, 300.0])
-
-
-def test_periodic_embedding_matches_numpy_and_replaces_the_standardized_value(raw_encoder):
-    spec = Numeric("x", mean=1.0, variance=4.0, embedding_dim=2, frequencies=3)
-    encoder = raw_encoder(Schema([Categorical("c", embedding_dim=1, vocabulary=("a",)), spec]))
-    values = np.array([-3.0, 1.0, 2.5, 1e4], np.float32)
-    out = encoder({"c": np.array(["a"] * 4), "x": values}).numpy()
-    layer = encoder.periodic["x"]
-    assert isinstance(layer, PeriodicEmbedding) and layer.name == "x_periodic"
-    frequencies = layer.coefficients.numpy()
-    kernel, bias = (w.numpy() for w in layer.dense.weights)
-    phase = 2 * np.pi * ((values[:, None] - 1.0) / 2.0) * frequencies  # standardized first
-    expected = np.maximum(np.concatenate([np.cos(phase), np.sin(phase)], 1) @ kernel + bias, 0.0)
-    assert encoder.output_widths() == [("c", 1), ("x", 2)] and out.shape == (4, 3)
-    np.testing.assert_allclose(out[:, 1:], expected, rtol=1e-4, atol=1e-5)
-    assert frequencies.std() > 0 and len({round(float(f), 6) for f in frequencies}) == 3  # drawn, not constant
-
-
-def test_embedded_numeric_sits_with_the_embeddings_and_plain_numerics_stay_last(raw_encoder):
-    schema = Schema([
-        Numeric("plain", mean=0.0, variance=1.0),
-        Numeric("embedded", mean=0.0, variance=1.0, embedding_dim=4),
-        Categorical("c", embedding_dim=2, vocabulary=("a",)),
-    ])
-    encoder = raw_encoder(schema)
-    assert encoder.output_widths() == [("embedded", 4), ("c", 2), ("plain", 1)]
-    assert encoder.scalar_features == ["plain"]
-    assert Schema.from_config(schema.get_config()) == schema
+def test_every_kind_keeps_the_kind_contract(adapted):
+    """Each kind's preprocess returns its inputs' keys; its encoder returns [B, output_dim]; no string reaches it."""
+    preprocess = tfmtl.features.FeaturePreprocessor(adapted)
+    encoder = FeatureEncoder(adapted)
+    raw = _probe(5)
+    features = preprocess(raw)
+    embedded = encoder.embed(features)
+    for spec in adapted:
+        assert sorted(spec.preprocess(adapted.conform(raw), preprocess.lookups)) == sorted(spec.input_specs())
+        assert embedded[spec.name].shape == (5, spec.output_dim), spec.name
+    assert all(value.dtype != "string" for value in features.values())
+    assert sorted(encoder.encoders) == sorted(adapted.names)
+    assert sum(width for _, width in encoder.output_widths()) == encoder(features).shape[1]
 
 
 # -- round trips and export --------------------------------------------------------

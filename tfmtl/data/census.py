@@ -18,9 +18,10 @@ import pathlib
 import numpy as np
 
 from tfmtl.data.dataset import MultiTaskData
-from tfmtl.features.ids import Categorical
+from tfmtl.features.bucketized import Bucketized
+from tfmtl.features.categorical import Categorical
 from tfmtl.features.schema import Schema
-from tfmtl.features.values import Bucketized, Numeric
+from tfmtl.features.numeric import Numeric
 from tfmtl.tasks.task import Task
 
 COLUMNS = (

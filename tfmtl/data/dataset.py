@@ -9,7 +9,6 @@ import numpy as np
 
 from tfmtl._compat import tf
 from tfmtl.features.preprocessing import dataset_preprocessor
-from tfmtl.features.ids import Sequence
 from tfmtl.features.schema import Schema, conform_input
 from tfmtl.tasks.task import Task, check_tasks
 
@@ -141,7 +140,7 @@ def conform_arrays(schema: Schema, features: Mapping[str, Any]) -> dict[str, np.
             out[name] = np.asarray(value)
             continue
         feature = next(f for f in schema if name in f.input_specs())
-        tensor = conform_input(name, spec, value, padded=isinstance(feature, Sequence))
+        tensor = conform_input(name, spec, value, padded=feature.padded)
         array = tensor.numpy()
         if spec.dtype == tf.string:
             array = np.array([v.decode("utf-8") for v in array.reshape(-1)], dtype=object).reshape(array.shape)

@@ -21,7 +21,7 @@ import numpy as np
 
 from tfmtl.data.dataset import MultiTaskData
 from tfmtl.features.schema import Schema
-from tfmtl.features.values import DenseVector
+from tfmtl.features.dense_vector import DenseVector
 from tfmtl.tasks.task import Task
 
 PRESETS = {

@@ -18,7 +18,7 @@ import numpy as np
 from tfmtl._compat import tf
 from tfmtl.data.dataset import MultiTaskData
 from tfmtl.data.pipeline import _columns, _expand, _label_columns, _pipeline, label_keys
-from tfmtl.features.ids import pad_sequences
+from tfmtl.features.sequence import pad_sequences
 from tfmtl.features.schema import Schema
 from tfmtl.tasks.task import Task
 

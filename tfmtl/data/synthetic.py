@@ -36,10 +36,12 @@ from __future__ import annotations
 import numpy as np
 
 from tfmtl.data.dataset import MultiTaskData
-from tfmtl.features.ids import Categorical, Sequence
+from tfmtl.features.categorical import Categorical
 from tfmtl.features.kinds import PAD_STRING, IdType, Pooling
 from tfmtl.features.schema import Schema
-from tfmtl.features.values import DenseVector, Numeric
+from tfmtl.features.dense_vector import DenseVector
+from tfmtl.features.numeric import Numeric
+from tfmtl.features.sequence import Sequence
 from tfmtl.tasks.task import Task
 
 _LATENT = 8

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import numpy as np
-
 from tfmtl._compat import keras, tf
-from tfmtl.features.periodic import PeriodicEmbedding
-from tfmtl.features.pooling import SequencePooling, TargetAttention
-from tfmtl.features.ids import Sequence
-from tfmtl.features.kinds import FeatureKind, Pooling
 from tfmtl.features.preprocessing import FeaturePreprocessor, check_adapted
 from tfmtl.features.schema import Schema
-
-
-_POOLED = (FeatureKind.SEQUENCE, FeatureKind.MULTI_VALUED)
 
 
 @keras.utils.register_keras_serializable(package="tfmtl")
@@ -25,8 +16,9 @@ class FeatureEncoder(keras.layers.Layer):
     The trainable stage's first layer: it reads what
     :class:`~tfmtl.features.FeaturePreprocessor` produced (int64 table rows,
     standardized floats), so it holds only numeric ops (it compiles with XLA and
-    runs on an accelerator). Per feature kind (see :mod:`tfmtl.features.ids` and
-    :mod:`tfmtl.features.values`):
+    runs on an accelerator). It is a mapping of per-kind encoders (:attr:`encoders`,
+    one per feature, each from its kind's module, see :mod:`tfmtl.features.kinds`)
+    over shared embedding tables (:attr:`embeddings`), plus the concatenation:
 
     * categorical rows go through an ``Embedding``; features naming the same table
       share it, built once;
@@ -76,39 +68,14 @@ class FeatureEncoder(keras.layers.Layer):
         super().__init__(**kwargs)
         check_adapted(schema)
         self.schema = schema
-        # -- sub-layers: embeddings keyed by table (a feature's own name unless shared)
+        #: Embedding layers keyed by table (a feature's own name unless shared), built once.
         self.embeddings: dict[str, keras.layers.Layer] = {}
-        self.poolings: dict[str, keras.layers.Layer] = {}
-        self.projections: dict[str, keras.layers.Layer] = {}
-        self.periodic: dict[str, keras.layers.Layer] = {}
-        for table, members in schema.tables.items():
-            spec = members[0]  # the schema checked that all members agree
-            self.embeddings[table] = keras.layers.Embedding(spec.table_size, spec.embedding_dim, name=f"{table}_embedding")
         for spec in schema:
-            if spec.kind in _POOLED:
-                self.poolings[spec.name] = (
-                    TargetAttention(spec.attention_units, name=f"{spec.name}_attention")
-                    if spec.pooling is Pooling.ATTENTION
-                    else SequencePooling(spec.pooling, name=f"{spec.name}_pooling")
-                )
-            elif spec.kind is FeatureKind.NUMERIC:
-                if spec.embedding_dim:
-                    self.periodic[spec.name] = PeriodicEmbedding(
-                        spec.frequencies, spec.embedding_dim, spec.frequency_scale, name=f"{spec.name}_periodic"
-                    )
-            elif spec.kind is FeatureKind.BUCKETIZED:
-                self.embeddings[spec.name] = keras.layers.Embedding(
-                    spec.table_size, spec.embedding_dim, name=f"{spec.name}_embedding"
-                )
-            elif spec.kind is FeatureKind.PRETRAINED_TABLE:
-                frozen = keras.layers.Embedding(
-                    len(spec.vectors) + 1, spec.vectors.dim, trainable=False, name=f"{spec.name}_embedding"
-                )
-                frozen.build((None,))
-                frozen.set_weights([np.concatenate([np.zeros([1, spec.vectors.dim], np.float32), spec.vectors.matrix])])
-                self.embeddings[spec.name] = frozen
-            if getattr(spec, "projection_dim", None):
-                self.projections[spec.name] = keras.layers.Dense(spec.projection_dim, name=f"{spec.name}_projection")
+            shared = spec.embedding_table()
+            if shared is not None and shared[0] not in self.embeddings:
+                self.embeddings[shared[0]] = shared[1]()
+        #: The per-kind encoder of each feature, keyed by feature name.
+        self.encoders: dict[str, keras.layers.Layer] = {spec.name: spec.encoder(self.embeddings) for spec in schema}
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "schema": self.schema.get_config()}
@@ -122,19 +89,12 @@ class FeatureEncoder(keras.layers.Layer):
     @property
     def scalar_features(self) -> list[str]:
         """The numeric features passed on as one standardized value: the output's last columns, in schema order."""
-        return [spec.name for spec in self.schema if spec.kind is FeatureKind.NUMERIC and not spec.embedding_dim]
+        return [spec.name for spec in self.schema if spec.is_scalar]
 
     def output_widths(self) -> list[tuple[str, int]]:
         """``(feature, width)`` of each slice of the output, in output order (:attr:`scalar_features` last)."""
-        scalars = self.scalar_features
-        widths = []
-        for spec in self.schema:
-            if spec.kind in (FeatureKind.DENSE_VECTOR, FeatureKind.PRETRAINED_TABLE, FeatureKind.NUMERIC):
-                if spec.name not in scalars:
-                    widths.append((spec.name, spec.output_dim))
-            else:
-                widths.append((spec.name, spec.embedding_dim))
-        return widths + [(name, 1) for name in scalars]
+        vectors = [(spec.name, spec.output_dim) for spec in self.schema if not spec.is_scalar]
+        return vectors + [(name, 1) for name in self.scalar_features]
 
     @property
     def output_dim(self) -> int:
@@ -142,34 +102,16 @@ class FeatureEncoder(keras.layers.Layer):
 
     def embed(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Per-feature ``[batch, width]`` representations of preprocessed features, keyed by feature name."""
-        outputs = {}
-        for spec in self.schema:
-            value = features[spec.name]
-            if spec.kind is FeatureKind.CATEGORICAL:
-                outputs[spec.name] = self.embeddings[spec.table_name](value)  # [B, D]
-            elif spec.kind is FeatureKind.NUMERIC:
-                value = tf.reshape(tf.cast(value, tf.float32), [-1, 1])  # [B, 1]
-                outputs[spec.name] = self.periodic[spec.name](value) if spec.name in self.periodic else value  # [B, D]
-            elif spec.kind in (FeatureKind.BUCKETIZED, FeatureKind.PRETRAINED_TABLE):
-                outputs[spec.name] = self.embeddings[spec.name](value)  # [B, D]
-            elif spec.kind is FeatureKind.DENSE_VECTOR:
-                outputs[spec.name] = tf.cast(value, tf.float32)  # [B, dim]
-            if spec.name in self.projections:
-                outputs[spec.name] = self.projections[spec.name](outputs[spec.name])
-        for spec in self.schema:  # pooled last: attention needs its query's embedding
-            if spec.kind in _POOLED:
-                outputs[spec.name] = self._pool(spec, features, outputs)
+        outputs: dict[str, tf.Tensor] = {}
+        pending = list(self.schema)
+        while pending:  # a feature after those it depends on (an attention sequence after its query)
+            ready = [spec for spec in pending if all(name in outputs for name in spec.depends_on)]
+            if not ready:
+                raise ValueError(f"features {[spec.name for spec in pending]} depend on each other")
+            for spec in ready:
+                outputs[spec.name] = self.encoders[spec.name](features, {name: outputs[name] for name in spec.depends_on})
+            pending = [spec for spec in pending if spec.name not in outputs]
         return outputs
-
-    def _pool(self, spec: Sequence, features: Mapping[str, tf.Tensor], outputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
-        rows = features[spec.name]  # [B, L], -1 at padding
-        mask = rows >= 0  # [B, L]
-        keys = self.embeddings[spec.table_name](tf.maximum(rows, 0))  # [B, L, D]
-        pooling = self.poolings[spec.name]
-        if spec.pooling is Pooling.ATTENTION:
-            return pooling(outputs[spec.query], keys, mask)  # [B, D]
-        weights = features[spec.weights_name] if spec.weighted else None
-        return pooling(keys, mask, weights)  # [B, D]
 
     def call(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         embedded = self.embed(features)

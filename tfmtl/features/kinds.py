@@ -1,14 +1,36 @@
-"""Feature kinds, id types, pooling choices, padding ids and the checks every feature spec shares."""
+"""What every feature kind provides, id types, pooling choices, padding ids and the checks specs share.
+
+Each feature kind lives in one module of :mod:`tfmtl.features` that holds all of it:
+
+=====================  ====================================================================
+kind                   module
+=====================  ====================================================================
+``Categorical``        :mod:`tfmtl.features.categorical` (also the vocabulary lookups and
+                       the shared-table rules of every id kind)
+``Sequence``           :mod:`tfmtl.features.sequence` (also the masked pooling layers)
+``MultiValued``        :mod:`tfmtl.features.multi_valued`
+``Numeric``            :mod:`tfmtl.features.numeric` (also the periodic embedding)
+``Bucketized``         :mod:`tfmtl.features.bucketized`
+``DenseVector``        :mod:`tfmtl.features.dense_vector`
+``PretrainedTable``    :mod:`tfmtl.features.pretrained_table`
+=====================  ====================================================================
+
+A kind is a frozen dataclass subclassing :class:`FeatureSpec`; the schema, the adapt
+pass, :class:`~tfmtl.features.FeaturePreprocessor` and
+:class:`~tfmtl.features.FeatureEncoder` only call the methods listed there, so adding a
+kind means one module (and its test), a :class:`FeatureKind` member and an import in
+:mod:`tfmtl.features`.
+"""
 
 from __future__ import annotations
 
 import enum
 import re
-from typing import Any
+from typing import Any, Callable, ClassVar, Mapping, Protocol
 
 import numpy as np
 
-from tfmtl._compat import tf
+from tfmtl._compat import keras, tf
 
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -105,7 +127,121 @@ def transform_values(values: Any, clip: tuple[float, float] | None, log: bool) -
     return values
 
 
-class _OneValuePerExample:
+def float_values(feature: str, values: np.ndarray, clip: tuple[float, float] | None, log: bool) -> np.ndarray:
+    """Adapt time: a numeric feature's values as transformed float64, or an error naming it."""
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"feature {feature!r} is numeric and expects float values, got {values.dtype}")
+    values = values.astype(np.float64).reshape(-1)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"feature {feature!r} contains NaN or infinite values")
+    return transform_values(values, clip, log)
+
+
+def checked_numbers(value: tf.Tensor, name: str) -> tf.Tensor:
+    """Preprocessing: ``value`` as float32, or an InvalidArgumentError naming the input if it holds NaN/Inf."""
+    return tf.debugging.check_numerics(tf.cast(value, tf.float32), f"numeric feature '{name}' contains NaN or Inf")
+
+
+class Accumulator(Protocol):
+    """Adapt-time statistics of a group of features (see :meth:`FeatureSpec.accumulator`)."""
+
+    names: list[str]
+
+    def update(self, values: np.ndarray, name: str) -> None:
+        """Add one batch of feature ``name``'s raw values."""
+
+    def result(self) -> dict[str, Any]:
+        """The adapted spec of every feature of the group, keyed by name."""
+
+
+#: A layer built once per key and shared by the features that name the key (``(key, build)``).
+SharedLayer = tuple[str, Callable[[], Any]]
+
+
+class FeatureSpec:
+    """The interface of a feature kind: what the schema, adapt, preprocessing and encoding call.
+
+    Schema:
+      * ``kind``, ``name``, :meth:`input_specs`, ``is_adapted``;
+      * ``padded``: conforming pads or truncates its ``[B, L]`` inputs to ``L``;
+      * :meth:`check_in`: checks against the other features of a schema.
+
+    Adapt (one pass over the data, :meth:`~tfmtl.features.Schema.adapt`):
+      * :attr:`adapt_group`: features with the same group learn one statistic together
+        (the members of an embedding table learn one vocabulary);
+      * :meth:`accumulator`: the group's :class:`Accumulator`.
+
+    Preprocessing (:class:`~tfmtl.features.FeaturePreprocessor`, no trainable weights,
+    may hold hash tables and string ops):
+      * :meth:`lookup`: a lookup layer shared by key (a vocabulary table), or None;
+      * :meth:`preprocess`: conformed raw inputs to the trainable stage's ids/values.
+
+    Encoding (:class:`~tfmtl.features.FeatureEncoder`, numeric ops only, compiles with XLA):
+      * :meth:`embedding_table`: an ``Embedding`` shared by key, or None;
+      * :meth:`encoder`: the layer from preprocessed inputs to ``[B, output_dim]``;
+      * ``output_dim``; ``is_scalar`` (passed on as one standardized number: those come
+        last in the encoder's output and form one vector for ``Dot``); :attr:`depends_on`
+        (features whose encodings the encoder reads).
+    """
+
+    name: str
+    kind: ClassVar[FeatureKind]
+    padded: ClassVar[bool] = False
+    is_scalar: ClassVar[bool] = False
+
+    def input_specs(self) -> dict[str, tf.TensorSpec]:  # pragma: no cover - every kind defines it
+        raise NotImplementedError
+
+    def check_in(self, features: Mapping[str, "FeatureSpec"]) -> None:
+        """Raise a ValueError naming this feature if it does not fit with ``features`` (name to spec)."""
+
+    @property
+    def adapt_group(self) -> str:
+        return self.name
+
+    @classmethod
+    def accumulator(cls, members: list[Any]) -> Accumulator:
+        raise ValueError(f"feature {members[0].name!r} has nothing to adapt")  # pragma: no cover
+
+    def lookup(self) -> SharedLayer | None:
+        return None
+
+    def preprocess(self, features: Mapping[str, tf.Tensor], lookups: Mapping[str, Any]) -> dict[str, tf.Tensor]:
+        raise NotImplementedError  # pragma: no cover
+
+    def embedding_table(self) -> SharedLayer | None:
+        return None
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        return ()
+
+    def encoder(self, tables: Mapping[str, Any]) -> Any:
+        raise NotImplementedError  # pragma: no cover
+
+
+class FeatureEncoding(keras.layers.Layer):
+    """Base of the per-kind encoders: ``call(features, encoded)`` -> ``[B, output_dim]``.
+
+    ``features`` holds every preprocessed input of the schema, ``encoded`` the outputs
+    of the features in :attr:`FeatureSpec.depends_on`.
+    """
+
+    def __init__(self, spec: FeatureSpec, **kwargs: Any) -> None:
+        kwargs.setdefault("name", f"{spec.name}_encoder")
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        self.spec = spec
+
+
+def projection(spec: Any) -> Any:
+    """The optional learned ``Dense(projection_dim)`` of a vector kind, or None."""
+    if not getattr(spec, "projection_dim", None):
+        return None
+    return keras.layers.Dense(spec.projection_dim, name=f"{spec.name}_projection")
+
+
+class _OneValuePerExample(FeatureSpec):
     """Kinds whose raw input is one value per example: ``{name: [batch] dtype}``."""
 
     name: str

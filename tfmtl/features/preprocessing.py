@@ -35,20 +35,12 @@ import hashlib
 import json
 from typing import Any, Mapping
 
-import numpy as np
-
 from tfmtl._compat import keras, tf
-from tfmtl.features.ids import Categorical
-from tfmtl.features.kinds import FeatureKind, IdType, transform_values
 from tfmtl.features.schema import Schema
-from tfmtl.features.values import PretrainedTable
 
 #: Key of the schema fingerprint in a batch preprocessed in ``tf.data``.
 #: (``:`` cannot occur in a feature name, so it never collides with one.)
 SCHEMA_KEY = "tfmtl:schema"
-
-_POOLED = (FeatureKind.SEQUENCE, FeatureKind.MULTI_VALUED)
-
 
 def schema_fingerprint(schema: Schema) -> int:
     """A 62-bit fingerprint of everything in ``schema`` that preprocessing depends on.
@@ -78,53 +70,6 @@ def check_adapted(schema: Schema) -> None:
 def is_preprocessed(features: Any) -> bool:
     """True for a batch that :meth:`FeaturePreprocessor.for_dataset` produced."""
     return isinstance(features, Mapping) and SCHEMA_KEY in features
-
-
-class _SchemaVocabulary:
-    """Lookup layers whose vocabulary the schema carries (Keras's asset files are redundant)."""
-
-    def save_assets(self, dir_path: str) -> None:
-        pass
-
-    def load_assets(self, dir_path: str) -> None:
-        pass
-
-
-class _StringLookup(_SchemaVocabulary, keras.layers.StringLookup):
-    pass
-
-
-class _IntegerLookup(_SchemaVocabulary, keras.layers.IntegerLookup):
-    pass
-
-
-def _unused_oov_token(spec: Categorical | PretrainedTable) -> object:
-    # Keras drops a leading vocabulary entry equal to its OOV token (-1 or "[UNK]"),
-    # which would silently send a real id to the OOV bucket: pick a token not in use.
-    vocabulary = set(spec.vectors.ids if isinstance(spec, PretrainedTable) else spec.vocabulary or ())
-    if spec.id_type is IdType.STRING:
-        token = "[UNK]"
-        while token in vocabulary:
-            token = f"[{token}]"
-        return token
-    return -1 if -1 not in vocabulary else min(vocabulary) - 1
-
-
-def _vocabulary_lookup(spec: Categorical | PretrainedTable, vocabulary: Any, num_oov: int, name: str) -> Any:
-    lookup_cls = _StringLookup if spec.id_type is IdType.STRING else _IntegerLookup
-    return lookup_cls(
-        # A numpy array, not a list: tf_keras tracks list attributes and walks
-        # them on every layer call (seconds per call for a 1M-id vocabulary).
-        vocabulary=np.asarray(vocabulary, dtype=np.int64 if spec.id_type is IdType.INT64 else str),
-        num_oov_indices=num_oov,
-        mask_token=None,
-        oov_token=_unused_oov_token(spec),
-        name=name,
-    )
-
-
-def _checked(value: tf.Tensor, name: str) -> tf.Tensor:
-    return tf.debugging.check_numerics(tf.cast(value, tf.float32), f"numeric feature '{name}' contains NaN or Inf")
 
 
 def _checked_shapes(schema: Schema, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -186,16 +131,13 @@ class FeaturePreprocessor(keras.layers.Layer):
         check_adapted(schema)
         self.schema = schema
         self.fingerprint = schema_fingerprint(schema)
+        # Lookup layers (vocabulary tables, hashing), built once per key: features
+        # sharing an embedding table share its lookup.
         self.lookups: dict[str, keras.layers.Layer] = {}
-        for table, members in schema.tables.items():
-            spec = members[0]  # the schema checked that all members agree
-            if spec.num_hash_bins is not None:
-                self.lookups[table] = keras.layers.Hashing(spec.num_hash_bins, salt=spec.salt, name=f"{table}_lookup")
-            else:
-                self.lookups[table] = _vocabulary_lookup(spec, spec.vocabulary, spec.num_oov_buckets, f"{table}_lookup")
         for spec in schema:
-            if spec.kind is FeatureKind.PRETRAINED_TABLE:
-                self.lookups[spec.name] = _vocabulary_lookup(spec, spec.vectors.ids, 1, f"{spec.name}_lookup")
+            shared = spec.lookup()
+            if shared is not None and shared[0] not in self.lookups:
+                self.lookups[shared[0]] = shared[1]()
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "schema": self.schema.get_config()}
@@ -205,34 +147,11 @@ class FeaturePreprocessor(keras.layers.Layer):
         config = dict(config)
         return cls(Schema.from_config(config.pop("schema")), **config)
 
-    def _ids(self, table: str, ids: tf.Tensor) -> tf.Tensor:
-        return tf.cast(self.lookups[table](ids), tf.int64)
-
     def call(self, features: Mapping[str, Any]) -> dict[str, tf.Tensor]:
         features = _checked_shapes(self.schema, self.schema.conform(features))
         out: dict[str, tf.Tensor] = {}
         for spec in self.schema:
-            value = features[spec.name]
-            kind = spec.kind
-            if kind is FeatureKind.CATEGORICAL:
-                out[spec.name] = self._ids(spec.table_name, value)  # [B]
-            elif kind in _POOLED:
-                present = tf.not_equal(value, tf.constant(spec.id_type.pad, value.dtype))  # [B, L]
-                out[spec.name] = tf.where(present, self._ids(spec.table_name, value), tf.constant(-1, tf.int64))
-                if spec.weighted:
-                    out[spec.weights_name] = _checked(features[spec.weights_name], spec.weights_name)  # [B, L]
-            elif kind is FeatureKind.NUMERIC:
-                value = transform_values(_checked(value, spec.name), spec.clip, spec.log)
-                scale = max(float(np.sqrt(spec.variance)), keras.backend.epsilon())
-                out[spec.name] = (value - spec.mean) / scale  # [B]
-            elif kind is FeatureKind.BUCKETIZED:
-                value = transform_values(_checked(value, spec.name), spec.clip, spec.log)
-                buckets = tf.raw_ops.Bucketize(input=value, boundaries=list(spec.boundaries))
-                out[spec.name] = tf.cast(buckets, tf.int64)  # [B]
-            elif kind is FeatureKind.DENSE_VECTOR:
-                out[spec.name] = _checked(value, spec.name)  # [B, dim]
-            elif kind is FeatureKind.PRETRAINED_TABLE:
-                out[spec.name] = self._ids(spec.name, value)  # [B]
+            out.update(spec.preprocess(features, self.lookups))
         return out
 
     def for_dataset(self, features: Mapping[str, Any]) -> dict[str, tf.Tensor]:

@@ -1,8 +1,7 @@
 """The schema: the feature specs a model reads, the single source of truth for inputs and serving.
 
-The specs live by concept in :mod:`tfmtl.features.kinds` (kinds, id types, padding),
-:mod:`tfmtl.features.ids` (id features and their shared tables) and
-:mod:`tfmtl.features.values` (numbers and vectors); this module assembles them.
+Each feature kind lives in its own module (the table in :mod:`tfmtl.features.kinds`);
+this module assembles them.
 
 A :class:`Schema` lists the raw features a model reads. From it tfmtl derives the
 ``keras.Input``s, the preprocessing (lookups, hashing, bucketing, normalization),
@@ -41,19 +40,18 @@ from typing import Any, Iterator, Mapping, Sequence as SequenceType, Union
 import numpy as np
 
 from tfmtl._compat import keras, tf
-from tfmtl.features.ids import Categorical, MultiValued, Sequence, check_tables, pad_sequences
+from tfmtl.features.bucketized import Bucketized
+from tfmtl.features.categorical import Categorical, check_tables
+from tfmtl.features.dense_vector import DenseVector
 from tfmtl.features.kinds import PAD_INT64, PAD_STRING, FeatureKind, IdType
-from tfmtl.features.values import Bucketized, DenseVector, Numeric, PretrainedTable, VectorTable
+from tfmtl.features.multi_valued import MultiValued
+from tfmtl.features.numeric import Numeric
+from tfmtl.features.pretrained_table import PretrainedTable, VectorTable
+from tfmtl.features.sequence import Sequence, pad_sequences
 
 Feature = Union[Categorical, Sequence, MultiValued, Numeric, Bucketized, DenseVector, PretrainedTable]
 _SPECS: dict[FeatureKind, type] = {
-    FeatureKind.CATEGORICAL: Categorical,
-    FeatureKind.SEQUENCE: Sequence,
-    FeatureKind.MULTI_VALUED: MultiValued,
-    FeatureKind.NUMERIC: Numeric,
-    FeatureKind.BUCKETIZED: Bucketized,
-    FeatureKind.DENSE_VECTOR: DenseVector,
-    FeatureKind.PRETRAINED_TABLE: PretrainedTable,
+    cls.kind: cls for cls in (Categorical, Sequence, MultiValued, Numeric, Bucketized, DenseVector, PretrainedTable)
 }
 
 
@@ -98,18 +96,7 @@ class Schema:
         self._by_name = {spec.name: spec for spec in features}
         self.tables = check_tables(features)
         for spec in features:
-            if isinstance(spec, Sequence) and spec.query is not None:
-                query = self._by_name.get(spec.query)
-                if not isinstance(query, Categorical) or isinstance(query, Sequence):
-                    raise ValueError(
-                        f"feature {spec.name!r}: its attention query {spec.query!r} must be a Categorical feature "
-                        "of the schema"
-                    )
-                if query.embedding_dim != spec.embedding_dim:
-                    raise ValueError(
-                        f"feature {spec.name!r}: its attention query {spec.query!r} has embedding_dim "
-                        f"{query.embedding_dim}, expected {spec.embedding_dim}"
-                    )
+            spec.check_in(self._by_name)
 
     # -- container protocol -------------------------------------------------
     def __iter__(self) -> Iterator[Feature]:
@@ -239,7 +226,7 @@ class Schema:
         if missing:
             raise ValueError(f"missing feature(s) {missing}: every schema feature must be given")
         conformed = {
-            name: conform_input(name, spec, features[name], padded=isinstance(feature, Sequence))
+            name: conform_input(name, spec, features[name], padded=feature.padded)
             for feature in self._features
             for name, spec in feature.input_specs().items()
         }

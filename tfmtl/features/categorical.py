@@ -1,0 +1,309 @@
+"""Categorical ids: the spec, its vocabulary (learned by counting), its lookup and its embedding table.
+
+Also the rules every id kind shares (:class:`~tfmtl.features.Sequence`,
+:class:`~tfmtl.features.MultiValued` and :class:`~tfmtl.features.PretrainedTable`
+build on them): features that name the same ``table`` share one lookup and one
+embedding (:func:`check_tables` keeps the members consistent), ids outside the
+vocabulary are hashed into OOV buckets, and :func:`vocabulary_lookup` builds the lookup.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Any, Mapping, Sequence as SequenceType
+
+import numpy as np
+
+from tfmtl._compat import keras, tf
+from tfmtl.features.kinds import (
+    FeatureEncoding,
+    FeatureKind,
+    IdType,
+    SharedLayer,
+    _OneValuePerExample,
+    _positive,
+    check_name,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Categorical(_OneValuePerExample):
+    """A categorical id feature, looked up in a vocabulary (or hashed) and embedded.
+
+    Ids outside the vocabulary (for example new items at serving time) map to
+    ``num_oov_buckets`` out-of-vocabulary buckets by hashing; they never raise.
+    With ``num_hash_bins``, ids are hashed by Keras ``Hashing`` into that many
+    bins instead (for unbounded id spaces; no vocabulary is learned).
+
+    Args:
+      name: Feature name: the input key in training data and at serving time.
+      embedding_dim: Size of the learned embedding vector.
+      vocabulary: Known ids. ``None`` means "learn it with :meth:`Schema.adapt`".
+      id_type: ``IdType.STRING`` (default) or ``IdType.INT64``.
+      num_oov_buckets: Buckets for ids not in the vocabulary (at least 1).
+      max_vocabulary_size: When learning, keep only the most frequent ids.
+      min_count: When learning, drop ids seen fewer times than this.
+      num_hash_bins: Hash ids into this many bins instead of a vocabulary.
+      salt: Salt of the hash (an int; Keras ``Hashing``'s keyed SipHash).
+      table: Name of the embedding table; features naming the same table share
+        it (one lookup, one embedding). Default: the feature's own name.
+
+    Example:
+
+    >>> import tfmtl
+    >>> spec = tfmtl.features.Categorical("device", embedding_dim=4,
+    ...                                   vocabulary=("ios", "android"))
+    >>> spec.table_size  # 2 known ids + 1 out-of-vocabulary bucket
+    3
+    >>> tfmtl.features.Categorical("query", num_hash_bins=1000, salt=7).table_size
+    1000
+    """
+
+    name: str
+    embedding_dim: int = 16
+    vocabulary: tuple[Any, ...] | None = None
+    id_type: IdType = IdType.STRING
+    num_oov_buckets: int = 1
+    max_vocabulary_size: int | None = None
+    min_count: int = 1
+    num_hash_bins: int | None = None
+    salt: int | None = None
+    table: str | None = None
+
+    kind = FeatureKind.CATEGORICAL
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "feature")
+        if self.table is not None:
+            check_name(self.table, "table")
+        if not isinstance(self.id_type, IdType):
+            object.__setattr__(self, "id_type", IdType(self.id_type))
+        if self.embedding_dim < 1:
+            raise ValueError(f"feature {self.name!r}: embedding_dim must be >= 1, got {self.embedding_dim}")
+        if self.num_oov_buckets < 1:
+            raise ValueError(f"feature {self.name!r}: num_oov_buckets must be >= 1, got {self.num_oov_buckets}")
+        if self.num_hash_bins is not None:
+            _positive(self.name, "num_hash_bins", self.num_hash_bins)
+            if self.vocabulary is not None:
+                raise ValueError(f"feature {self.name!r}: give a vocabulary or num_hash_bins, not both")
+        elif self.salt is not None:
+            raise ValueError(f"feature {self.name!r}: salt needs num_hash_bins")
+        if self.vocabulary is not None:
+            vocab = tuple(normalize_id(v, self.id_type, self.name) for v in self.vocabulary)
+            if not vocab:
+                raise ValueError(f"feature {self.name!r}: the vocabulary is empty")
+            if len(set(vocab)) != len(vocab):
+                raise ValueError(f"feature {self.name!r}: the vocabulary has duplicate ids")
+            object.__setattr__(self, "vocabulary", vocab)
+
+    @property
+    def table_name(self) -> str:
+        """The embedding table this feature reads: ``table``, or the feature's name."""
+        return self.table or self.name
+
+    @property
+    def is_adapted(self) -> bool:
+        return self.vocabulary is not None or self.num_hash_bins is not None
+
+    @property
+    def table_size(self) -> int:
+        """Rows of the embedding table: hash bins, or OOV buckets plus vocabulary."""
+        if self.num_hash_bins is not None:
+            return self.num_hash_bins
+        if self.vocabulary is None:
+            raise ValueError(f"feature {self.name!r} has no vocabulary yet: call schema.adapt(data) first")
+        return len(self.vocabulary) + self.num_oov_buckets
+
+    @property
+    def dtype(self) -> tf.DType:
+        return self.id_type.tf_dtype
+
+    def table_key(self) -> tuple[Any, ...]:
+        """What every feature sharing this feature's table must agree on."""
+        return (
+            self.embedding_dim, self.id_type, self.vocabulary, self.num_oov_buckets, self.max_vocabulary_size,
+            self.min_count, self.num_hash_bins, self.salt,
+        )
+
+    # -- adapt: the members of a table learn one vocabulary ---------------------------
+    @property
+    def adapt_group(self) -> str:
+        return f"table:{self.table_name}"
+
+    @classmethod
+    def accumulator(cls, members: list[Any]) -> "VocabularyCounter":
+        return VocabularyCounter(members)
+
+    # -- preprocessing: one lookup per table --------------------------------------------
+    def lookup(self) -> SharedLayer:
+        if self.num_hash_bins is not None:
+            return self.table_name, lambda: keras.layers.Hashing(
+                self.num_hash_bins, salt=self.salt, name=f"{self.table_name}_lookup"
+            )
+        return self.table_name, lambda: vocabulary_lookup(
+            self.id_type, self.vocabulary, self.num_oov_buckets, f"{self.table_name}_lookup"
+        )
+
+    def preprocess(self, features: Mapping[str, tf.Tensor], lookups: Mapping[str, Any]) -> dict[str, tf.Tensor]:
+        """``{name: [B] int64}``: the id's row of the table."""
+        return {self.name: tf.cast(lookups[self.table_name](features[self.name]), tf.int64)}
+
+    # -- encoding: one Embedding per table ------------------------------------------------
+    @property
+    def output_dim(self) -> int:
+        return self.embedding_dim
+
+    def embedding_table(self) -> SharedLayer:
+        return self.table_name, lambda: keras.layers.Embedding(
+            self.table_size, self.embedding_dim, name=f"{self.table_name}_embedding"
+        )
+
+    def encoder(self, tables: Mapping[str, Any]) -> "CategoricalEncoder":
+        return CategoricalEncoder(self, tables[self.table_name])
+
+
+class CategoricalEncoder(FeatureEncoding):
+    """``[B]`` table rows -> ``[B, embedding_dim]``: the (shared) table's rows."""
+
+    def __init__(self, spec: Categorical, table: Any, **kwargs: Any) -> None:
+        super().__init__(spec, **kwargs)
+        self.table = table
+
+    def call(self, features: Mapping[str, tf.Tensor], encoded: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        return self.table(features[self.spec.name])  # [B, D]
+
+
+_TABLE_FIELDS = ("embedding_dim", "id_type", "vocabulary", "num_oov_buckets", "max_vocabulary_size", "min_count",
+                 "num_hash_bins", "salt")
+
+
+class VocabularyCounter:
+    """Counts the ids of every feature that reads one embedding table (padding of sequences excluded)."""
+
+    def __init__(self, members: list[Categorical]) -> None:
+        self.members = members
+        self.spec = members[0]
+        self.counts: collections.Counter = collections.Counter()
+
+    @property
+    def names(self) -> list[str]:
+        return [member.name for member in self.members]
+
+    def update(self, values: np.ndarray, name: str) -> None:
+        values = values.reshape(-1)
+        if self.spec.id_type is IdType.STRING:
+            if values.dtype.kind not in "OSU" or (
+                values.dtype == object and not all(isinstance(v, (str, bytes)) for v in values)
+            ):
+                raise TypeError(
+                    f"feature {name!r} expects string ids, got {values.dtype} values (convert the ids to str)"
+                )
+            if values.dtype.kind == "S" or (values.dtype == object and values.size and isinstance(values[0], bytes)):
+                values = np.char.decode(values.astype("S"), "utf-8") if values.size else values
+            values = values.astype(str)
+        else:
+            if values.dtype.kind not in "iu":
+                raise TypeError(f"feature {name!r} expects int64 ids, got {values.dtype} values")
+            values = values.astype(np.int64)
+        if any(member.padded for member in self.members):
+            values = values[values != self.spec.id_type.pad]
+        uniques, counts = np.unique(values, return_counts=True)
+        self.counts.update(dict(zip(uniques.tolist(), counts.tolist())))
+
+    def result(self) -> dict[str, Any]:
+        items = [(value, count) for value, count in self.counts.items() if count >= self.spec.min_count]
+        # Most frequent first; ties broken by the id itself so the order is deterministic.
+        items.sort(key=lambda item: (-item[1], item[0]))
+        if self.spec.max_vocabulary_size is not None:
+            items = items[: self.spec.max_vocabulary_size]
+        if not items:
+            raise ValueError(
+                f"feature(s) {self.names}: no id was seen at least min_count={self.spec.min_count} times"
+            )
+        vocabulary = tuple(value for value, _ in items)
+        return {member.name: dataclasses.replace(member, vocabulary=vocabulary) for member in self.members}
+
+
+def normalize_id(value: Any, id_type: IdType, feature: str) -> Any:
+    if id_type is IdType.STRING:
+        if isinstance(value, bytes):
+            return value.decode("utf-8")
+        if isinstance(value, (str, np.str_)):
+            return str(value)
+        raise TypeError(f"feature {feature!r}: string vocabulary holds a non-string id {value!r}")
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    raise TypeError(f"feature {feature!r}: int64 vocabulary holds a non-integer id {value!r}")
+
+
+class _SchemaVocabulary:
+    """Lookup layers whose vocabulary the schema carries (Keras's asset files are redundant)."""
+
+    def save_assets(self, dir_path: str) -> None:
+        pass
+
+    def load_assets(self, dir_path: str) -> None:
+        pass
+
+
+class _StringLookup(_SchemaVocabulary, keras.layers.StringLookup):
+    pass
+
+
+class _IntegerLookup(_SchemaVocabulary, keras.layers.IntegerLookup):
+    pass
+
+
+def _unused_oov_token(id_type: IdType, vocabulary: Any) -> object:
+    # Keras drops a leading vocabulary entry equal to its OOV token (-1 or "[UNK]"),
+    # which would silently send a real id to the OOV bucket: pick a token not in use.
+    vocabulary = set(vocabulary)
+    if id_type is IdType.STRING:
+        token = "[UNK]"
+        while token in vocabulary:
+            token = f"[{token}]"
+        return token
+    return -1 if -1 not in vocabulary else min(vocabulary) - 1
+
+
+def vocabulary_lookup(id_type: IdType, vocabulary: Any, num_oov: int, name: str) -> Any:
+    """A Keras lookup layer: known ids to rows ``num_oov..``, other ids hashed into rows ``0..num_oov-1``."""
+    lookup_cls = _StringLookup if id_type is IdType.STRING else _IntegerLookup
+    return lookup_cls(
+        # A numpy array, not a list: tf_keras tracks list attributes and walks
+        # them on every layer call (seconds per call for a 1M-id vocabulary).
+        vocabulary=np.asarray(vocabulary, dtype=np.int64 if id_type is IdType.INT64 else str),
+        num_oov_indices=num_oov,
+        mask_token=None,
+        oov_token=_unused_oov_token(id_type, vocabulary),
+        name=name,
+    )
+
+
+def check_tables(features: SequenceType[Any]) -> dict[str, list[Any]]:
+    """Group features by embedding table; raise naming the table and features on a conflict."""
+    tables: dict[str, list[Any]] = {}
+    for spec in features:
+        if isinstance(spec, Categorical):
+            tables.setdefault(spec.table_name, []).append(spec)
+    by_name = {spec.name: spec for spec in features}
+    for table, members in tables.items():
+        if table in by_name and by_name[table] not in members:
+            raise ValueError(
+                f"feature {members[0].name!r} names the table {table!r}, which is the name of a "
+                f"{by_name[table].kind.value} feature; name another table"
+            )
+        first = members[0]
+        for other in members[1:]:
+            for field, a, b in zip(_TABLE_FIELDS, first.table_key(), other.table_key()):
+                if a != b:
+                    shown = (f"{len(a)} ids", f"{len(b)} ids") if field == "vocabulary" and a and b else (a, b)
+                    raise ValueError(
+                        f"features {first.name!r} and {other.name!r} share the embedding table {table!r} but "
+                        f"differ in {field}: {shown[0]!r} vs {shown[1]!r}; give them the same {field}"
+                    )
+    return tables
+
+
+__all__ = ["Categorical", "CategoricalEncoder", "VocabularyCounter", "check_tables", "normalize_id", "vocabulary_lookup"]
