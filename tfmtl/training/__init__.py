@@ -3,7 +3,7 @@
 from tfmtl.training.config import ARCHITECTURES, BALANCERS, ConfigError, RunConfig, load_config, parse_config
 from tfmtl.training.checkpoint import CheckpointCallback, Checkpoints, Position
 from tfmtl.training.fit import EpochData, fit
-from tfmtl.training.optimizers import LazyAdam
+from tfmtl.training.optimizers import LazyAdam, RowWiseAdagrad, is_embedding_table
 from tfmtl.training.selection import CombinedMetric
 from tfmtl.training.staging import layer_roles, set_trainable
 from tfmtl.training.run import evaluate_from_config, export_from_config, train_from_config
@@ -25,8 +25,10 @@ __all__ = [
     "EpochData",
     "LazyAdam",
     "Position",
+    "RowWiseAdagrad",
     "TensorBoardLogs",
     "fit",
+    "is_embedding_table",
     "layer_roles",
     "set_trainable",
 ]
