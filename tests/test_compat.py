@@ -77,3 +77,35 @@ def test_every_public_callable_documents_an_example():
                 if ">>>" not in (obj.__doc__ or ""):
                     missing.append(f"{module.__name__}.{name}")
     assert missing == [], f"public API without an Example: {missing}"
+
+
+def test_import_tfmtl_and_the_cli_help_load_no_tensorflow():
+    done = _python(
+        "import sys, contextlib, io, tfmtl.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+        "    tfmtl.cli.main(['--help'])\n"
+        "assert 'serve' in out.getvalue() and 'train' in out.getvalue()\n"
+        "print('tensorflow' in sys.modules, 'tf_keras' in sys.modules)"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_the_console_stays_free_of_tensorflow_start_up_noise():
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TFMTL_SHOW_TF_LOGS")}
+    code = "import tfmtl\nfrom tfmtl._compat import tf\nprint(float(tf.constant(1.0) + 1), tfmtl.keras.__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["2.0", "tf_keras"]
+    assert done.stderr == ""
+
+
+def test_the_native_stderr_filter_drops_only_start_up_noise(capfd):
+    from tfmtl._compat import _quiet_native_stderr
+
+    with _quiet_native_stderr():
+        os.write(2, b"I0000 00:00:1795710336.638348    1435 port.cc:153] oneDNN custom operations are on.\n")
+        os.write(2, b"E0000 00:00:1795710349.221968    1500 cuda_platform.cc:52] failed call to cuInit\n")
+        os.write(2, b"a real problem\n")
+    err = capfd.readouterr().err
+    assert err == "a real problem\n"

@@ -1,4 +1,8 @@
-"""The ``tfmtl`` command line."""
+"""The ``tfmtl`` command line.
+
+Parsing imports nothing heavy: TensorFlow loads only when a command runs, so
+``tfmtl --help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,12 @@ def _lifecycle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from tfmtl.serving.server import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfmtl", description="Multi-task recommendation models on TensorFlow.")
     parser.add_argument("--version", action="store_true", help="print the tfmtl version and exit")
@@ -53,10 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve", help="development server with TF Serving's gRPC/REST APIs (loopback; not for production)"
     )
-    from tfmtl.serving.server import add_arguments, run
-
-    add_arguments(serve)
-    serve.set_defaults(handler=run)
+    serve.add_argument("--model_name", help="name clients use (with --model_base_path)")
+    serve.add_argument("--model_base_path", help="folder holding integer version folders")
+    serve.add_argument("--model_config_file", help="text ModelServerConfig (as tensorflow_model_server takes)")
+    serve.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500; 0 = any free port)")
+    serve.add_argument("--rest_api_port", type=int, default=None, help="REST port (default: REST off; 0 = any)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--max_seconds", type=float, default=None, help="stop by itself after this long")
+    serve.set_defaults(handler=_serve)
     return parser
 
 

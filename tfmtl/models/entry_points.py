@@ -17,6 +17,7 @@ import numpy as np
 
 from tfmtl._compat import keras, tf
 from tfmtl.features.preprocessing import is_preprocessed
+from tfmtl.models.labels import is_text
 
 
 class RawInputEntryPoints:
@@ -45,14 +46,14 @@ class RawInputEntryPoints:
         _check_label_rows(x, y)
         if isinstance(x, Mapping) and not is_preprocessed(x):
             x = self.preprocessor.for_dataset(x)
-        with self._fitting_steps(x, kwargs.get("steps_per_epoch")):
+        with self._fitting_steps(x, kwargs.get("steps_per_epoch")), _fresh_function_after_failure(self, "train"):
             return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
         """Keras ``evaluate``; raw feature dicts are checked by the schema first."""
         x = self._conformed_data(x)
         _check_label_rows(x, y)
-        with self._fitting_steps(x, kwargs.get("steps")):
+        with self._fitting_steps(x, kwargs.get("steps")), _fresh_function_after_failure(self, "test"):
             return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
@@ -62,7 +63,7 @@ class RawInputEntryPoints:
             return tf.nest.map_structure(lambda tensor: tensor.numpy(), self(x, training=False))
         if isinstance(x, tf.data.Dataset) and int(x.cardinality()) == 0:  # Keras refuses empty data
             return {name: np.zeros([0, *tensor.shape[1:]], np.float32) for name, tensor in self.output.items()}
-        with self._fitting_steps(x, kwargs.get("steps")):
+        with self._fitting_steps(x, kwargs.get("steps")), _fresh_function_after_failure(self, "predict"):
             return super().predict(x, *args, **kwargs)
 
     def _fitting_steps(self, x: Any, steps: Any) -> Any:
@@ -100,6 +101,8 @@ def _check_label_rows(x: Any, y: Any) -> None:
         return
     rows = _rows(x)
     for key, value in y.items():
+        if is_text(value):  # (checked here too: an error raised inside Keras's step loop comes out garbled)
+            raise TypeError(f"label {key!r} must hold numbers (NaN = missing), got strings")
         count = len(value) if hasattr(value, "__len__") else None
         if rows is not None and count is not None and count != rows:
             raise ValueError(f"label {key!r} has {count} rows but the features have {rows}: give one label per example")
@@ -125,3 +128,19 @@ def _one_step_per_execution(model: Any) -> Iterator[None]:
 
 
 __all__ = ["RawInputEntryPoints"]
+
+
+@contextlib.contextmanager
+def _fresh_function_after_failure(model: Any, kind: str) -> Any:
+    """After a failed fit/evaluate/predict, the next call traces a new step function.
+
+    A step that fails while being traced (a wrong label type, say) leaves Keras's cached
+    ``tf.function`` marked as having created variables, and every later call would fail
+    with "Creating variables on a non-first call"; the model stays usable instead.
+    """
+    try:
+        yield
+    except BaseException:
+        setattr(model, f"{kind}_function", None)
+        raise
+

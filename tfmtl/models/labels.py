@@ -46,7 +46,7 @@ def prepare_labels(
                 raise ValueError(
                     f"task {task.name!r} has no {what} {key!r} in the data; label keys present: {sorted(y)}.{hint}"
                 )
-        if _is_text(y[task.label_key]):
+        if is_text(y[task.label_key]):
             raise TypeError(f"task {task.name!r}: label {task.label_key!r} must hold numbers (NaN = missing), got strings")
         label = _column(y[task.label_key])
         present = label_present(label, task.kind)
@@ -64,7 +64,7 @@ def prepare_labels(
     return x, labels, weights
 
 
-def _is_text(values: Any) -> bool:
+def is_text(values: Any) -> bool:
     """Strings (a string tensor, or a numpy array of str/bytes/objects), which no cast should turn into labels."""
     dtype = getattr(values, "dtype", None)
     return dtype == tf.string if isinstance(dtype, tf.DType) else isinstance(dtype, np.dtype) and dtype.kind in "OUS"

@@ -157,12 +157,16 @@ class MultiTaskModel(RawInputEntryPoints, keras.Model):
         Args:
           optimizer: Keras optimizer (or its name); default ``LazyAdam(1e-3)``.
           loss: Optional dict task name -> per-example loss ``(labels, predictions) -> [B]``
-            (e.g. ``keras.losses.binary_focal_crossentropy``; Keras loss objects are
-            called unreduced). Missing labels, task spaces and sample weights are
-            applied around it. Default: the task kind's loss.
+            (e.g. ``keras.losses.binary_focal_crossentropy``, or a Keras loss name such
+            as ``"mse"``; Keras loss objects are called unreduced). Missing labels, task
+            spaces and sample weights are applied around it. As in Keras, a list gives
+            one per task in the model's task order, and a single loss applies to every
+            task. Default: the task kind's loss.
           metrics: Optional dict task name -> list of Keras metrics, replacing the
-            task's defaults; they are named ``<task>/<metric name>``.
-          loss_weights: Optional dict task name -> static weight, replacing ``Task.loss_weight``.
+            task's defaults; they are named ``<task>/<metric name>``. A list of lists
+            gives them by task order; a flat list applies to every task.
+          loss_weights: Optional dict task name -> static weight, replacing
+            ``Task.loss_weight``; or a list, one per task in the model's task order.
           balancer: A :mod:`tfmtl.balancing` strategy (default ``FixedWeights()``).
           gauc_by: A feature (e.g. ``"user_id"``) to group by: adds
             ``<task>/gauc`` (:class:`~tfmtl.tasks.GroupAUC`) to every binary task's
@@ -172,6 +176,13 @@ class MultiTaskModel(RawInputEntryPoints, keras.Model):
             and the optimizer's sparse updates stay outside the compiled part.
           **kwargs: Passed to Keras (``steps_per_execution``, ``run_eagerly``, ...).
         """
+        loss = self._by_task("loss", loss, one_for_all=lambda v: isinstance(v, str) or callable(v))
+        metrics = self._by_task(
+            "metrics", metrics, one_for_all=lambda v: not all(m is None or isinstance(m, (list, tuple)) for m in v),
+            each=lambda ms: [m.__class__.from_config(m.get_config()) if isinstance(m, keras.metrics.Metric) else m
+                             for m in ms],  # one metric object per task
+        )
+        loss_weights = self._by_task("loss_weights", loss_weights, one_for_all=lambda v: False)
         # What load_model needs to compile the model the same way (see get_compile_config).
         self._tfmtl_compile_args = {
             "loss": dict(loss) if loss else None, "metrics": dict(metrics) if metrics else None,
@@ -220,6 +231,32 @@ class MultiTaskModel(RawInputEntryPoints, keras.Model):
         # Kept off Keras's tracking, so model.weights / get_weights() stay the model's own;
         # model.save() stores the strategy's state (see save_own_variables).
         object.__setattr__(self, "_training", training)
+
+    def _by_task(self, what: str, given: Any, one_for_all: Any, each: Any = lambda v: v) -> dict[str, Any] | None:
+        """Keras's forms of a compile argument (dict, list by output order, one for all) as a dict by task."""
+        if given is None or isinstance(given, Mapping):
+            return given
+        if isinstance(given, (list, tuple)) and not one_for_all(given):
+            if len(given) != len(self.tasks):
+                raise ValueError(
+                    f"{what} has {len(given)} entries, but the model has {len(self.tasks)} tasks "
+                    f"({', '.join(self.task_names)}, in that order): give one per task, or a dict by task name"
+                )
+            return {task.name: value for task, value in zip(self.tasks, given) if value is not None}
+        if one_for_all(given):
+            return {task.name: each(given) for task in self.tasks}
+        raise TypeError(
+            f"{what} must be a dict by task name or a list in task order ({', '.join(self.task_names)}), got {given!r}"
+        )
+
+    def save(self, filepath: Any, *args: Any, **kwargs: Any) -> None:
+        """Keras ``save``; the ``.keras`` format (a ``.h5`` file would not load back: it is refused)."""
+        if str(filepath).endswith((".h5", ".hdf5")) or kwargs.get("save_format") == "h5":
+            raise ValueError(
+                f"cannot save a tfmtl model as HDF5 ({filepath}): its schema, preprocessing tables and balancer "
+                "do not fit that format. Save to a '.keras' file, or use tfmtl.serving.export for serving"
+            )
+        super().save(filepath, *args, **kwargs)
 
     @property
     def balancer(self) -> LossBalancer | None:
@@ -414,6 +451,11 @@ class _EpochEnd(keras.callbacks.Callback):
 def _per_example(task: Task, given: Any) -> LossFn:
     if given is None:
         return task.per_example_loss
+    if isinstance(given, str):
+        try:
+            given = keras.losses.get(given)
+        except ValueError:
+            raise ValueError(f"loss for task {task.name!r}: {given!r} is not a Keras loss name") from None
     if isinstance(given, keras.losses.Loss):
         return given.call
     if callable(given):

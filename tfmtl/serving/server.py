@@ -189,17 +189,8 @@ class DevServer:
         self.stop()
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model_name", help="name clients use (with --model_base_path)")
-    parser.add_argument("--model_base_path", help="folder holding integer version folders")
-    parser.add_argument("--model_config_file", help="text ModelServerConfig (as tensorflow_model_server takes)")
-    parser.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500; 0 = any free port)")
-    parser.add_argument("--rest_api_port", type=int, default=None, help="REST port (default: REST off; 0 = any)")
-    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    parser.add_argument("--max_seconds", type=float, default=None, help="stop by itself after this long")
-
-
 def run(args: argparse.Namespace) -> int:
+    """``tfmtl serve``: serve until SIGTERM/SIGINT or ``--max_seconds`` (arguments: :mod:`tfmtl.cli`)."""
     endpoints = {"host": args.host, "port": args.port, "rest_port": args.rest_api_port}
     if args.model_config_file:
         server = DevServer.from_config_file(args.model_config_file, **endpoints)
