@@ -76,7 +76,7 @@ def mixed(out: str) -> None:
     outputs = model(train.take(slice(0, 8)).features)
     dense = [layer for layer in model.layers if layer.name == "mixture_of_experts"][0]
     encoder = [layer for layer in model.layers if isinstance(layer, tfmtl.features.FeatureEncoder)][0]
-    periodic = list(encoder.periodic.values())
+    periodic = [e.periodic for e in encoder.encoders.values() if getattr(e, "periodic", None) is not None]
     np.savez(
         out,
         output_dtypes=np.array([outputs[task.name].dtype.name for task in train.tasks]),

@@ -10,9 +10,9 @@ import numpy as np
 
 from tfmtl._compat import keras, tf
 from tfmtl.features.kinds import (
-    FeatureEncoding,
     FeatureKind,
     SharedLayer,
+    TableEncoding,
     _clip_bounds,
     _FloatPerExample,
     _positive,
@@ -105,15 +105,8 @@ class Bucketized(_FloatPerExample):
         return BucketizedEncoder(self, tables[self.name])
 
 
-class BucketizedEncoder(FeatureEncoding):
+class BucketizedEncoder(TableEncoding):
     """``[B]`` buckets -> ``[B, embedding_dim]``: each bucket's embedding."""
-
-    def __init__(self, spec: Bucketized, table: Any, **kwargs: Any) -> None:
-        super().__init__(spec, **kwargs)
-        self.table = table
-
-    def call(self, features: Mapping[str, tf.Tensor], encoded: Mapping[str, tf.Tensor]) -> tf.Tensor:
-        return self.table(features[self.spec.name])  # [B, D]
 
 
 class QuantileSampler:

@@ -17,10 +17,10 @@ import numpy as np
 
 from tfmtl._compat import keras, tf
 from tfmtl.features.kinds import (
-    FeatureEncoding,
     FeatureKind,
     IdType,
     SharedLayer,
+    TableEncoding,
     _OneValuePerExample,
     _positive,
     check_name,
@@ -163,15 +163,8 @@ class Categorical(_OneValuePerExample):
         return CategoricalEncoder(self, tables[self.table_name])
 
 
-class CategoricalEncoder(FeatureEncoding):
+class CategoricalEncoder(TableEncoding):
     """``[B]`` table rows -> ``[B, embedding_dim]``: the (shared) table's rows."""
-
-    def __init__(self, spec: Categorical, table: Any, **kwargs: Any) -> None:
-        super().__init__(spec, **kwargs)
-        self.table = table
-
-    def call(self, features: Mapping[str, tf.Tensor], encoded: Mapping[str, tf.Tensor]) -> tf.Tensor:
-        return self.table(features[self.spec.name])  # [B, D]
 
 
 _TABLE_FIELDS = ("embedding_dim", "id_type", "vocabulary", "num_oov_buckets", "max_vocabulary_size", "min_count",

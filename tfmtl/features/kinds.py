@@ -234,6 +234,17 @@ class FeatureEncoding(keras.layers.Layer):
         self.spec = spec
 
 
+class TableEncoding(FeatureEncoding):
+    """A per-kind encoder that reads one (possibly shared) embedding table: by default, the feature's rows."""
+
+    def __init__(self, spec: FeatureSpec, table: Any, **kwargs: Any) -> None:
+        super().__init__(spec, **kwargs)
+        self.table = table
+
+    def call(self, features: Mapping[str, tf.Tensor], encoded: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        return self.table(features[self.spec.name])  # [B, D]
+
+
 def projection(spec: Any) -> Any:
     """The optional learned ``Dense(projection_dim)`` of a vector kind, or None."""
     if not getattr(spec, "projection_dim", None):

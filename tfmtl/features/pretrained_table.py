@@ -13,10 +13,10 @@ import numpy as np
 from tfmtl._compat import keras, tf
 from tfmtl.features.categorical import normalize_id, vocabulary_lookup
 from tfmtl.features.kinds import (
-    FeatureEncoding,
     FeatureKind,
     IdType,
     SharedLayer,
+    TableEncoding,
     _OneValuePerExample,
     _positive,
     check_name,
@@ -145,12 +145,11 @@ class PretrainedTable(_OneValuePerExample):
         return PretrainedTableEncoder(self, tables[self.name])
 
 
-class PretrainedTableEncoder(FeatureEncoding):
+class PretrainedTableEncoder(TableEncoding):
     """``[B]`` rows -> ``[B, output_dim]``: the frozen vectors (row 0, unknown ids: zeros), optionally projected."""
 
     def __init__(self, spec: PretrainedTable, table: Any, **kwargs: Any) -> None:
-        super().__init__(spec, **kwargs)
-        self.table = table
+        super().__init__(spec, table, **kwargs)
         self.projection = projection(spec)
 
     def call(self, features: Mapping[str, tf.Tensor], encoded: Mapping[str, tf.Tensor]) -> tf.Tensor:

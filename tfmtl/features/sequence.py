@@ -20,7 +20,7 @@ import numpy as np
 
 from tfmtl._compat import keras, tf
 from tfmtl.features.categorical import Categorical
-from tfmtl.features.kinds import FeatureEncoding, FeatureKind, IdType, Pooling, _positive, checked_numbers
+from tfmtl.features.kinds import FeatureKind, IdType, Pooling, TableEncoding, _positive, checked_numbers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,12 +123,11 @@ class Sequence(Categorical):
         return SequenceEncoder(self, tables[self.table_name])
 
 
-class SequenceEncoder(FeatureEncoding):
+class SequenceEncoder(TableEncoding):
     """``[B, L]`` rows (``-1`` at padding) -> the table's rows, pooled (or attended by the query) to ``[B, D]``."""
 
     def __init__(self, spec: Sequence, table: Any, **kwargs: Any) -> None:
-        super().__init__(spec, **kwargs)
-        self.table = table
+        super().__init__(spec, table, **kwargs)
         if spec.pooling is Pooling.ATTENTION:
             self.pooling = TargetAttention(spec.attention_units, name=f"{spec.name}_attention")
         else:
