@@ -60,3 +60,8 @@ def test_h5_saving_is_refused_pointing_to_keras(model, tmp_path):
     with pytest.raises(ValueError, match=r"Save to a '\.keras' file"):
         model.save(tmp_path / "m.h5")
     assert not (tmp_path / "m.h5").exists()
+
+
+def test_a_single_metric_object_is_refused_with_the_forms_that_work(model):
+    with pytest.raises(TypeError, match=r"metrics must be a dict by task name or a list in task order"):
+        model.compile(metrics=keras.metrics.AUC())

@@ -127,8 +127,6 @@ def _one_step_per_execution(model: Any) -> Iterator[None]:
         counter.assign(before)
 
 
-__all__ = ["RawInputEntryPoints"]
-
 
 @contextlib.contextmanager
 def _fresh_function_after_failure(model: Any, kind: str) -> Any:
@@ -144,3 +142,5 @@ def _fresh_function_after_failure(model: Any, kind: str) -> Any:
         setattr(model, f"{kind}_function", None)
         raise
 
+
+__all__ = ["RawInputEntryPoints"]

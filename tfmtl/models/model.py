@@ -178,7 +178,9 @@ class MultiTaskModel(RawInputEntryPoints, keras.Model):
         """
         loss = self._by_task("loss", loss, one_for_all=lambda v: isinstance(v, str) or callable(v))
         metrics = self._by_task(
-            "metrics", metrics, one_for_all=lambda v: not all(m is None or isinstance(m, (list, tuple)) for m in v),
+            "metrics", metrics,
+            one_for_all=lambda v: isinstance(v, (list, tuple))
+            and not all(m is None or isinstance(m, (list, tuple)) for m in v),
             each=lambda ms: [m.__class__.from_config(m.get_config()) if isinstance(m, keras.metrics.Metric) else m
                              for m in ms],  # one metric object per task
         )
