@@ -56,9 +56,11 @@ def worker(out: str) -> None:
     train, test, schema = data()
     with strategy.scope():
         model = build(schema, train.tasks)
-    model.fit(train.to_dataset(BATCH), epochs=2, verbose=0)  # auto-sharded: each worker reads half of each batch
+    history = model.fit(train.to_dataset(BATCH), epochs=2, verbose=0)  # auto-sharded: each worker reads half of each batch
     metrics = model.evaluate(test.to_dataset(1000), return_dict=True, verbose=0)
-    np.savez(out, workers=strategy.num_replicas_in_sync, click_auc=metrics["click/auc"],
+    logs = {f"log_{key.replace('/', '_')}": np.array(values) for key, values in history.history.items()}
+    np.savez(out, workers=strategy.num_replicas_in_sync, click_auc=metrics["click/auc"], **logs,
+             **{f"eval_{key.replace('/', '_')}": value for key, value in metrics.items()},
              **{f"w_{i}": w for i, w in enumerate(model.get_weights())})
 
 

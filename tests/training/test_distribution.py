@@ -75,6 +75,11 @@ def test_two_workers_end_with_identical_weights_and_single_process_quality(tmp_p
     single = np.load(tmp_path / "single.npz")
     assert int(single["workers"]) == 1
     assert abs(float(first["click_auc"]) - float(single["click_auc"])) < 0.02
+    # The training logs (losses, weights, AUCs) equal the single process's: not summed over the workers.
+    logs = sorted(key for key in single if key.startswith(("log_", "eval_")))
+    assert "log_loss" in logs and "log_click_auc" in logs
+    for key in logs:
+        np.testing.assert_allclose(first[key], single[key], rtol=1e-4, err_msg=key)
 
 
 @pytest.mark.slow

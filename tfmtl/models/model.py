@@ -251,6 +251,20 @@ class MultiTaskModel(RawInputEntryPoints, keras.Model):
             f"{what} must be a dict by task name or a list in task order ({', '.join(self.task_names)}), got {given!r}"
         )
 
+    @property
+    def distribute_reduction_method(self) -> str:
+        """How ``fit`` reduces the replicas' step outputs: ``"first"`` unless you set another.
+
+        The step returns metric results that are already synchronized across replicas and
+        workers (the same value everywhere). Keras's own default sums them, which under
+        ``MultiWorkerMirroredStrategy`` doubled every training log with 2 workers.
+        """
+        return self._distribute_reduction_method or "first"
+
+    @distribute_reduction_method.setter
+    def distribute_reduction_method(self, value: str) -> None:
+        self._distribute_reduction_method = value
+
     def save(self, filepath: Any, *args: Any, **kwargs: Any) -> None:
         """Keras ``save``; the ``.keras`` format (a ``.h5`` file would not load back: it is refused)."""
         if str(filepath).endswith((".h5", ".hdf5")) or kwargs.get("save_format") == "h5":
