@@ -93,3 +93,23 @@ def test_mixed_float16_mmoe_trains_without_nan_and_answers_in_float32(tmp_path):
     assert out["variable_dtypes"].tolist() == ["float32"]  # master weights stay float32
     assert np.all(np.isfinite(out["losses"])) and bool(out["weights_finite"])
     assert float(out["loss_scale"]) > 1.0
+
+
+@pytest.mark.slow
+def test_the_readme_multiworker_example_trains_on_two_workers(tmp_path):
+    """examples/train_multiworker.py as README launches it, on an epoch that is not a multiple of 16 steps."""
+    script = ROOT / "examples" / "train_multiworker.py"
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, str(script), "5000"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, env=_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})),
+        )
+        for i in range(2)
+    ]
+    outputs = []
+    for job in jobs:
+        output, _ = job.communicate(timeout=400)
+        assert job.returncode == 0, output[-3000:]
+        outputs.append(output)
+    assert "2 workers: {'click/auc'" in outputs[0]

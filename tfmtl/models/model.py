@@ -152,7 +152,8 @@ class MultiTaskModel(RawInputEntryPoints, keras.Model):
         updates only the embedding rows in the batch; rows absent from a batch keep
         their moments) at learning rate 1e-3, and :data:`DEFAULT_STEPS_PER_EXECUTION`
         training steps per call into TensorFlow (batch-level callbacks then see every
-        that many steps). An optimizer or ``steps_per_execution`` you give is used as given.
+        that many steps; one under ``MultiWorkerMirroredStrategy``). An optimizer or
+        ``steps_per_execution`` you give is used as given.
 
         Args:
           optimizer: Keras optimizer (or its name); default ``LazyAdam(1e-3)``.
@@ -207,7 +208,11 @@ class MultiTaskModel(RawInputEntryPoints, keras.Model):
             from tfmtl.training.optimizers import LazyAdam
 
             optimizer = LazyAdam(1e-3)
-        kwargs.setdefault("steps_per_execution", DEFAULT_STEPS_PER_EXECUTION)
+        # Under MultiWorkerMirroredStrategy, an execution of several steps that runs out of data
+        # part-way (an epoch that is not a multiple of it) fails in the gradient all-gather
+        # ("Shape mismatch in the collective instance"): one step per execution there.
+        multi_worker = isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        kwargs.setdefault("steps_per_execution", 1 if multi_worker else DEFAULT_STEPS_PER_EXECUTION)
         # Keras's own jit_compile would compile the lookups too: tfmtl compiles the trainable stage only.
         super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
         with self.distribute_strategy.scope():
