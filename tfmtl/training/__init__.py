@@ -4,6 +4,7 @@ from tfmtl.training.config import ARCHITECTURES, BALANCERS, ConfigError, RunConf
 from tfmtl.training.checkpoint import CheckpointCallback, Checkpoints, Position
 from tfmtl.training.fit import EpochData, fit
 from tfmtl.training.optimizers import LazyAdam, RowWiseAdagrad, is_embedding_table
+from tfmtl.training.priors import set_label_priors
 from tfmtl.training.selection import CombinedMetric
 from tfmtl.training.staging import layer_roles, set_trainable
 from tfmtl.training.run import evaluate_from_config, export_from_config, train_from_config
@@ -30,5 +31,6 @@ __all__ = [
     "fit",
     "is_embedding_table",
     "layer_roles",
+    "set_label_priors",
     "set_trainable",
 ]
