@@ -94,6 +94,31 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
+def int_tuple(value: Any, what: str) -> tuple[int, ...]:
+    """``value`` (an int, or a sequence of ints >= 1; never a string) as a tuple, else an error naming ``what``.
+
+    Example:
+
+    >>> from tfmtl.features.kinds import int_tuple
+    >>> int_tuple([64, 32], "tower_units"), int_tuple(16, "tower_units")
+    ((64, 32), (16,))
+    >>> int_tuple("16", "task 'click': tower_units")
+    Traceback (most recent call last):
+    TypeError: task 'click': tower_units must be an int or a sequence of ints, e.g. (64, 32); got '16'
+    """
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        value = (value,)
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{what} must be an int or a sequence of ints, e.g. (64, 32); got {value!r}")
+    items = tuple(value)
+    wrong = next((v for v in items if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))), None)
+    if wrong is not None:
+        raise TypeError(f"{what} must hold ints; got {wrong!r} ({type(wrong).__name__}) in {value!r}")
+    if any(v < 1 for v in items):
+        raise ValueError(f"{what} must be >= 1; got {items}")
+    return tuple(int(v) for v in items)
+
+
 def _positive(feature: str, what: str, value: Any) -> None:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise ValueError(f"feature {feature!r}: {what} must be an int >= 1, got {value!r}")

@@ -20,7 +20,7 @@ import numpy as np
 
 from tfmtl._compat import keras, tf
 from tfmtl.features.categorical import Categorical
-from tfmtl.features.kinds import FeatureKind, IdType, Pooling, TableEncoding, _positive, checked_numbers
+from tfmtl.features.kinds import FeatureKind, IdType, Pooling, TableEncoding, _positive, checked_numbers, int_tuple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +71,8 @@ class Sequence(Categorical):
         _positive(self.name, "max_len", self.max_len)
         if not isinstance(self.pooling, Pooling):
             object.__setattr__(self, "pooling", Pooling(self.pooling))
-        object.__setattr__(self, "attention_units", tuple(int(u) for u in self.attention_units))
+        units = int_tuple(self.attention_units, f"feature {self.name!r}: attention_units")
+        object.__setattr__(self, "attention_units", units)
         if (self.pooling is Pooling.ATTENTION) != (self.query is not None):
             raise ValueError(f"feature {self.name!r}: a query feature is needed exactly when pooling is 'attention'")
         if self.weighted and self.pooling not in (Pooling.MEAN, Pooling.SUM):
@@ -255,7 +256,7 @@ class TargetAttention(keras.layers.Layer):
 
     def __init__(self, hidden_units: SequenceType[int] = (32,), **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.hidden_units = tuple(int(u) for u in hidden_units)
+        self.hidden_units = int_tuple(hidden_units, "TargetAttention hidden_units")
         self.hidden = [keras.layers.Dense(u, activation="relu", name=f"hidden_{i}") for i, u in enumerate(self.hidden_units)]
         self.score = keras.layers.Dense(1, name="score")
 

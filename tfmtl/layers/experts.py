@@ -6,6 +6,7 @@ import math
 from typing import Any, Sequence
 
 from tfmtl._compat import keras, tf
+from tfmtl.features.kinds import int_tuple
 
 
 #: With ``implementation="auto"``, experts whose layers are all at most this wide use einsum.
@@ -68,10 +69,10 @@ class Experts(keras.layers.Layer):
         self.implementation = implementation
         if num_experts < 1:
             raise ValueError(f"num_experts must be >= 1, got {num_experts}")
-        if not units or any(int(u) < 1 for u in units):
+        self.units = int_tuple(units, "expert units")
+        if not self.units:
             raise ValueError(f"expert units must be a non-empty list of positive ints, got {units!r}")
         self.num_experts = int(num_experts)
-        self.units = tuple(int(u) for u in units)
         self.activation = keras.activations.get(activation)
         self.kernels: list[tf.Variable] = []
         self.biases: list[tf.Variable] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from tfmtl._compat import keras, tf
+from tfmtl.features.kinds import int_tuple
 from tfmtl.layers.experts import Experts
 from tfmtl.layers.gate import ExpertGate, mix_experts
 
@@ -68,7 +69,7 @@ class ExtractionLayer(keras.layers.Layer):
         self.task_names = tuple(task_names)
         self.num_shared_experts = int(num_shared_experts)
         self.num_task_experts = int(num_task_experts)
-        self.expert_units = tuple(int(u) for u in expert_units)
+        self.expert_units = int_tuple(expert_units, "expert_units")
         self.shared_gate = bool(shared_gate)
         self.temperature = float(temperature)
         self.expert_dropout = float(expert_dropout)

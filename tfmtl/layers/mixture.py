@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from tfmtl._compat import keras, tf
+from tfmtl.features.kinds import int_tuple
 from tfmtl.layers.experts import Experts
 from tfmtl.layers.gate import ExpertGate, mix_experts
 
@@ -53,7 +54,7 @@ class MixtureOfExperts(keras.layers.Layer):
         if not gate_names:
             raise ValueError("MixtureOfExperts needs at least one gate name")
         self.num_experts = int(num_experts)
-        self.expert_units = tuple(int(u) for u in expert_units)
+        self.expert_units = int_tuple(expert_units, "expert_units")
         self.gate_names = tuple(gate_names)
         self.temperature = float(temperature)
         self.expert_dropout = float(expert_dropout)

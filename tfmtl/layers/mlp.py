@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from tfmtl._compat import keras, tfrs
+from tfmtl.features.kinds import int_tuple
 
 
 @keras.utils.register_keras_serializable(package="tfmtl")
@@ -33,7 +34,7 @@ class MLP(tfrs.layers.blocks.MLP):
         use_bias: bool = True,
         **kwargs: Any,
     ) -> None:
-        self.units = tuple(int(u) for u in units)  # a tuple: Keras would wrap a list attribute
+        self.units = int_tuple(units, "MLP units")  # a tuple: Keras would wrap a list attribute
         self._activations = (activation, final_activation)
         self._use_bias = use_bias
         super().__init__(list(self.units), use_bias=use_bias, activation=activation, final_activation=final_activation, **kwargs)

@@ -6,6 +6,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from tfmtl._compat import tf
 from tfmtl.features.encoder import FeatureEncoder
+from tfmtl.features.kinds import int_tuple
 from tfmtl.features.preprocessing import FeaturePreprocessor
 from tfmtl.features.schema import Schema
 from tfmtl.layers.interaction import Cross, Dot, Interaction
@@ -109,10 +110,11 @@ def check_names(schema: Schema, tasks: Sequence[Task], extra_outputs: Sequence[s
 
 
 def check_units(units: Sequence[int], what: str) -> list[int]:
-    units = [int(u) for u in units]
-    if not units or any(u < 1 for u in units):
+    """A builder's layer sizes: a non-empty sequence of ints >= 1 (see :func:`~tfmtl.features.kinds.int_tuple`)."""
+    checked = list(int_tuple(units, what))
+    if not checked:
         raise ValueError(f"{what} must be a non-empty list of positive ints, got {units!r}")
-    return units
+    return checked
 
 
 __all__ = ["Body", "build_model", "check_units", "encode_features", "transfer_from"]

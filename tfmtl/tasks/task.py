@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from tfmtl._compat import keras
-from tfmtl.features.kinds import check_name
+from tfmtl.features.kinds import check_name, int_tuple
 from tfmtl.tasks.kinds import TaskKind
 from tfmtl.tasks.losses import MaskedLoss, per_example_loss
 from tfmtl.tasks.metrics import (
@@ -105,9 +105,7 @@ class Task:
             value = getattr(self, field)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"task {self.name!r}: {field} must be a finite number >= 0, got {value!r}")
-        object.__setattr__(self, "tower_units", tuple(int(units) for units in self.tower_units))
-        if any(units < 1 for units in self.tower_units):
-            raise ValueError(f"task {self.name!r}: tower_units must be positive, got {self.tower_units}")
+        object.__setattr__(self, "tower_units", int_tuple(self.tower_units, f"task {self.name!r}: tower_units"))
         self._check_classes()
         for field in ("label", "space", "sample_weight"):
             value = getattr(self, field)
