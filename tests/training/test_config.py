@@ -71,6 +71,28 @@ def test_cli_trains_evaluates_and_exports_a_model_that_answers_like_it(config, c
     ids=["architecture", "balancer", "feature kind", "model key", "data key", "format", "feature key", "optimizer"],
 )
 def test_invalid_configs_name_the_key_and_the_allowed_values(tmp_path, edit, message):
+    _refused(tmp_path, edit, message)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (("batch_size = 256", 'batch_size = "256"'), r"data.batch_size = '256': expected int, got str"),
+        (("seed = 0", "seed = true"), r"data.seed = True: expected int, got bool"),
+        (("embedding_dim = 4\nid_type", 'embedding_dim = "4"\nid_type'),
+         r"features\[5\] \(hour\).embedding_dim = '4': expected int, got str"),
+        (("log = true", 'log = "yes"'), r"features\[6\] \(user_activity\).log = 'yes': expected bool, got str"),
+        (('tower_units = [32]', 'tower_units = "16"'),
+         r"tasks\[0\] \(click\).tower_units = '16': expected list or int, got str"),
+        (("epochs = 3", "epochs = 2.5"), r"fit.epochs = 2.5: expected int, got float"),
+    ],
+    ids=["data int", "data bool", "feature int", "feature bool", "task units", "fit int"],
+)
+def test_values_of_the_wrong_type_name_the_key_and_the_type(tmp_path, edit, message):
+    _refused(tmp_path, edit, message)
+
+
+def _refused(tmp_path, edit, message):
     text = EXAMPLE.read_text()
     assert edit[0] in text
     path = tmp_path / "bad.toml"

@@ -28,9 +28,12 @@ errors that name the key and list the allowed values.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import inspect
 import pathlib
 import tomllib
+import types
+import typing
 from typing import Any, Callable, Mapping
 
 from tfmtl import balancing, models
@@ -53,6 +56,13 @@ _SECTIONS = {
     "output": {"dir", "export_dir"},
 }
 _REQUIRED = ("data", "features", "tasks", "model", "output")
+#: The type of each value of the fixed sections (TOML gives ints for whole-number floats).
+_VALUE_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
+    "data": {"format": (str,), "train": (str, list), "validation": (str, list), "batch_size": (int,),
+             "shuffle_buffer": (int,), "seed": (int,)},
+    "fit": {"epochs": (int,), "checkpoint_every": (int,), "keep_checkpoints": (int,), "early_stopping": (dict,)},
+    "output": {"dir": (str,), "export_dir": (str,)},
+}
 
 
 class ConfigError(ValueError):
@@ -73,6 +83,47 @@ def _check_keys(where: str, given: Mapping[str, Any], allowed: Any) -> None:
     unknown = sorted(set(given) - set(allowed))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _check_types(where: str, given: Mapping[str, Any], types_by_key: Mapping[str, tuple[type, ...]]) -> None:
+    """Each value of ``given`` is one of its key's types (a bool is not an int), else a ConfigError naming the key."""
+    for key, value in given.items():
+        allowed = types_by_key.get(key)
+        if allowed is None:
+            continue
+        if isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed):
+            continue
+        names = " or ".join("none" if t is type(None) else "list" if t in (list, tuple) else t.__name__
+                            for t in dict.fromkeys(t for t in allowed if t is not tuple))
+        raise ConfigError(f"{where}.{key} = {value!r}: expected {names}, got {type(value).__name__}")
+
+
+def _field_types(cls: type) -> dict[str, tuple[type, ...]]:
+    """The TOML types a dataclass's fields accept, from their annotations (fields of other types: unchecked)."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError):  # pragma: no cover - an annotation that does not resolve
+        return {}
+    out: dict[str, tuple[type, ...]] = {}
+    for field in dataclasses.fields(cls):
+        hint = hints.get(field.name)
+        options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        allowed: list[type] = []
+        for option in options:
+            origin = typing.get_origin(option) or option
+            if option is type(None) or option in (int, str, bool):
+                allowed.append(option)
+            elif option is float:
+                allowed += [float, int]
+            elif isinstance(option, type) and issubclass(option, enum.Enum):
+                allowed += [str, option]
+            elif origin in (tuple, list):
+                allowed += [list, tuple] + ([int] if typing.get_args(option)[:1] == (int,) else [])  # units: 16 or [64, 32]
+            else:
+                break
+        else:
+            out[field.name] = tuple(allowed)
+    return out
 
 
 def _pick(where: str, value: Any, table: Mapping[str, Any], key: str) -> Any:
@@ -225,6 +276,7 @@ def parse_config(raw: Mapping[str, Any], root: str | pathlib.Path = ".") -> RunC
     for section, allowed in _SECTIONS.items():
         if allowed is not None and section in raw:
             _check_keys(f"[{section}]", raw[section], allowed)
+            _check_types(section, raw[section], _VALUE_TYPES[section])
     _pick("data", raw["data"].get("format", "csv"), {name: name for name in FORMATS}, "format")
     if "dir" not in raw["output"]:
         raise ConfigError("[output]: missing key 'dir' (where checkpoints, logs and model.keras go)")
@@ -234,6 +286,7 @@ def parse_config(raw: Mapping[str, Any], root: str | pathlib.Path = ".") -> RunC
         where = f"features[{index}]"
         spec = _pick(where, entry.get("kind"), kinds, "kind")
         _check_keys(f"{where} ({entry.get('name', '?')})", entry, {"kind", *(f.name for f in dataclasses.fields(spec))})
+        _check_types(f"{where} ({entry.get('name', '?')})", entry, _field_types(spec))
         entries.append(entry)
     try:
         schema = Schema.from_config({"features": entries})
@@ -243,6 +296,7 @@ def parse_config(raw: Mapping[str, Any], root: str | pathlib.Path = ".") -> RunC
     tasks = []
     for index, entry in enumerate(raw["tasks"]):
         _check_keys(f"tasks[{index}] ({entry.get('name', '?')})", entry, task_fields)
+        _check_types(f"tasks[{index}] ({entry.get('name', '?')})", entry, _field_types(Task))
         tasks.append(_call(f"tasks[{index}]", Task.from_config, {"config": entry}))
     if not tasks:
         raise ConfigError("tasks: give at least one [[tasks]] table")
