@@ -75,3 +75,18 @@ def test_restore_needs_a_compiled_model(small_data, small_schema, tmp_path):
     model = tfmtl.models.mmoe(small_schema, small_data.tasks, num_experts=2, expert_units=(4,))
     with pytest.raises(ValueError, match="compile the model first"):
         tfmtl.training.Checkpoints(tmp_path).save(model, tfmtl.training.Position(0, 0))
+
+
+def test_a_resumed_or_finished_run_says_so(small_data, small_schema, tmp_path, capsys):
+    train = small_data.take(slice(0, 512))
+
+    def run(epochs):
+        model = tfmtl.models.shared_bottom(small_schema, small_data.tasks, bottom_units=(4,))
+        model.compile()
+        tfmtl.training.fit(model, train.to_dataset(128), epochs=epochs, checkpoint_dir=tmp_path / "ckpt", verbose=2)
+        return capsys.readouterr().out
+
+    first = run(1)
+    assert "resuming" not in first and "already trained" not in first
+    assert "resuming from checkpoint" in (second := run(2)) and "epoch 2 of 2, after step 0" in second
+    assert "already trained for 2 epoch(s)" in run(2)

@@ -104,7 +104,15 @@ def fit(
     saver = None
     if checkpoint_dir is not None:
         checkpoints = Checkpoints(checkpoint_dir, keep=keep_checkpoints)
+        latest = checkpoints.latest()
         position = checkpoints.restore(model) or position
+        if latest is not None and verbose:
+            if position.epoch >= epochs:
+                print(f"already trained for {epochs} epoch(s) (checkpoint {latest}): nothing to train; "
+                      "raise epochs, or use another checkpoint_dir, to train more")
+            else:
+                print(f"resuming from checkpoint {latest}: epoch {position.epoch + 1} of {epochs}, "
+                      f"after step {position.step}")
         saver = CheckpointCallback(checkpoints, checkpoint_every, first_step=position.step)
         ordered.append(saver)
     phase = None

@@ -96,6 +96,8 @@ def export_from_config(path: str | pathlib.Path, *, log: Callable[[str], None] =
     config = load_config(path)
     if "export_dir" not in config.raw["output"]:
         raise ValueError("output.export_dir: not given (the TF Serving base path to export to)")
-    version = export(_load(config), config.path(config.raw["output"]["export_dir"]))
+    model = _load(config)
+    log(f"exporting {model.name} to {config.path(config.raw['output']['export_dir'])} (SavedModel, signatures, warmup)")
+    version = export(model, config.path(config.raw["output"]["export_dir"]))
     log(f"exported {version}")
     return version
