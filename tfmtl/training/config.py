@@ -31,10 +31,15 @@ import dataclasses
 import enum
 import inspect
 import pathlib
-import tomllib
+import sys
 import types
 import typing
 from typing import Any, Callable, Mapping
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI
+    import tomli as tomllib
 
 from tfmtl import balancing, models
 from tfmtl._compat import keras
