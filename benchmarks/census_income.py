@@ -88,7 +88,10 @@ def run_group(group: int, args: argparse.Namespace) -> None:
     schema = tfmtl.data.census_schema(
         args.embedding_dim, age_buckets=args.age_buckets, numeric_embedding_dim=args.numeric_embedding_dim
     )
-    train, validation, test = tfmtl.data.census_income(group=group, max_rows=args.max_rows, schema=schema)
+    print(f"loading census-income (group {group}) and adapting the schema ...", flush=True)
+    train, validation, test = tfmtl.data.census_income(
+        group=group, max_rows=args.max_rows, schema=schema, split_seed=args.split_seed
+    )
     schema = schema.adapt(train.features)
     data = tuple(tfmtl.data.MultiTaskData(d.features, d.labels, schema, d.tasks) for d in (train, validation, test))
     main, aux = (task.name for task in train.tasks)
@@ -102,6 +105,7 @@ def run_group(group: int, args: argparse.Namespace) -> None:
         start = time.perf_counter()
         runs = []
         for seed in range(args.first_seed, args.first_seed + args.seeds):
+            print(f"  [{name} seed {seed}] training up to {args.epochs} epochs ...", flush=True)
             if name == "single_task":  # one network per task, each selected on its own validation AUC
                 result = {}
                 for task in train.tasks:
@@ -140,6 +144,8 @@ def main() -> None:
     parser.add_argument("--numeric-embedding-dim", type=int, default=None,
                         help="embed the numeric columns with periodic embeddings of this size")
     parser.add_argument("--max-rows", type=int, default=None, help="read at most this many rows of each file")
+    parser.add_argument("--split-seed", type=int, default=tfmtl.data.census.SPLIT_SEED,
+                        help="seed of the 1:1 validation/test split of the test file")
     args = parser.parse_args()
     for group in args.groups:
         run_group(group, args)

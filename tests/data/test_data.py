@@ -81,6 +81,14 @@ def test_census_income_matches_the_published_statistics():
     assert 0.1 < education.labels["education"].mean() < 0.4
 
 
+def test_census_split_seed_is_read_when_called(monkeypatch):
+    other = census_income(max_rows=1000, split_seed=7)[2]
+    monkeypatch.setattr(tfmtl.data.census, "SPLIT_SEED", 7)
+    np.testing.assert_array_equal(census_income(max_rows=1000)[2].features["age"], other.features["age"])
+    monkeypatch.undo()
+    assert not np.array_equal(census_income(max_rows=1000)[2].features["age"], other.features["age"])
+
+
 def test_census_missing_folder_gives_guidance(tmp_path):
     with pytest.raises(FileNotFoundError, match="TFMTL_DATA_DIR"):
         census_income(tmp_path)
