@@ -1,4 +1,10 @@
-"""The functional multi-task model: schema-checked inputs, task-driven compile."""
+"""The functional multi-task model: schema-checked inputs, task-driven compile, the multi-task step.
+
+Its other parts live beside it: :mod:`tfmtl.models.entry_points` (raw inputs checked
+before Keras sees them), :mod:`tfmtl.models.compile_args` (``compile``'s per-task
+losses, weights and metrics), :mod:`tfmtl.models.saving` (``.keras`` files with the
+compile and balancer state), :mod:`tfmtl.models.labels` and :mod:`tfmtl.models.gradients`.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +16,16 @@ from tfmtl.balancing import LossBalancer, check_balancer
 from tfmtl.features.encoder import FeatureEncoder
 from tfmtl.features.preprocessing import FeaturePreprocessor, is_preprocessed
 from tfmtl.features.schema import Schema
+from tfmtl.models.compile_args import LossFn, build_metrics, resolve
 from tfmtl.models.entry_points import RawInputEntryPoints
 from tfmtl.models.gradients import balanced_gradients, mean_over_replicas, scaled, unscaled
 from tfmtl.models.labels import prepare_labels, shaped
-from tfmtl.tasks.kinds import TaskKind
+from tfmtl.models.saving import KerasSaving
 from tfmtl.tasks.metrics import GroupAUC
 from tfmtl.tasks.task import Task, check_tasks
 
 #: Training steps per call into TensorFlow that ``compile()`` chooses when not told.
 DEFAULT_STEPS_PER_EXECUTION = 16
-
-#: Per-example loss: (clean labels, predictions) -> ``[B]``.
-LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
-
 
 @dataclasses.dataclass
 class _Training:
@@ -46,7 +49,7 @@ class _Training:
 
 
 @keras.utils.register_keras_serializable(package="tfmtl")
-class MultiTaskModel(RawInputEntryPoints, keras.Model):
+class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
     """A Keras functional model with dict inputs (features) and dict outputs (tasks).
 
     Built by the architectures in :mod:`tfmtl.models` (``shared_bottom``, ``mmoe``,
@@ -177,31 +180,14 @@ class MultiTaskModel(RawInputEntryPoints, keras.Model):
             and the optimizer's sparse updates stay outside the compiled part.
           **kwargs: Passed to Keras (``steps_per_execution``, ``run_eagerly``, ...).
         """
-        loss = self._by_task("loss", loss, one_for_all=lambda v: isinstance(v, str) or callable(v))
-        metrics = self._by_task(
-            "metrics", metrics,
-            one_for_all=lambda v: isinstance(v, (list, tuple))
-            and not all(m is None or isinstance(m, (list, tuple)) for m in v),
-            each=lambda ms: [m.__class__.from_config(m.get_config()) if isinstance(m, keras.metrics.Metric) else m
-                             for m in ms],  # one metric object per task
-        )
-        loss_weights = self._by_task("loss_weights", loss_weights, one_for_all=lambda v: False)
+        arguments = resolve(self.tasks, loss, metrics, loss_weights)
         # What load_model needs to compile the model the same way (see get_compile_config).
         self._tfmtl_compile_args = {
-            "loss": dict(loss) if loss else None, "metrics": dict(metrics) if metrics else None,
-            "loss_weights": dict(loss_weights) if loss_weights else None, "balancer": balancer,
-            "gauc_by": gauc_by, "jit_compile": jit_compile, **kwargs,
+            **arguments.given, "balancer": balancer, "gauc_by": gauc_by, "jit_compile": jit_compile, **kwargs,
         }
-        for what, given in (("loss", loss), ("metrics", metrics), ("loss_weights", loss_weights)):
-            unknown = sorted(set(given or {}) - set(self.task_names))
-            if unknown:
-                raise ValueError(f"{what} name unknown task(s) {unknown}; tasks: {', '.join(self.task_names)}")
         if gauc_by is not None and gauc_by not in self.schema:
             raise ValueError(f"gauc_by={gauc_by!r} is not a feature; features: {', '.join(self.schema.names)}")
         balancer = check_balancer(balancer)
-        losses = {task.name: _per_example(task, (loss or {}).get(task.name)) for task in self.tasks}
-        weights = {task.name: float(task.loss_weight) for task in self.tasks}
-        weights.update({name: float(value) for name, value in (loss_weights or {}).items()})
         if not isinstance(jit_compile, bool):
             raise TypeError(f"jit_compile must be True or False, got {jit_compile!r}")
         if optimizer is None:
@@ -217,44 +203,21 @@ class MultiTaskModel(RawInputEntryPoints, keras.Model):
         super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
         with self.distribute_strategy.scope():
             balancer.build(self.tasks)
-            task_metrics = {}
-            for task in self.tasks:
-                given = (metrics or {}).get(task.name)
-                task_metrics[task.name] = task.metrics() if given is None else [_named(task, m) for m in given]
-                if gauc_by is not None and task.kind is TaskKind.BINARY:
-                    task_metrics[task.name].append(GroupAUC(gauc_by, name=f"{task.name}/gauc"))
             training = _Training(
-                losses=losses,
-                static_weights=tuple(weights[task.name] for task in self.tasks),
+                losses=arguments.losses,
+                static_weights=arguments.static_weights,
                 balancer=balancer,
                 loss_tracker=keras.metrics.Mean("loss"),
                 task_loss_trackers=[keras.metrics.Mean(f"{task.name}/loss") for task in self.tasks],
                 order_trackers={
                     task.name: keras.metrics.Mean(f"{task.name}/order_violation") for task in self.tasks if task.follows
                 },
-                task_metrics=task_metrics,
+                task_metrics=build_metrics(self.tasks, arguments.metrics, gauc_by),
                 core=tf.function(self._core, jit_compile=True, autograph=False) if jit_compile else self._core,
             )
         # Kept off Keras's tracking, so model.weights / get_weights() stay the model's own;
         # model.save() stores the strategy's state (see save_own_variables).
         object.__setattr__(self, "_training", training)
-
-    def _by_task(self, what: str, given: Any, one_for_all: Any, each: Any = lambda v: v) -> dict[str, Any] | None:
-        """Keras's forms of a compile argument (dict, list by output order, one for all) as a dict by task."""
-        if given is None or isinstance(given, Mapping):
-            return given
-        if isinstance(given, (list, tuple)) and not one_for_all(given):
-            if len(given) != len(self.tasks):
-                raise ValueError(
-                    f"{what} has {len(given)} entries, but the model has {len(self.tasks)} tasks "
-                    f"({', '.join(self.task_names)}, in that order): give one per task, or a dict by task name"
-                )
-            return {task.name: value for task, value in zip(self.tasks, given) if value is not None}
-        if one_for_all(given):
-            return {task.name: each(given) for task in self.tasks}
-        raise TypeError(
-            f"{what} must be a dict by task name or a list in task order ({', '.join(self.task_names)}), got {given!r}"
-        )
 
     @property
     def distribute_reduction_method(self) -> str:
@@ -270,52 +233,11 @@ class MultiTaskModel(RawInputEntryPoints, keras.Model):
     def distribute_reduction_method(self, value: str) -> None:
         self._distribute_reduction_method = value
 
-    def save(self, filepath: Any, *args: Any, **kwargs: Any) -> None:
-        """Keras ``save``; the ``.keras`` format (a ``.h5`` file would not load back: it is refused)."""
-        if str(filepath).endswith((".h5", ".hdf5")) or kwargs.get("save_format") == "h5":
-            raise ValueError(
-                f"cannot save a tfmtl model as HDF5 ({filepath}): its schema, preprocessing tables and balancer "
-                "do not fit that format. Save to a '.keras' file, or use tfmtl.serving.export for serving"
-            )
-        super().save(filepath, *args, **kwargs)
-
     @property
     def balancer(self) -> LossBalancer | None:
         """The compiled loss-balancing strategy (None before ``compile``)."""
         training = self.__dict__.get("_training")
         return training.balancer if training is not None else None
-
-    # Keras restores compile() on load only when a model with its own compile() says how.
-    def get_compile_config(self) -> dict[str, Any] | None:
-        """The arguments given to :meth:`compile` (task defaults stay defaults), serialized."""
-        if not getattr(self, "_tfmtl_compile_args", None):
-            return None
-        args = {"optimizer": self.optimizer, **self._tfmtl_compile_args}
-        return {key: keras.saving.serialize_keras_object(value) for key, value in args.items()}
-
-    def compile_from_config(self, config: dict[str, Any]) -> None:
-        """Compile again from :meth:`get_compile_config`'s output (used by ``load_model``)."""
-        self.compile(**{key: keras.saving.deserialize_keras_object(value) for key, value in config.items()})
-        if self.built and isinstance(self.optimizer, keras.optimizers.Optimizer):
-            self.optimizer.build(self._variables_to_train())  # so the saved optimizer state can load
-
-    # model.save("m.keras") stores the balancing strategy's state (learned uncertainties,
-    # GradNorm weights, DWA history) next to the model's own variables.
-    def _balancer_variables(self) -> list[tf.Variable]:
-        training = self.__dict__.get("_training")
-        return list(training.balancer.variables) if training is not None else []
-
-    def save_own_variables(self, store: Any) -> None:
-        super().save_own_variables(store)
-        for index, variable in enumerate(self._balancer_variables()):
-            store[f"balancer_{index}"] = variable.numpy()
-
-    def load_own_variables(self, store: Any) -> None:
-        keys = list(store.keys())
-        super().load_own_variables({key: store[key] for key in keys if not key.startswith("balancer_")})
-        for index, variable in enumerate(self._balancer_variables()):
-            if f"balancer_{index}" in keys:
-                variable.assign(store[f"balancer_{index}"])
 
     @property
     def metrics(self) -> list[Any]:
@@ -468,26 +390,3 @@ class _EpochEnd(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         self.balancer.on_epoch_end()
 
-
-def _per_example(task: Task, given: Any) -> LossFn:
-    if given is None:
-        return task.per_example_loss
-    if isinstance(given, str):
-        try:
-            given = keras.losses.get(given)
-        except ValueError:
-            raise ValueError(f"loss for task {task.name!r}: {given!r} is not a Keras loss name") from None
-    if isinstance(given, keras.losses.Loss):
-        return given.call
-    if callable(given):
-        return given
-    raise TypeError(f"loss for task {task.name!r} must be a callable (labels, predictions) -> [batch], got {given!r}")
-
-
-def _named(task: Task, metric: Any) -> Any:
-    metric = keras.metrics.get(metric)
-    if not isinstance(metric, keras.metrics.Metric):
-        raise TypeError(f"metrics for task {task.name!r} must be Keras Metric objects, got {metric!r}")
-    if not metric.name.startswith(f"{task.name}/"):
-        metric._name = f"{task.name}/{metric.name}"
-    return metric
