@@ -46,32 +46,10 @@ import time
 from typing import Any
 
 
-def _import_tensorflow_quietly() -> None:
-    """Import tfmtl (and TensorFlow) with its C++ log at errors only, unless TF_CPP_MIN_LOG_LEVEL is set.
-
-    TensorFlow writes a few INFO lines (oneDNN, CUDA stubs) while it loads, before its
-    logging reads the level: stderr is closed for the import itself then.
-    """
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
-        import tfmtl  # noqa: F401
-        return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tfmtl  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 if "--cpu-smoke" in sys.argv[1:]:
     os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # before TensorFlow loads: the smoke run is a CPU run
-_import_tensorflow_quietly()
 
-import tfmtl  # noqa: E402  (imported above: first, it selects tf_keras)
+import tfmtl  # noqa: E402  (first: it selects tf_keras and keeps TensorFlow's start-up noise off the console)
 from tfmtl._compat import keras, tf  # noqa: E402
 
 from train_throughput import make_workload  # noqa: E402

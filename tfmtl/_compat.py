@@ -2,13 +2,13 @@
 
 TensorFlow Recommenders needs Keras 2. TensorFlow >= 2.16 gives Keras 3 as
 ``tf.keras`` unless ``TF_USE_LEGACY_KERAS=1`` is set before ``tf.keras`` is first
-resolved, so this module sets it before importing TensorFlow and then checks that
-it took effect. Every other tfmtl module imports ``tf``, ``keras`` and ``tfrs``
-from here.
+resolved, so ``tfmtl/__init__.py`` sets it (this module always loads after it) and
+this module checks that it took effect. Every other tfmtl module imports ``tf``,
+``keras`` and ``tfrs`` from here.
 
-It also keeps TensorFlow's C++ start-up noise off the console: unless the user set
-``TF_CPP_MIN_LOG_LEVEL``, it is set to 2 (errors only), and the lines TensorFlow's
-native code prints to stderr while it loads and looks for a GPU (absl's "log messages
+It also keeps TensorFlow's C++ start-up noise off the console: ``TF_CPP_MIN_LOG_LEVEL``
+is 2 (errors only; set in ``tfmtl/__init__.py`` unless the user set it), and the lines
+TensorFlow's native code prints to stderr while it loads and looks for a GPU (absl's "log messages
 before absl::InitializeLog()", oneDNN and CUDA-driver notices, "failed call to cuInit"
 on a machine without a GPU, CPU-instruction hints) are dropped; any other line is
 passed on. ``TFMTL_SHOW_TF_LOGS=1`` shows everything.
@@ -29,7 +29,7 @@ _LEGACY_KERAS_ENV = "TF_USE_LEGACY_KERAS"
 _NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
     r"|[IW]\d{4} \d\d:\d\d:\S+\s+\d+ \S+\.(cc|h):\d+\]"  # absl INFO/WARNING lines
-    r"|E\d{4} .*(cuInit|cuda|CUDA|cuDNN|cuFFT|cuBLAS)"  # no GPU or driver on this machine
+    r"|E\d{4} .*failed call to cuInit"  # no GPU or driver on this machine (other CUDA errors are shown)
     r"|To enable the following instructions|This TensorFlow binary is optimized)"
 )
 
@@ -71,8 +71,7 @@ def _keras_version(tf_module) -> str:
 
 def _import_tensorflow():
     already_imported = "tensorflow" in sys.modules
-    os.environ[_LEGACY_KERAS_ENV] = "1"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TF_USE_LEGACY_KERAS and TF_CPP_MIN_LOG_LEVEL are set by tfmtl/__init__.py, which runs first.
     with _quiet_native_stderr():
         import tensorflow as tf_module
 

@@ -48,10 +48,13 @@ def test_a_failed_first_fit_leaves_the_model_usable(model, data):
     bad = {name: np.array(["yes"] * len(values)) for name, values in data.labels.items()}
     with pytest.raises(TypeError, match="label 'click' must hold numbers"):
         model.fit(data.features, bad, epochs=1, verbose=0)
-    # The same mistake in a dataset fails inside Keras's first trace of the step.
     dataset = tf.data.Dataset.from_tensor_slices((dict(data.features), bad)).batch(100)
-    with pytest.raises(Exception):
+    with pytest.raises(TypeError, match="label 'click' must hold numbers"):
         model.fit(dataset, epochs=1, verbose=0)
+    # A label missing from a dataset fails inside Keras's first trace of the step.
+    missing = tf.data.Dataset.from_tensor_slices((dict(data.features), {"click": data.labels["click"]})).batch(100)
+    with pytest.raises(ValueError):
+        model.fit(missing, epochs=1, verbose=0)
     history = model.fit(data.features, data.labels, epochs=1, verbose=0)  # no compile() in between
     assert np.isfinite(history.history["loss"][0])
 
@@ -65,3 +68,14 @@ def test_h5_saving_is_refused_pointing_to_keras(model, tmp_path):
 def test_a_single_metric_object_is_refused_with_the_forms_that_work(model):
     with pytest.raises(TypeError, match=r"metrics must be a dict by task name or a list in task order"):
         model.compile(metrics=keras.metrics.AUC())
+
+
+def test_validation_split_and_validation_data_keep_raw_rows_for_group_auc(model, data):
+    model.compile(gauc_by="user_id")
+    split = model.fit(data.features, data.labels, validation_split=0.25, epochs=1, verbose=0)
+    given = model.fit(data.features, data.labels, validation_data=(data.features, data.labels), epochs=1, verbose=0)
+    for history in (split, given):
+        assert 0.0 <= history.history["val_click/gauc"][0] <= 1.0
+    assert history.history["val_click/loss"][0] == pytest.approx(
+        model.evaluate(data.features, data.labels, return_dict=True, verbose=0)["click/loss"], rel=1e-5
+    )

@@ -33,16 +33,15 @@ def test_biases_are_the_priors_of_the_present_labels():
 def test_the_model_then_predicts_about_the_rate_and_funnel_heads_are_left_alone():
     tasks = [tfmtl.Task.binary("click"), tfmtl.Task.binary("buy", follows="click")]
     model = _model(tasks)
-    before = model.get_layer("buy").get_weights() if "buy" in [layer.name for layer in model.layers] else None
+    before = model.get_layer("buy").get_weights()
     rng = np.random.default_rng(0)
     data = {"x": rng.normal(size=2000).astype(np.float32)}
     labels = {"click": (rng.random(2000) < 0.1).astype(np.float32), "buy": np.zeros(2000, np.float32)}
     assert sorted(tfmtl.training.set_label_priors(model, labels)) == ["click"]
     predicted = model.predict(data, verbose=0)["click"].mean()
     assert abs(predicted - labels["click"].mean()) < 0.05  # from 0.5 at bias 0
-    if before is not None:
-        for a, b in zip(before, model.get_layer("buy").get_weights()):
-            np.testing.assert_array_equal(a, b)
+    for a, b in zip(before, model.get_layer("buy").get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_task_without_labels_is_named():

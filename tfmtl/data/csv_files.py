@@ -22,8 +22,10 @@ from tfmtl.data.pipeline import _columns, _expand, _label_columns, _pipeline
 from tfmtl.features.schema import Schema
 from tfmtl.tasks.task import Task
 
+#: What CSV fields ``read_csv`` takes as numbers: what ``tf.strings.to_number`` (and TensorFlow's own CSV
+#: reader) converts, leading and trailing blanks, exponents, ``nan``/``inf``/``infinity`` and hex included.
 _FLOAT_TEXT = r"\s*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|0[xX][0-9a-fA-F]+|(?i:inf|infinity|nan))\s*"
-_INT_TEXT = r"\s*[+-]?0*\d{1,19}\s*"  # more digits overflow int64
+_INT_TEXT = r"\s*[+-]?0*\d{1,19}\s*"  # more digits overflow int64 (19-digit values past 2**63 - 1 too, unnamed)
 #: A CSV record's place, ``file index * _ROWS_PER_FILE + row`` (rows from 1 after the header).
 _ROWS_PER_FILE = 2**40
 #: Data rows whose field count is checked when a CSV file is opened (see ``_csv_header``).

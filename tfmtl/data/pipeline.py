@@ -111,10 +111,6 @@ def _pipeline(
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-#: What CSV fields ``read_csv`` takes as numbers: what ``tf.strings.to_number`` (and TensorFlow's own CSV
-#: reader) converts, leading and trailing blanks, exponents, ``nan``/``inf``/``infinity`` and hex included.
-
-
 def _columns(data: MultiTaskData) -> tuple[dict[str, np.ndarray], dict[str, tf.DType]]:
     """The input and label columns of ``data`` with their dtypes (labels float32)."""
     specs = data.schema.input_specs()

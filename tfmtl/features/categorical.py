@@ -274,8 +274,8 @@ def vocabulary_lookup(id_type: IdType, vocabulary: Any, num_oov: int, name: str)
     )
 
 
-def check_tables(features: SequenceType[Any]) -> dict[str, list[Any]]:
-    """Group features by embedding table; raise naming the table and features on a conflict."""
+def check_tables(features: SequenceType[Any]) -> None:
+    """Raise naming the table and features when features sharing an embedding table disagree."""
     tables: dict[str, list[Any]] = {}
     for spec in features:
         if isinstance(spec, Categorical):
@@ -296,7 +296,6 @@ def check_tables(features: SequenceType[Any]) -> dict[str, list[Any]]:
                         f"features {first.name!r} and {other.name!r} share the embedding table {table!r} but "
                         f"differ in {field}: {shown[0]!r} vs {shown[1]!r}; give them the same {field}"
                     )
-    return tables
 
 
 __all__ = ["Categorical", "CategoricalEncoder", "VocabularyCounter", "check_tables", "normalize_id", "vocabulary_lookup"]

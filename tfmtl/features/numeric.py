@@ -206,10 +206,6 @@ class PeriodicEmbedding(keras.layers.Layer):
     TensorShape([2, 3])
     """
 
-    #: Defaults, shared with :class:`~tfmtl.features.Numeric`.
-    FREQUENCIES = FREQUENCIES
-    SCALE = SCALE
-
     def __init__(self, frequencies: int = FREQUENCIES, dim: int = 16, scale: float = SCALE, **kwargs: Any) -> None:
         # The phases in float32 even under a mixed policy (float16 would lose the phase of large
         # values); the Dense, created with the global policy, computes in its compute dtype.

@@ -94,7 +94,7 @@ class Schema:
                 seen.add(name)
         self._features = features
         self._by_name = {spec.name: spec for spec in features}
-        self.tables = check_tables(features)
+        check_tables(features)
         for spec in features:
             spec.check_in(self._by_name)
 

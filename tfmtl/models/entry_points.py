@@ -44,13 +44,22 @@ class RawInputEntryPoints:
         """Keras ``fit``; raw feature dicts are checked and preprocessed once, not at every step of every epoch."""
         x = self._conformed_data(x)
         _check_label_rows(x, y)
-        if isinstance(x, Mapping) and not is_preprocessed(x):
+        # Preprocessed once; not when Keras will cut validation rows from x (they stay raw, as
+        # evaluation with compile(gauc_by=...) needs).
+        if isinstance(x, Mapping) and not is_preprocessed(x) and not kwargs.get("validation_split"):
             x = self.preprocessor.for_dataset(x)
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, tuple) and validation and isinstance(validation[0], Mapping):
+            features = self._conformed(validation[0])  # once, not at every epoch's evaluation
+            _check_label_rows(features, validation[1] if len(validation) > 1 else None)
+            kwargs["validation_data"] = (features, *validation[1:])
         with self._fitting_steps(x, kwargs.get("steps_per_epoch")), _fresh_function_after_failure(self, "train"):
             return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
         """Keras ``evaluate``; raw feature dicts are checked by the schema first."""
+        if kwargs.get("_use_cached_eval_dataset"):  # fit's validation: its data were checked when fit began
+            return super().evaluate(x, y, *args, **kwargs)
         x = self._conformed_data(x)
         _check_label_rows(x, y)
         with self._fitting_steps(x, kwargs.get("steps")), _fresh_function_after_failure(self, "test"):
@@ -97,11 +106,17 @@ def _is_keras_tensor(value: Any) -> bool:
 
 
 def _check_label_rows(x: Any, y: Any) -> None:
+    # Label types are checked here too: an error raised inside Keras's step loop comes out garbled.
+    if isinstance(x, tf.data.Dataset) and isinstance(x.element_spec, tuple) and len(x.element_spec) > 1:
+        labels = x.element_spec[1]
+        for key, spec in (labels.items() if isinstance(labels, Mapping) else ()):
+            if getattr(spec, "dtype", None) == tf.string:
+                raise TypeError(f"label {key!r} must hold numbers (NaN = missing), got strings")
     if not (isinstance(x, Mapping) and isinstance(y, Mapping)) or is_preprocessed(x):
         return
     rows = _rows(x)
     for key, value in y.items():
-        if is_text(value):  # (checked here too: an error raised inside Keras's step loop comes out garbled)
+        if is_text(value):
             raise TypeError(f"label {key!r} must hold numbers (NaN = missing), got strings")
         count = len(value) if hasattr(value, "__len__") else None
         if rows is not None and count is not None and count != rows:
@@ -132,14 +147,18 @@ def _one_step_per_execution(model: Any) -> Iterator[None]:
 def _fresh_function_after_failure(model: Any, kind: str) -> Any:
     """After a failed fit/evaluate/predict, the next call traces a new step function.
 
-    A step that fails while being traced (a wrong label type, say) leaves Keras's cached
-    ``tf.function`` marked as having created variables, and every later call would fail
-    with "Creating variables on a non-first call"; the model stays usable instead.
+    A step that fails while it is first traced leaves Keras's cached ``tf.function``
+    marked as having created variables, and every later call would fail with "Creating
+    variables on a non-first call"; the model stays usable instead. A failure after a
+    step has run (the step counter moved) keeps the traced function.
     """
+    counter = getattr(model, f"_{kind}_counter", None)
+    before = int(counter.numpy()) if counter is not None else None
     try:
         yield
-    except BaseException:
-        setattr(model, f"{kind}_function", None)
+    except Exception:
+        if counter is None or int(counter.numpy()) == before:
+            setattr(model, f"{kind}_function", None)
         raise
 
 

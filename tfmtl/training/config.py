@@ -11,8 +11,8 @@ A config has one section per argument of the Python API (see ``examples/train.to
 * ``[[tasks]]``: :class:`tfmtl.Task`'s fields (``kind``: binary, regression, multiclass);
 * ``[model]``: ``architecture`` (a :mod:`tfmtl.models` function) and its keyword
   arguments (``gate`` as a table of :class:`~tfmtl.layers.GateOptions`);
-* ``[optimizer]``: ``class`` (a ``keras.optimizers`` class, or ``LazyAdam``:
-  :class:`tfmtl.training.LazyAdam`) and its arguments;
+* ``[optimizer]``: ``class`` (a ``keras.optimizers`` class, ``LazyAdam`` or
+  ``RowWiseAdagrad``: :mod:`tfmtl.training.optimizers`) and its arguments;
   ``learning_rate`` may be a table with ``schedule`` (a ``keras.optimizers.schedules``
   class) and its arguments;
 * ``[balancer]``: ``class`` (a :mod:`tfmtl.balancing` strategy) and its arguments;
@@ -48,26 +48,25 @@ from tfmtl.features.kinds import FeatureKind
 from tfmtl.features.schema import _SPECS, Schema
 from tfmtl.layers.gate import GateOptions
 from tfmtl.tasks.task import Task
-from tfmtl.training.optimizers import LazyAdam
+from tfmtl.training.optimizers import LazyAdam, RowWiseAdagrad
 
 ARCHITECTURES: dict[str, Callable[..., Any]] = {
     name: getattr(models, name) for name in ("shared_bottom", "mmoe", "omoe", "cgc", "ple", "esmm", "aitm")
 }
 BALANCERS: dict[str, type] = {cls.__name__: cls for cls in balancing.STRATEGIES}
-_SECTIONS = {
-    "data": {"format", "train", "validation", "batch_size", "shuffle_buffer", "seed"},
-    "features": None, "tasks": None, "model": None, "optimizer": None, "balancer": None,
-    "fit": {"epochs", "checkpoint_every", "keep_checkpoints", "early_stopping"},
-    "output": {"dir", "export_dir"},
-}
-_REQUIRED = ("data", "features", "tasks", "model", "output")
-#: The type of each value of the fixed sections (TOML gives ints for whole-number floats).
+#: The keys of the sections with fixed keys, and the type of each value.
 _VALUE_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     "data": {"format": (str,), "train": (str, list), "validation": (str, list), "batch_size": (int,),
              "shuffle_buffer": (int,), "seed": (int,)},
     "fit": {"epochs": (int,), "checkpoint_every": (int,), "keep_checkpoints": (int,), "early_stopping": (dict,)},
     "output": {"dir": (str,), "export_dir": (str,)},
 }
+#: Every section; None: its keys are checked against what it builds (a spec, an architecture, a class).
+_SECTIONS = {
+    "features": None, "tasks": None, "model": None, "optimizer": None, "balancer": None,
+    **{section: set(types_by_key) for section, types_by_key in _VALUE_TYPES.items()},
+}
+_REQUIRED = ("data", "features", "tasks", "model", "output")
 
 
 class ConfigError(ValueError):
@@ -216,7 +215,7 @@ class RunConfig:
         options = dict(self.raw["optimizer"])
         names = {name for name in dir(keras.optimizers) if isinstance(getattr(keras.optimizers, name), type)
                  and issubclass(getattr(keras.optimizers, name), keras.optimizers.Optimizer)} - {"Optimizer"}
-        classes = {n: getattr(keras.optimizers, n) for n in names} | {"LazyAdam": LazyAdam}
+        classes = {n: getattr(keras.optimizers, n) for n in names} | {"LazyAdam": LazyAdam, "RowWiseAdagrad": RowWiseAdagrad}
         cls = _pick("optimizer", options.pop("class", "Adam"), classes, "class")
         rate = options.get("learning_rate")
         if isinstance(rate, Mapping):

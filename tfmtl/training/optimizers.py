@@ -35,7 +35,7 @@ class LazyAdam(keras.optimizers.Adam):
 
     >>> import numpy as np, tfmtl
     >>> schema = tfmtl.Schema([tfmtl.Categorical("item", embedding_dim=2, vocabulary=("a", "b", "c"))])
-    >>> import tf_keras; tf_keras.utils.set_random_seed(0)  # 16 ReLUs: none dead on this input
+    >>> tfmtl.keras.utils.set_random_seed(0)  # 16 ReLUs: none dead on this input
     >>> model = tfmtl.models.shared_bottom(schema, [tfmtl.Task.binary("ctr")], bottom_units=(16,))
     >>> model.compile(optimizer=tfmtl.training.LazyAdam(1e-2))
     >>> table = model.get_layer("features").embeddings["item"].embeddings
