@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any, Mapping
 
@@ -58,11 +59,12 @@ class MultiTaskData:
         return len(next(iter(self.features.values())))
 
     def take(self, rows: Any) -> "MultiTaskData":
-        """The rows at ``rows`` (indices, a slice or a boolean mask)."""
+        """The rows at ``rows`` (indices, a slice or a boolean mask); checked once, when this data was made."""
         pick = lambda arrays: {name: array[rows] for name, array in arrays.items()}  # noqa: E731
-        return MultiTaskData(
-            pick(self.features), pick(self.labels), self.schema, self.tasks, pick(self.oracle) if self.oracle else None
-        )
+        taken = copy.copy(self)  # not the constructor: the rows of checked arrays need no second conversion
+        taken.features, taken.labels = pick(self.features), pick(self.labels)
+        taken.oracle = pick(self.oracle) if self.oracle else None
+        return taken
 
     def split(self, fraction: float, *, seed: int = 0) -> tuple["MultiTaskData", "MultiTaskData"]:
         """Shuffle rows with ``seed`` and cut them into (first ``fraction``, rest)."""

@@ -94,7 +94,7 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
-def int_tuple(value: Any, what: str) -> tuple[int, ...]:
+def int_tuple(value: Any, what: str, *, non_empty: bool = False) -> tuple[int, ...]:
     """``value`` (an int, or a sequence of ints >= 1; never a string) as a tuple, else an error naming ``what``.
 
     Example:
@@ -116,6 +116,8 @@ def int_tuple(value: Any, what: str) -> tuple[int, ...]:
         raise TypeError(f"{what} must hold ints; got {wrong!r} ({type(wrong).__name__}) in {value!r}")
     if any(v < 1 for v in items):
         raise ValueError(f"{what} must be >= 1; got {items}")
+    if non_empty and not items:
+        raise ValueError(f"{what} must be a non-empty list of positive ints, got {value!r}")
     return tuple(int(v) for v in items)
 
 

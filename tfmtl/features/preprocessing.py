@@ -1,10 +1,11 @@
 """The preprocessing stage: raw feature values in, what the trainable stage reads out.
 
-Every raw input passes through :class:`FeaturePreprocessor` exactly once, whatever the
-entry point (``fit``, ``evaluate``, ``predict``, ``model(x)``, the readers' ``tf.data``
-pipelines, the export's signatures). It is the package's one validation layer:
-:meth:`~tfmtl.features.Schema.conform` checks names, dtypes and shapes (padding or
-truncating sequences), and the stage rejects NaN/Inf naming the feature. It then maps
+Every raw input passes through :class:`FeaturePreprocessor`, whatever the entry point
+(``fit``, ``evaluate``, ``predict``, ``model(x)``, the readers' ``tf.data`` pipelines,
+the export's signatures): :meth:`~tfmtl.features.Schema.conform` checks names, dtypes
+and shapes (padding or truncating sequences), and the stage rejects NaN/Inf naming the
+feature. (The file readers also check each column as they parse it, naming the file,
+row and column; the entry points check labels before Keras.) It then maps
 each input to what the trainable stage (:class:`~tfmtl.features.FeatureEncoder`) needs:
 
 =====================  ==========================================================

@@ -69,9 +69,7 @@ class Experts(keras.layers.Layer):
         self.implementation = implementation
         if num_experts < 1:
             raise ValueError(f"num_experts must be >= 1, got {num_experts}")
-        self.units = int_tuple(units, "expert units")
-        if not self.units:
-            raise ValueError(f"expert units must be a non-empty list of positive ints, got {units!r}")
+        self.units = int_tuple(units, "expert units", non_empty=True)
         self.num_experts = int(num_experts)
         self.activation = keras.activations.get(activation)
         self.kernels: list[tf.Variable] = []

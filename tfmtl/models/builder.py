@@ -111,10 +111,7 @@ def check_names(schema: Schema, tasks: Sequence[Task], extra_outputs: Sequence[s
 
 def check_units(units: Sequence[int], what: str) -> list[int]:
     """A builder's layer sizes: a non-empty sequence of ints >= 1 (see :func:`~tfmtl.features.kinds.int_tuple`)."""
-    checked = list(int_tuple(units, what))
-    if not checked:
-        raise ValueError(f"{what} must be a non-empty list of positive ints, got {units!r}")
-    return checked
+    return list(int_tuple(units, what, non_empty=True))
 
 
 __all__ = ["Body", "build_model", "check_units", "encode_features", "transfer_from"]
