@@ -47,7 +47,7 @@ from tfmtl.features.kinds import PAD_INT64, PAD_STRING, FeatureKind, IdType
 from tfmtl.features.multi_valued import MultiValued
 from tfmtl.features.numeric import Numeric
 from tfmtl.features.pretrained_table import PretrainedTable, VectorTable
-from tfmtl.features.sequence import Sequence, pad_sequences
+from tfmtl.features.sequence import Sequence, pad_rows, pad_sequences
 
 Feature = Union[Categorical, Sequence, MultiValued, Numeric, Bucketized, DenseVector, PretrainedTable]
 _SPECS: dict[FeatureKind, type] = {
@@ -289,13 +289,10 @@ def conform_input(name: str, spec: tf.TensorSpec, value: Any, *, padded: bool) -
         )
         if padded and rows and spec.dtype.is_floating:  # per-example weight lists
             try:
-                rows_values = [np.asarray(row, dtype=np.float32).reshape(-1)[:width] for row in value]
+                rows_values = [np.asarray(row, dtype=np.float32).reshape(-1) for row in value]
             except (TypeError, ValueError) as error:
                 raise TypeError(f"feature {name!r} expects lists of float values: {error}") from None
-            array = np.zeros([len(rows_values), width], np.float32)
-            for index, row in enumerate(rows_values):
-                array[index, : len(row)] = row
-            value = array
+            value = pad_rows(rows_values, width, 0.0, np.float32)
             rows = False
         if padded and rows and not spec.dtype.is_floating:  # per-example id lists
             bad = next((row for row in value if isinstance(row, (str, bytes)) or not hasattr(row, "__len__")), None)

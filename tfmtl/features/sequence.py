@@ -162,9 +162,15 @@ def pad_sequences(rows: Iterable[Any], max_len: int, id_type: IdType | str = IdT
     """
     id_type = IdType(id_type)
     rows = list(rows)
-    out = np.full((len(rows), max_len), id_type.pad, dtype=object if id_type is IdType.STRING else np.int64)
+    return pad_rows(rows, max_len, id_type.pad, object if id_type is IdType.STRING else np.int64)
+
+
+def pad_rows(rows: Iterable[Any], width: int, pad: Any, dtype: Any) -> np.ndarray:
+    """``[len(rows), width]``: each row's first ``width`` values, then ``pad`` (ids, or 0.0 for weights)."""
+    rows = list(rows)
+    out = np.full((len(rows), width), pad, dtype=dtype)
     for index, row in enumerate(rows):
-        values = list(row)[:max_len]
+        values = list(row)[:width]
         out[index, : len(values)] = values
     return out
 
@@ -281,4 +287,4 @@ class TargetAttention(keras.layers.Layer):
         return {**super().get_config(), "hidden_units": list(self.hidden_units)}
 
 
-__all__ = ["Sequence", "SequenceEncoder", "SequencePooling", "TargetAttention", "pad_sequences"]
+__all__ = ["Sequence", "SequenceEncoder", "SequencePooling", "TargetAttention", "pad_rows", "pad_sequences"]
