@@ -83,7 +83,7 @@ def run_demo(
     log(f"      {len(train):,} train / {len(test):,} test rows; {rates}")
 
     log("[2/6] learning vocabularies and statistics (one pass), building the MMoE")
-    schema = train.schema.adapt(train.features)
+    schema = train.schema.adapt(train.features, verbose=verbose)
     model = mmoe(schema, tasks, num_experts=4, expert_units=(128, 64))
     model.compile()  # the default: LazyAdam, 16 steps per execution
     weights = ", ".join(f"{task.name}={task.loss_weight}" for task in tasks)
@@ -104,7 +104,7 @@ def run_demo(
 
     log(f"[4/6] exporting a SavedModel for TF Serving under {export_dir}/")
     sample = test.take(slice(0, 512))
-    path = export(model, export_dir, warmup_features=sample.take(slice(0, 8)).features)
+    path = export(model, export_dir, warmup_features=sample.take(slice(0, 8)).features, log=log)
     audit = audit_export(path)
     config_dir = pathlib.Path(export_dir).resolve().parent
     model_name = pathlib.Path(export_dir).name

@@ -132,3 +132,16 @@ def test_constant_numeric_gets_unit_variance_with_a_warning():
     with pytest.warns(UserWarning, match="'flag' is constant"):
         adapted = Schema([Numeric("flag")]).adapt({"flag": np.full(10, 3.0)})
     assert (adapted["flag"].mean, adapted["flag"].variance) == (3.0, 1.0)
+
+
+def test_adapt_shows_rows_read_when_asked(capsys):
+    data = {"color": np.array(["red", "blue"] * 50), "price": np.arange(100.0)}
+    schema = Schema([Categorical("color"), Numeric("price")])
+    schema.adapt(data, batch_size=30, verbose=0)
+    assert capsys.readouterr().out == ""
+    schema.adapt(data, batch_size=30, verbose=2)  # one line at the end, as Keras's verbose=2
+    assert capsys.readouterr().out.strip().startswith("100/100")
+    schema.adapt(tf.data.Dataset.from_tensor_slices(data).batch(40), verbose=1)  # size unknown
+    assert "100/Unknown" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="verbose must be 0, 1, 2 or 'auto', got 3"):
+        schema.adapt(data, verbose=3)

@@ -1,5 +1,6 @@
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -78,7 +79,10 @@ def test_saved_model_cli_lists_signatures_with_feature_and_task_keys(exported_mm
 
 
 def test_next_export_gets_the_next_version_and_existing_versions_are_refused(trained_mmoe, tmp_path):
-    first = tfmtl.serving.export(trained_mmoe, tmp_path)
+    lines = []
+    first = tfmtl.serving.export(trained_mmoe, tmp_path, log=lines.append)  # progress, step by step
+    assert [line.split("]")[0].strip() for line in lines[:4]] == ["[1/4", "[2/4", "[3/4", "[4/4"]
+    assert "signatures" in lines[1] and re.fullmatch(r"  exported in [0-9.]+ s", lines[4]), lines
     second = tfmtl.serving.export(trained_mmoe, tmp_path)
     assert (first.name, second.name) == ("1", "2")
     with pytest.raises(FileExistsError, match="version 2 already exists"):

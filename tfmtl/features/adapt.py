@@ -7,11 +7,12 @@ Each feature kind brings its own :class:`~tfmtl.features.kinds.Accumulator`
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from tfmtl._compat import tf
+from tfmtl._compat import keras, tf
 from tfmtl.features.preprocessing import SCHEMA_KEY
 from tfmtl.features.schema import Feature, Schema
 
@@ -39,8 +40,18 @@ def _batches(data: Any, names: Iterable[str], batch_size: int) -> Iterable[Mappi
         yield {name: array[start : start + batch_size] for name, array in arrays.items()}
 
 
-def adapt_schema(schema: Schema, data: Any, *, batch_size: int = 65536) -> Schema:
+def _total_rows(data: Any, names: list[str]) -> int | None:
+    if isinstance(data, Mapping) and names and names[0] in data:
+        return len(data[names[0]])
+    return None  # a dataset of files: unknown until read
+
+
+def adapt_schema(schema: Schema, data: Any, *, batch_size: int = 65536, verbose: Any = "auto") -> Schema:
     """See :meth:`Schema.adapt`."""
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 0
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
     groups: dict[str, list[Feature]] = {}
     for spec in schema:
         groups.setdefault(spec.adapt_group, []).append(spec)
@@ -52,12 +63,21 @@ def adapt_schema(schema: Schema, data: Any, *, batch_size: int = 65536) -> Schem
     if not accumulators:
         return schema
     names = [name for accumulator in accumulators for name in accumulator.names]
+    progress = (
+        keras.utils.Progbar(_total_rows(data, names), verbose=verbose, unit_name="row") if verbose else None
+    )
+    rows = 0
     for batch in _batches(data, names, batch_size):
         for accumulator in accumulators:
             for name in accumulator.names:
                 if name not in batch:
                     raise ValueError(f"cannot adapt feature {name!r}: it is missing from the data")
                 accumulator.update(np.asarray(batch[name]), name)
+        if progress is not None:
+            rows += len(np.asarray(batch[names[0]])) if names[0] in batch else 0
+            progress.update(rows)
+    if progress is not None:
+        progress.update(rows, finalize=True)
     learned: dict[str, Feature] = {}
     for accumulator in accumulators:
         learned.update(accumulator.result())

@@ -174,7 +174,7 @@ class Schema:
         return cls(specs)
 
     # -- learning vocabularies and statistics -----------------------------
-    def adapt(self, data: Any, *, batch_size: int = 65536) -> "Schema":
+    def adapt(self, data: Any, *, batch_size: int = 65536, verbose: Any = "auto") -> "Schema":
         """Learn missing vocabularies, statistics and bucket boundaries in one pass over ``data``.
 
         Features sharing an embedding table learn one vocabulary from all their ids
@@ -184,6 +184,8 @@ class Schema:
           data: A mapping of feature name to array, or a ``tf.data.Dataset`` of
             feature dicts (or of ``(features, labels)`` pairs).
           batch_size: Rows per chunk when ``data`` is a mapping of arrays.
+          verbose: 1 shows a progress bar of the rows read, 2 one line at the
+            end, 0 nothing; ``"auto"`` (default) is 1 on a terminal, else 0.
 
         Returns:
           A new, fully adapted Schema. Specs that already had their vocabulary
@@ -191,7 +193,7 @@ class Schema:
         """
         from tfmtl.features.adapt import adapt_schema
 
-        return adapt_schema(self, data, batch_size=batch_size)
+        return adapt_schema(self, data, batch_size=batch_size, verbose=verbose)
 
     # -- inputs and signatures ---------------------------------------------
     def input_specs(self) -> dict[str, tf.TensorSpec]:

@@ -8,8 +8,9 @@ import os
 import pathlib
 import re
 import shutil
+import time
 import uuid
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from tfmtl._compat import tf
 from tfmtl.serving.signatures import ModelState, ServingModule
@@ -42,6 +43,7 @@ def export(
     examples: bool = True,
     warmup_features: Mapping[str, Any] | None = None,
     model_name: str | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> pathlib.Path:
     """Write ``model`` as ``base_dir/<version>/``, a SavedModel that TF Serving loads as is.
 
@@ -79,6 +81,8 @@ def export(
         signature; default: 2 placeholder rows (empty ids, zeros).
       model_name: Model name written into the warmup requests; default: the
         base directory's name.
+      log: Called with one line per step (tracing, saving, warmup, replay) and
+        its duration, e.g. ``print``; default: silent.
 
     Returns:
       The path of the written version directory.
@@ -98,8 +102,11 @@ def export(
     base.mkdir(parents=True, exist_ok=True)
     staging = base / f".tmp-{uuid.uuid4().hex[:12]}"
     module = ServingModule(model, examples=examples)
+    step = _Steps(log)
     try:
+        step("tracing the signatures (preprocessing and model, per task)")
         signatures = module.signatures()
+        step(f"saving the SavedModel ({len(signatures)} signatures)")
         try:
             tf.saved_model.save(ModelState(model), str(staging), signatures=signatures)
         except (AssertionError, ValueError) as error:
@@ -108,9 +115,11 @@ def export(
             # A layer holds state ModelState does not know: save the whole model (slower).
             shutil.rmtree(staging, ignore_errors=True)
             tf.saved_model.save(module, str(staging), signatures=signatures)
+        step("writing the warmup requests")
         features = warmup_features if warmup_features is not None else sample_features(module.specs)
         logs = warmup_logs(module.signature_kinds(), module.specs, features, model_name or base.resolve().name)
         write_warmup(staging, logs)
+        step("replaying them on the saved graph in a fresh process")
         _replay_before_publishing(staging)
         with _exclusive(base):  # choosing the number and renaming is atomic among exporters
             if version is None:
@@ -121,10 +130,29 @@ def export(
                     f"version {version} already exists at {target}; pick another version or remove it"
                 )
             os.rename(staging, target)
+        step(None)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+class _Steps:
+    """Logs ``[i/4] <step>`` as each step starts and the total time at the end (``None``)."""
+
+    COUNT = 4
+
+    def __init__(self, log: Callable[[str], None] | None) -> None:
+        self._log, self._done, self._started = log, 0, time.perf_counter()
+
+    def __call__(self, name: str | None) -> None:
+        if self._log is None:
+            return
+        if name is None:
+            self._log(f"  exported in {time.perf_counter() - self._started:.1f} s")
+            return
+        self._done += 1
+        self._log(f"  [{self._done}/{self.COUNT}] {name}")
 
 
 def _replay_before_publishing(staging: pathlib.Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 from typing import Any, Callable
 
@@ -32,8 +33,10 @@ def train_from_config(path: str | pathlib.Path, *, verbose: Any = "auto", log: C
     """
     config = load_config(path)
     out = config.output_dir
+    if verbose == "auto":  # as fit: a bar on a terminal, one line per pass in logs
+        verbose = 1 if os.isatty(1) else 2
     log(f"learning vocabularies and statistics from {config.data['train']}")
-    schema = config.schema.adapt(config.read("train"))
+    schema = config.schema.adapt(config.read("train"), verbose=verbose)
     model = config.build_model(schema)
     model.compile(optimizer=config.build_optimizer(), balancer=config.build_balancer())
     options = config.fit
@@ -98,6 +101,6 @@ def export_from_config(path: str | pathlib.Path, *, log: Callable[[str], None] =
         raise ValueError("output.export_dir: not given (the TF Serving base path to export to)")
     model = _load(config)
     log(f"exporting {model.name} to {config.path(config.raw['output']['export_dir'])} (SavedModel, signatures, warmup)")
-    version = export(model, config.path(config.raw["output"]["export_dir"]))
+    version = export(model, config.path(config.raw["output"]["export_dir"]), log=log)
     log(f"exported {version}")
     return version
