@@ -8,6 +8,7 @@ Each feature kind brings its own :class:`~tfmtl.features.kinds.Accumulator`
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -63,21 +64,21 @@ def adapt_schema(schema: Schema, data: Any, *, batch_size: int = 65536, verbose:
     if not accumulators:
         return schema
     names = [name for accumulator in accumulators for name in accumulator.names]
-    progress = (
-        keras.utils.Progbar(_total_rows(data, names), verbose=verbose, unit_name="row") if verbose else None
-    )
-    rows = 0
+    progress = keras.utils.Progbar(_total_rows(data, names), unit_name="row") if verbose == 1 else None
+    rows, started = 0, time.perf_counter()
     for batch in _batches(data, names, batch_size):
         for accumulator in accumulators:
             for name in accumulator.names:
                 if name not in batch:
                     raise ValueError(f"cannot adapt feature {name!r}: it is missing from the data")
                 accumulator.update(np.asarray(batch[name]), name)
+        rows += len(np.asarray(batch[names[0]]))
         if progress is not None:
-            rows += len(np.asarray(batch[names[0]])) if names[0] in batch else 0
-            progress.update(rows)
+            progress.update(rows, finalize=False)
     if progress is not None:
         progress.update(rows, finalize=True)
+    elif verbose == 2:  # one line, as Keras's verbose=2
+        print(f"adapted on {rows:,} rows in {time.perf_counter() - started:.1f} s", flush=True)
     learned: dict[str, Feature] = {}
     for accumulator in accumulators:
         learned.update(accumulator.result())
