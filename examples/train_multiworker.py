@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-import tfmtl  # first: Keras 2 for tf.keras
+import tfmtl  # first: Keras 2 for tf.keras, and a quiet TensorFlow start-up
 
 import tensorflow as tf  # noqa: E402  (after tfmtl)
 

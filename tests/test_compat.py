@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 import tfmtl
 
 PACKAGE = pathlib.Path(tfmtl.__file__).parent
@@ -44,8 +46,11 @@ def test_only_the_compat_module_imports_tensorflow_keras_or_tfrs():
     pattern = re.compile(r"^\s*(import|from)\s+(tensorflow|tf_keras|keras|tensorflow_recommenders)\b", re.M)
     scripts = set((PACKAGE / "serving").glob("standalone_*.py"))  # run in TensorFlow-only processes
     library = [p for p in PACKAGE.rglob("*.py") if p not in scripts]
-    offenders = [str(p.relative_to(PACKAGE)) for p in library if p.name != "_compat.py" and pattern.search(p.read_text())]
+    offenders = [str(p.relative_to(PACKAGE)) for p in library
+                 if p.name not in ("_compat.py", "_quiet.py") and pattern.search(p.read_text())]
     assert offenders == []
+    # _quiet loads TensorFlow itself (quietly, for _compat and for the user's own import), never Keras or TFRS
+    assert {m.group(2) for m in pattern.finditer((PACKAGE / "_quiet.py").read_text())} == {"tensorflow"}
     assert "tensorflow.python" not in "".join(p.read_text() for p in library)
 
 
@@ -91,19 +96,28 @@ def test_import_tfmtl_and_the_cli_help_load_no_tensorflow():
     assert done.stdout.strip().splitlines()[-1] == "False False"
 
 
-def test_the_console_stays_free_of_tensorflow_start_up_noise():
+@pytest.mark.parametrize("load", [
+    "from tfmtl._compat import tf",
+    "import tensorflow as tf",  # the user's own import, after tfmtl's
+    "import tf_keras\nimport tensorflow as tf",
+])
+def test_the_console_stays_free_of_tensorflow_start_up_noise(load):
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TFMTL_SHOW_TF_LOGS")}
-    code = "import tfmtl\nfrom tfmtl._compat import tf\nprint(float(tf.constant(1.0) + 1), tfmtl.keras.__name__)"
+    code = (f"import sys, tfmtl\n{load}\nprint(float(tf.constant(1.0) + 1), tfmtl.keras.__name__, "
+            "sys.modules['tensorflow'] is tf, tf.__spec__.origin.endswith('__init__.py'))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["2.0", "tf_keras"]
+    assert done.stdout.split() == ["2.0", "tf_keras", "True", "True"]
     assert done.stderr == ""
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                           env={**env, "TFMTL_SHOW_TF_LOGS": "1", "TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert "oneDNN" in shown.stderr or "cpu_feature_guard" in shown.stderr  # the filter, not TF, was quiet
 
 
 def test_the_native_stderr_filter_drops_only_start_up_noise(capfd):
-    from tfmtl._compat import _quiet_native_stderr
+    from tfmtl._quiet import quiet_native_stderr
 
-    with _quiet_native_stderr():
+    with quiet_native_stderr():
         os.write(2, b"I0000 00:00:1795710336.638348    1435 port.cc:153] oneDNN custom operations are on.\n")
         os.write(2, b"E0000 00:00:1795710349.221968    1500 cuda_platform.cc:52] failed call to cuInit\n")
         os.write(2, b"a real problem\n")

@@ -25,6 +25,10 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if "tensorflow" in sys.modules:  # already loaded: check its Keras now, not at first use
     from tfmtl import _compat  # noqa: F401
+else:  # the user's own `import tensorflow` is quieted too
+    from tfmtl._quiet import install_import_hook
+
+    install_import_hook()
 
 __version__ = "0.1.0"
 

@@ -11,56 +11,17 @@ is 2 (errors only; set in ``tfmtl/__init__.py`` unless the user set it), and the
 TensorFlow's native code prints to stderr while it loads and looks for a GPU (absl's "log messages
 before absl::InitializeLog()", oneDNN and CUDA-driver notices, "failed call to cuInit"
 on a machine without a GPU, CPU-instruction hints) are dropped; any other line is
-passed on. ``TFMTL_SHOW_TF_LOGS=1`` shows everything.
+passed on (see :mod:`tfmtl._quiet`, which also quiets a plain ``import tensorflow`` made after
+``import tfmtl``). ``TFMTL_SHOW_TF_LOGS=1`` shows everything.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
 import sys
-import tempfile
-from typing import Iterator
+
+from tfmtl._quiet import load_tensorflow_quietly, quiet_native_stderr
 
 _LEGACY_KERAS_ENV = "TF_USE_LEGACY_KERAS"
-
-#: Start-up lines of TensorFlow's native code that say nothing to a tfmtl user.
-_NOISE = re.compile(
-    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
-    r"|[IW]\d{4} \d\d:\d\d:\S+\s+\d+ \S+\.(cc|h):\d+\]"  # absl INFO/WARNING lines
-    r"|E\d{4} .*failed call to cuInit"  # no GPU or driver on this machine (other CUDA errors are shown)
-    r"|To enable the following instructions|This TensorFlow binary is optimized)"
-)
-
-
-@contextlib.contextmanager
-def _quiet_native_stderr() -> Iterator[None]:
-    """Capture file descriptor 2 (where C++ logs go) and re-emit it without TensorFlow's start-up noise."""
-    if os.environ.get("TFMTL_SHOW_TF_LOGS"):
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no real stderr: nothing to filter
-        yield
-        return
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            kept = [
-                line for line in captured.read().decode("utf-8", "replace").splitlines()
-                if line.strip() and not _NOISE.search(line)
-            ]
-            if kept:
-                print("\n".join(kept), file=sys.stderr)
 
 
 def _keras_version(tf_module) -> str:
@@ -72,10 +33,7 @@ def _keras_version(tf_module) -> str:
 def _import_tensorflow():
     already_imported = "tensorflow" in sys.modules
     # TF_USE_LEGACY_KERAS and TF_CPP_MIN_LOG_LEVEL are set by tfmtl/__init__.py, which runs first.
-    with _quiet_native_stderr():
-        import tensorflow as tf_module
-
-        tf_module.config.list_physical_devices()  # the GPU probe ("cuInit") logs now, not at the first op
+    tf_module = load_tensorflow_quietly()  # the GPU probe ("cuInit") logs now, not at the first op
 
     version = _keras_version(tf_module)
     if not version.startswith("2"):
@@ -96,7 +54,7 @@ def _import_tensorflow():
 
 tf = _import_tensorflow()
 
-with _quiet_native_stderr():
+with quiet_native_stderr():
     import tf_keras as keras  # noqa: E402  (must follow the environment setup above)
     import tensorflow_recommenders as tfrs  # noqa: E402
 
