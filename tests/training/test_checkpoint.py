@@ -90,3 +90,10 @@ def test_a_resumed_or_finished_run_says_so(small_data, small_schema, tmp_path, c
     assert "resuming" not in first and "already trained" not in first
     assert "resuming from checkpoint" in (second := run(2)) and "epoch 2 of 2, after step 0" in second
     assert "already trained for 2 epoch(s)" in run(2)
+
+
+def test_steps_per_epoch_is_refused_outside_parameter_server_training(small_data, small_schema):
+    model = tfmtl.models.shared_bottom(small_schema, small_data.tasks, bottom_units=(4,))
+    model.compile()
+    with pytest.raises(ValueError, match="steps_per_epoch is for ParameterServerStrategy only"):
+        tfmtl.training.fit(model, small_data.to_dataset(64), epochs=1, steps_per_epoch=3, verbose=0)

@@ -309,6 +309,17 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
             logs.update({name: tf.constant(float("nan")) for name in group_aucs})
         return logs
 
+    def _validate_and_get_metrics_result(self, logs: Any) -> Any:
+        # Keras (under ParameterServerStrategy: each epoch's logs) replaces the last step's logs by the metrics'
+        # results when the keys match; the task weights are not metrics, so they are read here, on the coordinator.
+        weight_keys = [key for key in logs if key.endswith("/weight")] if isinstance(logs, dict) else []
+        if not weight_keys or self.__dict__.get("_training") is None:
+            return super()._validate_and_get_metrics_result(logs)
+        result = super()._validate_and_get_metrics_result({k: v for k, v in logs.items() if k not in weight_keys})
+        state = self._training
+        current = (tf.constant(state.static_weights) * state.balancer.task_weights()).numpy()
+        return {**result, **{f"{task.name}/weight": float(current[i]) for i, task in enumerate(self.tasks)}}
+
     def train_step(self, data: Any) -> Any:
         x, labels, weights = prepare_labels(self.tasks, data)
         preprocessed = self.preprocess(x)  # host / tf.data work: outside the compiled part

@@ -84,6 +84,9 @@ def export(
       log: Called with one line per step (tracing, saving, warmup, replay) and
         its duration, e.g. ``print``; default: silent.
 
+    A model trained under ``ParameterServerStrategy`` exports from the coordinator
+    as is: each sharded table is saved whole, as a single-machine model's.
+
     Returns:
       The path of the written version directory.
 

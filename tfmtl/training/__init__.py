@@ -1,8 +1,11 @@
-"""The training lifecycle: checkpointed, resumable ``fit``; metric combinations; staged training; TensorBoard scalars."""
+"""The training lifecycle: checkpointed, resumable ``fit`` (one process or a parameter-server cluster); metric combinations; staged training; TensorBoard scalars."""
 
 from tfmtl.training.config import ARCHITECTURES, BALANCERS, ConfigError, RunConfig, load_config, parse_config
 from tfmtl.training.checkpoint import CheckpointCallback, Checkpoints, Position
 from tfmtl.training.fit import EpochData, fit
+from tfmtl.training.parameter_server import (
+    full_weights, is_parameter_server_strategy, parameter_server_strategy, per_worker_dataset, start_server,
+)
 from tfmtl.training.optimizers import LazyAdam, RowWiseAdagrad, is_embedding_table
 from tfmtl.training.priors import set_label_priors
 from tfmtl.training.selection import CombinedMetric
@@ -29,6 +32,11 @@ __all__ = [
     "RowWiseAdagrad",
     "TensorBoardLogs",
     "fit",
+    "full_weights",
+    "is_parameter_server_strategy",
+    "parameter_server_strategy",
+    "per_worker_dataset",
+    "start_server",
     "is_embedding_table",
     "layer_roles",
     "set_label_priors",

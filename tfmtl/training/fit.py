@@ -7,6 +7,7 @@ from typing import Any, Callable, Sequence, Union
 
 from tfmtl._compat import keras, tf
 from tfmtl.training.checkpoint import CheckpointCallback, Checkpoints, Position
+from tfmtl.training.parameter_server import is_parameter_server_strategy, per_worker_dataset
 from tfmtl.training.selection import CombinedMetric
 
 #: Training data: one epoch's batches (the same on every pass), or ``epoch -> that epoch's batches``.
@@ -47,6 +48,7 @@ def fit(
     checkpoint_every: int | None = None,
     keep_checkpoints: int = 2,
     verbose: Any = "auto",
+    steps_per_epoch: int | None = None,
 ) -> keras.callbacks.History:
     """Train a compiled :class:`~tfmtl.models.MultiTaskModel` for ``epochs``, checkpointing and resuming.
 
@@ -66,6 +68,14 @@ def fit(
     own (``keras.optimizers.schedules.*`` as the optimizer's ``learning_rate``): their
     step is the optimizer's ``iterations``, which the checkpoint restores.
 
+    Under ``ParameterServerStrategy`` (:func:`parameter_server_strategy`), each
+    worker builds its own pipeline from ``data`` (reading and preprocessing run on
+    the workers) and takes every N-th batch of it; an epoch is ``steps_per_epoch``
+    steps (default: the number of batches, when the dataset knows it). Keras runs no
+    batch-level callbacks there, so checkpoints are written at epoch ends only, the
+    logs are one line per epoch, and ``validation_data`` is refused (evaluate after
+    training, or on a model given :func:`full_weights`).
+
     Args:
       model: A compiled MultiTaskModel.
       data: One epoch's batches of ``(features, labels)``, or a function ``epoch -> batches``.
@@ -76,6 +86,9 @@ def fit(
       checkpoint_every: Also checkpoint every this many batches (None = at epoch ends only).
       keep_checkpoints: How many of the newest checkpoints to keep.
       verbose: Keras ``verbose`` (``"auto"``: a progress bar on a terminal, else a line per epoch).
+      steps_per_epoch: Steps per epoch under ``ParameterServerStrategy`` (needed
+        when the dataset's size is unknown, e.g. read from files); elsewhere the
+        epoch is the whole dataset and this must be None.
 
     Returns:
       A Keras ``History`` of the epochs trained by this call.
@@ -96,8 +109,12 @@ def fit(
     if checkpoint_every is not None and checkpoint_dir is None:
         raise ValueError("checkpoint_every needs checkpoint_dir")
     epoch_data = data if callable(data) else (lambda epoch: data)
+    coordinated = is_parameter_server_strategy(model.distribute_strategy)
+    _check_coordinated(coordinated, checkpoint_every, validation_data, steps_per_epoch)
     if verbose == "auto":
-        verbose = 1 if os.isatty(1) else 2
+        verbose = 1 if os.isatty(1) and not coordinated else 2
+    if coordinated and verbose == 1:
+        verbose = 2  # Keras refuses a per-step progress bar under ParameterServerStrategy
     history = keras.callbacks.History()
     ordered = sorted(callbacks, key=lambda callback: not isinstance(callback, CombinedMetric))
     position = Position(0, 0)
@@ -114,19 +131,25 @@ def fit(
                 print(f"resuming from checkpoint {latest}: epoch {position.epoch + 1} of {epochs}, "
                       f"after step {position.step}")
         saver = CheckpointCallback(checkpoints, checkpoint_every, first_step=position.step)
-        ordered.append(saver)
+        if not coordinated:  # (no batch-level callbacks there: saved below, at each epoch's end)
+            ordered.append(saver)
     phase = None
     for epoch in range(position.epoch, epochs):
         dataset = epoch_data(epoch)
         if epoch == position.epoch and position.step:
             dataset = dataset.skip(position.step)  # the batches the interrupted run had not trained on
         steps = int(dataset.cardinality())
+        if coordinated:
+            steps = _coordinated_steps(steps_per_epoch, steps)
+            dataset = per_worker_dataset(epoch_data, epoch)
         phase = _Epoch(
             [*ordered, history], first=phase is None, add_progbar=verbose != 0, model=model, verbose=verbose,
             epochs=epochs, steps=steps if steps >= 0 else None,
         )
         model.fit(dataset, epochs=epoch + 1, initial_epoch=epoch, validation_data=validation_data, callbacks=phase,
-                  verbose=verbose)
+                  verbose=verbose, steps_per_epoch=steps if coordinated else None)
+        if coordinated and saver is not None:
+            saver.checkpoints.save(model, Position(epoch + 1, 0))
         if model.stop_training:
             break
     if phase is None:  # already trained for `epochs`
@@ -135,3 +158,34 @@ def fit(
         return history
     phase.end_session()
     return history
+
+
+def _check_coordinated(coordinated: bool, checkpoint_every: Any, validation_data: Any, steps_per_epoch: Any) -> None:
+    if not coordinated:
+        if steps_per_epoch is not None:
+            raise ValueError("steps_per_epoch is for ParameterServerStrategy only: elsewhere an epoch is the whole dataset")
+        return
+    if checkpoint_every is not None:
+        raise ValueError(
+            "checkpoint_every: under ParameterServerStrategy Keras runs no batch-level callbacks, so checkpoints "
+            "are written at epoch ends only; leave checkpoint_every out (use shorter epochs for more checkpoints)"
+        )
+    if validation_data is not None:
+        raise ValueError(
+            "validation_data is not supported under ParameterServerStrategy: evaluate after training, e.g. on a "
+            "model built outside the strategy given tfmtl.training.full_weights(model)"
+        )
+    if steps_per_epoch is not None and (not isinstance(steps_per_epoch, int) or steps_per_epoch < 1):
+        raise ValueError(f"steps_per_epoch must be a positive int, got {steps_per_epoch!r}")
+
+
+def _coordinated_steps(steps_per_epoch: int | None, batches: int) -> int:
+    if steps_per_epoch is not None:
+        return steps_per_epoch
+    if batches < 0:
+        raise ValueError(
+            "steps_per_epoch: the dataset does not know its number of batches (e.g. it reads files); "
+            "ParameterServerStrategy needs it: pass fit(..., steps_per_epoch=N)"
+        )
+    return batches
+

@@ -1,0 +1,92 @@
+"""The processes of the parameter-server cluster test (each a fresh Python, its role from TF_CONFIG).
+
+``python ps_job.py server``: a ``worker`` or ``ps`` task (:func:`tfmtl.training.start_server`).
+``python ps_job.py coordinator OUT EPOCHS``: the ``chief``: trains an MMoE whose id tables are
+sharded over the parameter servers (checkpoints in ``OUT/checkpoints``, resumed when present),
+then writes ``OUT/result_<EPOCHS>.npz`` (shards, logs, held-out AUC, in-memory predictions) and exports
+to ``OUT/export``.
+``python ps_job.py single OUT EPOCHS``: the same model, data and steps in one process.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import numpy as np
+
+import tfmtl
+from tfmtl._compat import keras
+
+ROWS, TEST_ROWS, BATCH = 12_000, 4_000, 128
+
+
+def data() -> tuple[tfmtl.data.MultiTaskData, tfmtl.data.MultiTaskData, tfmtl.Schema]:
+    train, test = tfmtl.data.synthetic_recsys(ROWS + TEST_ROWS, seed=3, num_users=4000, num_items=3000).split(
+        ROWS / (ROWS + TEST_ROWS), seed=0)
+    return train, test, train.schema.adapt(train.features, verbose=0)
+
+
+def build(schema: tfmtl.Schema, tasks) -> tfmtl.models.MultiTaskModel:
+    keras.utils.set_random_seed(0)
+    model = tfmtl.models.mmoe(schema, tasks, num_experts=2, expert_units=(32,))
+    model.compile(optimizer=tfmtl.training.LazyAdam(0.005), steps_per_execution=1)
+    return model
+
+
+def _auc(model: tfmtl.models.MultiTaskModel, test: tfmtl.data.MultiTaskData) -> dict[str, float]:
+    metrics = model.evaluate(test.to_dataset(1000), return_dict=True, verbose=0)
+    return {f"auc_{task.name}": metrics[f"{task.name}/auc"] for task in test.tasks}
+
+
+def coordinator(out: str, epochs: str) -> None:
+    out_dir = pathlib.Path(out)
+    train, test, schema = data()
+    strategy = tfmtl.training.parameter_server_strategy(min_shard_bytes=16 << 10)
+    with strategy.scope():
+        model = build(schema, train.tasks)
+    refusals = []
+    for wrong in ({"checkpoint_every": 10}, {"validation_data": test.to_dataset(1000)}):
+        try:
+            tfmtl.training.fit(model, train.to_dataset(BATCH), epochs=1, checkpoint_dir=out_dir / "unused", **wrong)
+        except ValueError as error:
+            refusals.append(str(error))
+    history = tfmtl.training.fit(model, lambda epoch: train.to_dataset(BATCH, shuffle=True, seed=epoch),
+                                 epochs=int(epochs), checkpoint_dir=out_dir / "checkpoints", verbose=2)
+    shards = {}
+    for weight in model.weights:
+        container = weight._sharded_container() if hasattr(weight, "_sharded_container") else None
+        if container is not None:
+            name = next(part for part in weight.name.split("/") if part.endswith("_embedding"))
+            shards[f"rows_{name}"] = np.array([part.shape[0] for part in container.variables])
+            shards[f"devices_{name}"] = np.array([part.device for part in container.variables])
+            shards[f"full_{name}"] = np.array(container.shape[0])
+    single = build(schema, train.tasks)  # outside the strategy: the trained weights, joined
+    single.set_weights(tfmtl.training.full_weights(model))
+    sample = test.take(slice(0, 64)).features
+    predictions = model(sample)  # the coordinator's in-memory model, variables on the parameter servers
+    tfmtl.serving.export(model, out_dir / "export")
+    np.savez(
+        out_dir / f"result_{epochs}.npz", **shards, **_auc(single, test),
+        steps=int(model.optimizer.iterations.numpy()), refusals=np.array(refusals), trained_epochs=np.array(history.epoch),
+        **{f"log_{key.replace('/', '_')}": np.array(values) for key, values in history.history.items()},
+        **{f"pred_{task}": value.numpy()[:, 0] for task, value in predictions.items()},
+        **{f"joined_{task}": value.numpy()[:, 0] for task, value in single(sample).items()},
+        **{f"input_{name}": value for name, value in sample.items()},
+    )
+
+
+def single_process(out: str, epochs: str) -> None:
+    train, test, schema = data()
+    model = build(schema, train.tasks)
+    history = tfmtl.training.fit(model, lambda epoch: train.to_dataset(BATCH, shuffle=True, seed=epoch),
+                                 epochs=int(epochs), verbose=0)
+    np.savez(pathlib.Path(out) / "single.npz", **_auc(model, test),
+             **{f"log_{key.replace('/', '_')}": np.array(values) for key, values in history.history.items()})
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "server":
+        tfmtl.training.start_server()
+    else:
+        {"coordinator": coordinator, "single": single_process}[sys.argv[1]](*sys.argv[2:])
