@@ -22,7 +22,7 @@ ROWS, TEST_ROWS, BATCH = 12_000, 4_000, 128
 
 
 def data() -> tuple[tfmtl.data.MultiTaskData, tfmtl.data.MultiTaskData, tfmtl.Schema]:
-    train, test = tfmtl.data.synthetic_recsys(ROWS + TEST_ROWS, seed=3, num_users=4000, num_items=3000).split(
+    train, test = tfmtl.data.synthetic_recsys(ROWS + TEST_ROWS, seed=3, num_users=600, num_items=400).split(
         ROWS / (ROWS + TEST_ROWS), seed=0)
     return train, test, train.schema.adapt(train.features, verbose=0)
 
@@ -42,7 +42,7 @@ def _auc(model: tfmtl.models.MultiTaskModel, test: tfmtl.data.MultiTaskData) -> 
 def coordinator(out: str, epochs: str) -> None:
     out_dir = pathlib.Path(out)
     train, test, schema = data()
-    strategy = tfmtl.training.parameter_server_strategy(min_shard_bytes=16 << 10)
+    strategy = tfmtl.training.parameter_server_strategy(min_shard_bytes=8 << 10)
     with strategy.scope():
         model = build(schema, train.tasks)
     refusals = []
@@ -56,7 +56,7 @@ def coordinator(out: str, epochs: str) -> None:
     shards = {}
     for weight in model.weights:
         container = weight._sharded_container() if hasattr(weight, "_sharded_container") else None
-        if container is not None:
+        if container is not None and "_embedding/" in weight.name:
             name = next(part for part in weight.name.split("/") if part.endswith("_embedding"))
             shards[f"rows_{name}"] = np.array([part.shape[0] for part in container.variables])
             shards[f"devices_{name}"] = np.array([part.device for part in container.variables])
