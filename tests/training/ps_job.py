@@ -46,9 +46,11 @@ def coordinator(out: str, epochs: str) -> None:
     with strategy.scope():
         model = build(schema, train.tasks)
     refusals = []
-    for wrong in ({"checkpoint_every": 10}, {"validation_data": test.to_dataset(1000)}):
+    for data_arg, wrong in ((lambda epoch: train.to_dataset(BATCH), {"checkpoint_every": 10}),
+                            (lambda epoch: train.to_dataset(BATCH), {"validation_data": test.to_dataset(1000)}),
+                            (train.to_dataset(BATCH), {})):  # a dataset built here, not a function
         try:
-            tfmtl.training.fit(model, train.to_dataset(BATCH), epochs=1, checkpoint_dir=out_dir / "unused", **wrong)
+            tfmtl.training.fit(model, data_arg, epochs=1, checkpoint_dir=out_dir / "unused", **wrong)
         except ValueError as error:
             refusals.append(str(error))
     history = tfmtl.training.fit(model, lambda epoch: train.to_dataset(BATCH, shuffle=True, seed=epoch),

@@ -101,7 +101,8 @@ def test_parameter_server_cluster_shards_tables_trains_resumes_and_exports(tmp_p
     out, early = np.load(tmp_path / "result_3.npz"), np.load(tmp_path / "result_2.npz")
     reference = np.load(tmp_path / "single.npz")
     assert early["trained_epochs"].tolist() == [0, 1] and out["trained_epochs"].tolist() == [2]
-    assert [message.split(":")[0] for message in out["refusals"]] == ["checkpoint_every", "validation_data is not supported under ParameterServerStrategy"]
+    assert [message.split(":")[0] for message in out["refusals"]] == [
+        "checkpoint_every", "validation_data is not supported under ParameterServerStrategy", "data"]
     assert int(out["steps"]) == 3 * int(np.ceil(12_000 / 128))  # 3 epochs of steps, 2 of them restored
 
     # each id table is split over both parameter servers, row counts adding up to the table

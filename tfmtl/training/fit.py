@@ -68,9 +68,9 @@ def fit(
     own (``keras.optimizers.schedules.*`` as the optimizer's ``learning_rate``): their
     step is the optimizer's ``iterations``, which the checkpoint restores.
 
-    Under ``ParameterServerStrategy`` (:func:`parameter_server_strategy`), each
-    worker builds its own pipeline from ``data`` (reading and preprocessing run on
-    the workers) and takes every N-th batch of it; an epoch is ``steps_per_epoch``
+    Under ``ParameterServerStrategy`` (:func:`parameter_server_strategy`), ``data``
+    must be a function of the epoch: each worker calls it to build its own pipeline
+    (reading and preprocessing run on the workers) and takes every N-th batch; an epoch is ``steps_per_epoch``
     steps (default: the number of batches, when the dataset knows it). Keras runs no
     batch-level callbacks there, so checkpoints are written at epoch ends only, the
     logs are one line per epoch, and ``validation_data`` is refused (evaluate after
@@ -111,6 +111,12 @@ def fit(
     epoch_data = data if callable(data) else (lambda epoch: data)
     coordinated = is_parameter_server_strategy(model.distribute_strategy)
     _check_coordinated(coordinated, checkpoint_every, validation_data, steps_per_epoch)
+    if coordinated and not callable(data):
+        raise ValueError(
+            "data: under ParameterServerStrategy every worker builds its own pipeline, so give a function "
+            "epoch -> dataset (e.g. lambda epoch: train.to_dataset(512, shuffle=True, seed=epoch)); a dataset "
+            "built in the coordinator cannot be sent to the workers"
+        )
     if verbose == "auto":
         verbose = 1 if os.isatty(1) and not coordinated else 2
     if coordinated and verbose == 1:
