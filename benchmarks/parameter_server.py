@@ -1,7 +1,7 @@
 """A 10M-id table trained three ways on this machine: one process, 2 MultiWorkerMirrored workers, 2 PS + 2 workers.
 
-Workload: the training-throughput workload (``workload.py``: 26 categoricals up to 100k ids,
-13 numerics, 2 binary tasks) plus one int64 feature ``big`` with Zipf-distributed ids hashed
+Workload: the training-throughput workload (``workload.py``: 26 categoricals up to 100k ids with
+vocabularies, 13 numerics, 2 binary tasks) plus one int64 feature ``big`` with Zipf-distributed ids hashed
 into 10,000,000 rows of 32 dims (a 1.2 GiB table; LazyAdam's two slots double it again);
 an MMoE with 4 experts [64]; the default ``compile()``; batch 2048; one epoch. Every process is
 a fresh interpreter on loopback, and the machine's cores are shared by all of them.
@@ -13,7 +13,7 @@ worker received per global step (the growth of ``bytes_received`` of its TCP soc
 ``ss``, over the epoch, divided by the epoch's steps). Loopback speed says little about a real
 network; the bytes per step are the figure to plan with.
 
-    python benchmarks/parameter_server.py                    # 400k rows, all three ways
+    python benchmarks/parameter_server.py                    # 400k rows, the baseline and the three ways
     python benchmarks/parameter_server.py --rows 100000 --ways single ps
 """
 
@@ -32,6 +32,7 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 BIG_ROWS, BIG_DIM, BATCH = 10_000_000, 32, 2048
+SMALL_ROWS = 10_000  # the baseline: the same workload with a small "big" table
 HERE = pathlib.Path(__file__).resolve()
 ROOT = HERE.parents[1]
 
@@ -57,19 +58,19 @@ def _received(pids: list[int]) -> dict[int, int]:
     return totals
 
 
-def _data(rows: int):
+def _data(rows: int, big_rows: int = BIG_ROWS):
     import numpy as np
 
     import tfmtl
-    from workload import generate
+    from workload import VOCAB_SIZES, generate
 
     features, labels, _ = generate(rows, seed=0)
     rng = np.random.default_rng(1)
     features["big"] = (rng.zipf(1.05, rows) % 10**9).astype(np.int64)  # heavy-tailed; hashed into BIG_ROWS rows
-    specs = [tfmtl.Categorical(name, embedding_dim=8, id_type="int64", num_hash_bins=int(values.max()) + 1)
-             for name, values in features.items() if name.startswith("c")]
+    specs = [tfmtl.Categorical(f"c{i}", embedding_dim=16, id_type="int64", vocabulary=tuple(range(size)))
+             for i, size in enumerate(VOCAB_SIZES)]  # as train_throughput.py
     specs += [tfmtl.Numeric(name, log=True, mean=0.0, variance=1.0) for name in features if name.startswith("n")]
-    specs.append(tfmtl.Categorical("big", embedding_dim=BIG_DIM, id_type="int64", num_hash_bins=BIG_ROWS))
+    specs.append(tfmtl.Categorical("big", embedding_dim=BIG_DIM, id_type="int64", num_hash_bins=big_rows))
     tasks = (tfmtl.Task.binary("ctr"), tfmtl.Task.binary("cvr"))
     return tfmtl.data.MultiTaskData(features, labels, tfmtl.Schema(specs), tasks)
 
@@ -86,8 +87,8 @@ def _report(**values) -> None:
     print("RESULT " + json.dumps(values), flush=True)
 
 
-def single(rows: int) -> None:
-    data = _data(rows)
+def single(rows: int, big_rows: int = BIG_ROWS) -> None:
+    data = _data(rows, big_rows)
     model = _model(data)
     model.fit(data.take(slice(0, 4 * BATCH)).to_dataset(BATCH), epochs=1, verbose=0)  # trace before the timed epoch
     started = time.perf_counter()
@@ -171,6 +172,11 @@ def run_single(rows: int) -> dict:
     return {"way": "one process", **result}
 
 
+def run_small(rows: int) -> dict:
+    result = _result(_spawn("small", rows))
+    return {"way": f"one process, big table of {SMALL_ROWS:,} rows (baseline)", **result}
+
+
 def run_mwms(rows: int) -> dict:
     cluster = {"worker": _ports(2)}
     workers = [_spawn("mwms", rows, {"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(2)]
@@ -203,7 +209,8 @@ def _mib(value: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=400_000)
-    parser.add_argument("--ways", nargs="+", default=["single", "mwms", "ps"], choices=["single", "mwms", "ps"])
+    ways = ["small", "single", "mwms", "ps"]
+    parser.add_argument("--ways", nargs="+", default=ways, choices=ways)
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--servers", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -213,7 +220,7 @@ def main() -> None:
         tfmtl.training.start_server()
         return
     if args.role:
-        {"single": single, "mwms": mwms_worker}.get(args.role, lambda rows: coordinator(rows, json.loads(args.servers)))(
+        {"single": single, "small": lambda rows: single(rows, SMALL_ROWS), "mwms": mwms_worker}.get(args.role, lambda rows: coordinator(rows, json.loads(args.servers)))(
             args.rows)
         return
     print(f"one {BIG_ROWS:,} x {BIG_DIM} table ({BIG_ROWS * BIG_DIM * 4 / 2**30:.2f} GiB) + the usual workload; "
@@ -221,7 +228,7 @@ def main() -> None:
     rows = []
     for way in args.ways:
         print(f"running: {way}", flush=True)
-        rows.append({"single": run_single, "mwms": run_mwms, "ps": run_ps}[way](args.rows))
+        rows.append({"small": run_small, "single": run_single, "mwms": run_mwms, "ps": run_ps}[way](args.rows))
     print()
     print("| way | examples/s | peak RSS per process (MiB) | big table held per PS (MiB) | MiB received per step, per worker |")
     print("|---|---:|---|---|---|")
