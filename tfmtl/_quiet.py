@@ -67,27 +67,44 @@ def load_tensorflow_quietly() -> Any:
     return tf_module
 
 
-class _Loaded(importlib.abc.Loader):
-    """Hands the import system a module that is already in ``sys.modules``."""
+class _QuietLoader(importlib.abc.Loader):
+    """TensorFlow's own loader, run through :func:`quiet_native_stderr` (and then the device probe)."""
 
-    def __init__(self, module: Any) -> None:
-        self._module = module
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
 
     def create_module(self, spec: Any) -> Any:
-        return self._module
+        return self._loader.create_module(spec)
 
     def exec_module(self, module: Any) -> None:
-        pass
+        uninstall_import_hook()
+        with quiet_native_stderr():
+            self._loader.exec_module(module)
+            module.config.list_physical_devices()
+
+    def __getattr__(self, name: str) -> Any:  # resource readers and the like: TensorFlow's loader's
+        return getattr(self._loader, name)
 
 
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
-    """On the first ``import tensorflow`` (anyone's), load it through :func:`quiet_native_stderr`."""
+    """Finds ``tensorflow`` as the other finders do, and hands it :class:`_QuietLoader`.
+
+    Finding loads nothing (``importlib.util.find_spec("tensorflow")`` stays cheap); the first
+    import executes TensorFlow once, filtered.
+    """
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         if name != "tensorflow":
             return None
-        module = load_tensorflow_quietly()
-        return importlib.util.spec_from_loader(name, _Loaded(module), origin=getattr(module, "__file__", None))
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                if spec.loader is not None and not isinstance(spec.loader, _QuietLoader):
+                    spec.loader = _QuietLoader(spec.loader)
+                return spec
+        return None
 
 
 def install_import_hook() -> None:

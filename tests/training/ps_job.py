@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 import tfmtl
-from tfmtl._compat import keras
+from tfmtl._compat import keras, tf
 
 ROWS, TEST_ROWS, BATCH = 12_000, 4_000, 128
 
@@ -30,7 +30,8 @@ def data() -> tuple[tfmtl.data.MultiTaskData, tfmtl.data.MultiTaskData, tfmtl.Sc
 def build(schema: tfmtl.Schema, tasks) -> tfmtl.models.MultiTaskModel:
     keras.utils.set_random_seed(0)
     model = tfmtl.models.mmoe(schema, tasks, num_experts=2, expert_units=(32,))
-    model.compile(optimizer=tfmtl.training.LazyAdam(0.005), steps_per_execution=1)
+    # the default steps per execution (1 under ParameterServerStrategy); weights that move every step
+    model.compile(optimizer=tfmtl.training.LazyAdam(0.005), balancer=tfmtl.balancing.UncertaintyWeighting())
     return model
 
 
@@ -55,6 +56,9 @@ def coordinator(out: str, epochs: str) -> None:
             refusals.append(str(error))
     history = tfmtl.training.fit(model, lambda epoch: train.to_dataset(BATCH, shuffle=True, seed=epoch),
                                  epochs=int(epochs), checkpoint_dir=out_dir / "checkpoints", verbose=2)
+    state = model._training
+    final_weights = (tf.constant(state.static_weights) * state.balancer.task_weights()).numpy()
+    probe = _which_batches_each_worker_reads(strategy)
     shards = {}
     for weight in model.weights:
         container = weight._sharded_container() if hasattr(weight, "_sharded_container") else None
@@ -70,12 +74,28 @@ def coordinator(out: str, epochs: str) -> None:
     tfmtl.serving.export(model, out_dir / "export")
     np.savez(
         out_dir / f"result_{epochs}.npz", **shards, **_auc(single, test),
-        steps=int(model.optimizer.iterations.numpy()), refusals=np.array(refusals), trained_epochs=np.array(history.epoch),
+        steps=int(model.optimizer.iterations.numpy()), refusals=np.array(refusals), probe=probe,
+        final_weights=final_weights, steps_per_execution=int(model._steps_per_execution.numpy()), trained_epochs=np.array(history.epoch),
         **{f"log_{key.replace('/', '_')}": np.array(values) for key, values in history.history.items()},
         **{f"pred_{task}": value.numpy()[:, 0] for task, value in predictions.items()},
         **{f"joined_{task}": value.numpy()[:, 0] for task, value in single(sample).items()},
         **{f"input_{name}": value for name, value in sample.items()},
     )
+
+
+def _which_batches_each_worker_reads(strategy) -> np.ndarray:
+    """``[(worker index, batch index)]`` of 20 steps over the input ``fit`` gives the workers (40 rows, batches of 4)."""
+    coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
+    build_input = tfmtl.training.sharded_dataset_fn(lambda epoch: tf.data.Dataset.range(40).batch(4), 0, 2)
+    iterator = iter(coordinator.create_per_worker_dataset(build_input))
+
+    @tf.function
+    def read(iterator):
+        return tf.distribute.coordinator.experimental_get_current_worker_index(), next(iterator)[0] // 4
+
+    scheduled = [coordinator.schedule(read, args=(iterator,)) for _ in range(20)]
+    coordinator.join()
+    return np.array([[int(value) for value in step.fetch()] for step in scheduled])
 
 
 def single_process(out: str, epochs: str) -> None:

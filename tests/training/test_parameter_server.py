@@ -125,7 +125,14 @@ def test_parameter_server_cluster_shards_tables_trains_resumes_and_exports(tmp_p
     for key, tolerance in (("log_loss", 0.025), ("log_click_loss", 0.025), ("log_conversion_loss", 0.025),
                            ("log_click_auc", 0.04)):
         np.testing.assert_allclose(early[key][0], reference[key][0], atol=tolerance, err_msg=key)
-    assert out["log_click_weight"].tolist() == [1.0]
+    # the task weights logged at the epoch's end are the balancer's then (uncertainty weighting moves them)
+    np.testing.assert_allclose([out["log_click_weight"][-1], out["log_conversion_weight"][-1]], out["final_weights"],
+                               rtol=1e-6)
+    assert abs(out["final_weights"][0] - 1.0) > 1e-3 and int(out["steps_per_execution"]) == 1
+
+    # each worker reads its own share of the batches: worker w the batches b with b % 2 == w
+    workers, batches = out["probe"][:, 0], out["probe"][:, 1]
+    assert set(workers.tolist()) == {0, 1} and np.all(batches % 2 == workers), out["probe"].tolist()
 
     # the export (one SavedModel, whole tables, raw ids in) answers as the coordinator's sharded model
     sample = {key[len("input_"):]: out[key] for key in out if key.startswith("input_")}

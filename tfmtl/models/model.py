@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
+
 from tfmtl._compat import keras, tf
 from tfmtl.balancing import LossBalancer, check_balancer
 from tfmtl.features.encoder import FeatureEncoder
@@ -155,7 +157,7 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
         updates only the embedding rows in the batch; rows absent from a batch keep
         their moments) at learning rate 1e-3, and :data:`DEFAULT_STEPS_PER_EXECUTION`
         training steps per call into TensorFlow (batch-level callbacks then see every
-        that many steps; one under ``MultiWorkerMirroredStrategy``). An optimizer or
+        that many steps; one under ``MultiWorkerMirroredStrategy`` and ``ParameterServerStrategy``). An optimizer or
         ``steps_per_execution`` you give is used as given.
 
         Args:
@@ -194,10 +196,13 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
             from tfmtl.training.optimizers import LazyAdam
 
             optimizer = LazyAdam(1e-3)
-        # Under MultiWorkerMirroredStrategy, an execution of several steps that runs out of data
-        # part-way (an epoch that is not a multiple of it) fails in the gradient all-gather
-        # ("Shape mismatch in the collective instance"): one step per execution there.
-        multi_worker = isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        # One step per execution across machines. Under MultiWorkerMirroredStrategy, an execution of
+        # several steps that runs out of data part-way (an epoch that is not a multiple of it) fails in
+        # the gradient all-gather ("Shape mismatch in the collective instance"). Under
+        # ParameterServerStrategy, Keras shortens the last execution by assigning the shared
+        # steps_per_execution variable from the coordinator while the workers' steps run asynchronously.
+        multi_worker = isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy) or bool(
+            getattr(self.distribute_strategy, "_should_use_with_coordinator", False))
         kwargs.setdefault("steps_per_execution", 1 if multi_worker else DEFAULT_STEPS_PER_EXECUTION)
         # Keras's own jit_compile would compile the lookups too: tfmtl compiles the trainable stage only.
         super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
@@ -310,15 +315,18 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
         return logs
 
     def _validate_and_get_metrics_result(self, logs: Any) -> Any:
-        # Keras (under ParameterServerStrategy: each epoch's logs) replaces the last step's logs by the metrics'
-        # results when the keys match; the task weights are not metrics, so they are read here, on the coordinator.
-        weight_keys = [key for key in logs if key.endswith("/weight")] if isinstance(logs, dict) else []
-        if not weight_keys or self.__dict__.get("_training") is None:
+        # Keras replaces the last step's logs by the metrics' results only when the key sets match, and under
+        # ParameterServerStrategy the last step is not the epoch. tfmtl's logs also hold the task weights (not
+        # metrics: read from the balancer here, on the coordinator) and leave out per-group AUCs in training:
+        # each key is taken from its owner.
+        if not isinstance(logs, dict) or self.__dict__.get("_training") is None:
             return super()._validate_and_get_metrics_result(logs)
-        result = super()._validate_and_get_metrics_result({k: v for k, v in logs.items() if k not in weight_keys})
+        results = {name: value for name, value in self.get_metrics_result().items() if name in logs}
         state = self._training
-        current = (tf.constant(state.static_weights) * state.balancer.task_weights()).numpy()
-        return {**result, **{f"{task.name}/weight": float(current[i]) for i, task in enumerate(self.tasks)}}
+        current = tf.constant(state.static_weights) * state.balancer.task_weights()
+        results.update({f"{task.name}/weight": current[i] for i, task in enumerate(self.tasks)
+                        if f"{task.name}/weight" in logs})
+        return {key: _python(results[key]) if key in results else value for key, value in logs.items()}
 
     def train_step(self, data: Any) -> Any:
         x, labels, weights = prepare_labels(self.tasks, data)
@@ -400,4 +408,9 @@ class _EpochEnd(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         self.balancer.on_epoch_end()
+
+
+def _python(value: Any) -> Any:
+    array = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+    return array.item() if array.ndim == 0 else array
 

@@ -4,7 +4,8 @@ from tfmtl.training.config import ARCHITECTURES, BALANCERS, ConfigError, RunConf
 from tfmtl.training.checkpoint import CheckpointCallback, Checkpoints, Position
 from tfmtl.training.fit import EpochData, fit
 from tfmtl.training.parameter_server import (
-    full_weights, is_parameter_server_strategy, parameter_server_strategy, per_worker_dataset, start_server,
+    full_weights, is_parameter_server_strategy, parameter_server_strategy, per_worker_dataset,
+    sharded_dataset_fn, start_server,
 )
 from tfmtl.training.optimizers import LazyAdam, RowWiseAdagrad, is_embedding_table
 from tfmtl.training.priors import set_label_priors
@@ -36,6 +37,7 @@ __all__ = [
     "is_parameter_server_strategy",
     "parameter_server_strategy",
     "per_worker_dataset",
+    "sharded_dataset_fn",
     "start_server",
     "is_embedding_table",
     "layer_roles",

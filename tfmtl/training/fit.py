@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence, Union
 
 from tfmtl._compat import keras, tf
 from tfmtl.training.checkpoint import CheckpointCallback, Checkpoints, Position
-from tfmtl.training.parameter_server import is_parameter_server_strategy, per_worker_dataset
+from tfmtl.training.parameter_server import is_parameter_server_strategy, per_worker_dataset, worker_count
 from tfmtl.training.selection import CombinedMetric
 
 #: Training data: one epoch's batches (the same on every pass), or ``epoch -> that epoch's batches``.
@@ -70,7 +70,8 @@ def fit(
 
     Under ``ParameterServerStrategy`` (:func:`parameter_server_strategy`), ``data``
     must be a function of the epoch: each worker calls it to build its own pipeline
-    (reading and preprocessing run on the workers) and takes every N-th batch; an epoch is ``steps_per_epoch``
+    (reading and preprocessing run on the workers) and keeps every N-th batch
+    (:func:`sharded_dataset_fn`); an epoch is ``steps_per_epoch``
     steps (default: the number of batches, when the dataset knows it). Keras runs no
     batch-level callbacks there, so checkpoints are written at epoch ends only, the
     logs are one line per epoch, and ``validation_data`` is refused (evaluate after
@@ -140,14 +141,21 @@ def fit(
         if not coordinated:  # (no batch-level callbacks there: saved below, at each epoch's end)
             ordered.append(saver)
     phase = None
+    if coordinated and position.step:
+        raise ValueError(
+            f"the checkpoint in {checkpoint_dir} was written mid-epoch (epoch {position.epoch + 1}, step "
+            f"{position.step}); under ParameterServerStrategy training resumes at epoch ends only: resume it "
+            "without the strategy, or from an epoch-end checkpoint"
+        )
     for epoch in range(position.epoch, epochs):
-        dataset = epoch_data(epoch)
-        if epoch == position.epoch and position.step:
-            dataset = dataset.skip(position.step)  # the batches the interrupted run had not trained on
-        steps = int(dataset.cardinality())
-        if coordinated:
-            steps = _coordinated_steps(steps_per_epoch, steps)
-            dataset = per_worker_dataset(epoch_data, epoch)
+        if coordinated:  # the workers build the pipelines; here only its size, when not given
+            steps = steps_per_epoch or _coordinated_steps(int(epoch_data(epoch).cardinality()))
+            dataset = per_worker_dataset(epoch_data, epoch, worker_count(model.distribute_strategy))
+        else:
+            dataset = epoch_data(epoch)
+            if epoch == position.epoch and position.step:
+                dataset = dataset.skip(position.step)  # the batches the interrupted run had not trained on
+            steps = int(dataset.cardinality())
         phase = _Epoch(
             [*ordered, history], first=phase is None, add_progbar=verbose != 0, model=model, verbose=verbose,
             epochs=epochs, steps=steps if steps >= 0 else None,
@@ -185,9 +193,7 @@ def _check_coordinated(coordinated: bool, checkpoint_every: Any, validation_data
         raise ValueError(f"steps_per_epoch must be a positive int, got {steps_per_epoch!r}")
 
 
-def _coordinated_steps(steps_per_epoch: int | None, batches: int) -> int:
-    if steps_per_epoch is not None:
-        return steps_per_epoch
+def _coordinated_steps(batches: int) -> int:
     if batches < 0:
         raise ValueError(
             "steps_per_epoch: the dataset does not know its number of batches (e.g. it reads files); "

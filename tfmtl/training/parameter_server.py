@@ -90,8 +90,6 @@ def start_server(cluster_resolver: Any = None, *, join: bool = True) -> Any:
         return None
     if job not in ("worker", "ps"):
         raise ValueError(f"TF_CONFIG's task type must be 'chief', 'worker' or 'ps', got {job!r}")
-    if job == "worker":  # workers run the input pipelines: a stale CPU thread count would starve them
-        tf.config.threading.set_inter_op_parallelism_threads(0)
     server = tf.distribute.Server(
         resolver.cluster_spec(), job_name=job, task_index=int(resolver.task_id),
         protocol=resolver.rpc_layer or "grpc", start=True,
@@ -113,27 +111,56 @@ def is_parameter_server_strategy(strategy: Any) -> bool:
     return bool(getattr(strategy, "_should_use_with_coordinator", False))
 
 
-def per_worker_dataset(dataset_for_epoch: Any, epoch: int) -> Any:
-    """A Keras ``DatasetCreator`` giving each worker its share of ``dataset_for_epoch(epoch)``, repeated.
+def sharded_dataset_fn(dataset_for_epoch: Any, epoch: int, num_workers: int) -> Any:
+    """The function each worker runs to build its input: its share of ``dataset_for_epoch(epoch)``, repeated.
 
-    Each worker builds the pipeline (reading and preprocessing run there) and keeps
-    every ``num_input_pipelines``-th batch, starting at its ``input_pipeline_id``.
+    The worker builds the whole pipeline (reading and preprocessing run there) and
+    keeps every ``num_workers``-th batch, starting at its own index
+    (``tf.distribute.coordinator.experimental_get_current_worker_index()``: under
+    ``ParameterServerStrategy`` the input context always says one pipeline). A source
+    that can shard itself before preprocessing (``read_tfrecord(..., input_context=...)``)
+    saves the workers that work; this one is generic.
+
+    Example:
+
+    >>> import tfmtl, tensorflow as tf
+    >>> build = tfmtl.training.sharded_dataset_fn(lambda epoch: tf.data.Dataset.range(4), epoch=0, num_workers=1)
+    >>> list(build(None).take(6).as_numpy_iterator())  # one worker: everything, repeated
+    [0, 1, 2, 3, 0, 1]
+    """
+    if num_workers < 1:
+        raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+
+    def dataset_fn(context: Any = None) -> Any:
+        dataset = dataset_for_epoch(epoch)
+        if num_workers > 1:
+            dataset = dataset.shard(num_workers, tf.distribute.coordinator.experimental_get_current_worker_index())
+        return dataset.repeat()  # the coordinator counts the steps; a worker never runs dry mid-epoch
+
+    return dataset_fn
+
+
+def per_worker_dataset(dataset_for_epoch: Any, epoch: int, num_workers: int) -> Any:
+    """:func:`sharded_dataset_fn` as the Keras ``DatasetCreator`` that ``model.fit`` takes.
+
     :func:`tfmtl.training.fit` uses it under ``ParameterServerStrategy``.
 
     Example:
 
     >>> import tfmtl, tensorflow as tf
-    >>> creator = tfmtl.training.per_worker_dataset(lambda epoch: tf.data.Dataset.range(4).batch(2), epoch=0)
+    >>> creator = tfmtl.training.per_worker_dataset(lambda epoch: tf.data.Dataset.range(4), epoch=0, num_workers=2)
     >>> type(creator).__name__
     'DatasetCreator'
     """
-    def dataset_fn(context: Any) -> Any:
-        dataset = dataset_for_epoch(epoch)
-        if context is not None and context.num_input_pipelines > 1:
-            dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
-        return dataset.repeat()  # the coordinator counts steps; a worker never runs dry mid-epoch
+    return keras.utils.experimental.DatasetCreator(sharded_dataset_fn(dataset_for_epoch, epoch, num_workers))
 
-    return keras.utils.experimental.DatasetCreator(dataset_fn)
+
+def worker_count(strategy: Any) -> int:
+    """The number of ``worker`` tasks in ``strategy``'s cluster (1 without a cluster)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return 1
+    return max(1, len(_tasks(resolver).get("worker", [])))
 
 
 def full_weights(model: Any) -> list[np.ndarray]:
@@ -165,5 +192,6 @@ __all__ = [
     "is_parameter_server_strategy",
     "parameter_server_strategy",
     "per_worker_dataset",
+    "sharded_dataset_fn",
     "start_server",
 ]
