@@ -44,7 +44,7 @@ def parameter_server_strategy(cluster_resolver: Any = None, *, min_shard_bytes: 
     Raises:
       ValueError: the cluster has no ``ps`` or no ``worker`` task.
 
-    Example:
+    Example (in the coordinator of a cluster: ``examples/train_parameter_server.py``):
 
     >>> import tfmtl
     >>> strategy = tfmtl.training.parameter_server_strategy()  # doctest: +SKIP
@@ -52,6 +52,17 @@ def parameter_server_strategy(cluster_resolver: Any = None, *, min_shard_bytes: 
     ...     model = tfmtl.models.mmoe(schema, tasks)
     ...     model.compile()
     >>> tfmtl.training.fit(model, data, epochs=2, steps_per_epoch=1000)  # doctest: +SKIP
+
+    A cluster without parameter servers is refused before anything connects:
+
+    >>> import tensorflow as tf
+    >>> workers_only = tf.distribute.cluster_resolver.SimpleClusterResolver(
+    ...     tf.train.ClusterSpec({"worker": ["127.0.0.1:2222"]}), task_type="chief", task_id=0)
+    >>> try:
+    ...     tfmtl.training.parameter_server_strategy(workers_only)
+    ... except ValueError as error:
+    ...     print(str(error).split(" (")[0])
+    ParameterServerStrategy needs 'ps' tasks, but the cluster has ['worker']
     """
     if min_shard_bytes < 1:
         raise ValueError(f"min_shard_bytes must be >= 1, got {min_shard_bytes}")
@@ -79,10 +90,11 @@ def start_server(cluster_resolver: Any = None, *, join: bool = True) -> Any:
     Returns:
       The started ``tf.distribute.Server`` (``join=False``), or None in the coordinator.
 
-    Example:
+    Example (without ``TF_CONFIG``, this process is no cluster task: nothing starts):
 
     >>> import tfmtl
-    >>> tfmtl.training.start_server()  # doctest: +SKIP
+    >>> tfmtl.training.start_server() is None
+    True
     """
     resolver = _resolver(cluster_resolver)
     job = resolver.task_type
