@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from cluster import free_ports
 
 JOB = pathlib.Path(__file__).with_name("distributed_job.py")
 ROOT = JOB.parents[2]
@@ -46,19 +46,9 @@ def test_mirrored_two_replicas_train_like_one_device(tmp_path):
         np.testing.assert_allclose(out[key.replace("single", "mirrored")], out[key], rtol=1e-4, atol=1e-5, err_msg=key)
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 @pytest.mark.slow
 def test_two_workers_end_with_identical_weights_and_single_process_quality(tmp_path):
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     jobs = [
         _job("worker", tmp_path / f"worker{index}.npz",
              TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
@@ -99,7 +89,7 @@ def test_mixed_float16_mmoe_trains_without_nan_and_answers_in_float32(tmp_path):
 def test_the_readme_multiworker_example_trains_on_two_workers(tmp_path):
     """examples/train_multiworker.py as README launches it, on an epoch that is not a multiple of 16 steps."""
     script = ROOT / "examples" / "train_multiworker.py"
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     jobs = [
         subprocess.Popen(
             [sys.executable, str(script), "5000"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

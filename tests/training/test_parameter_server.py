@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import threading
@@ -14,22 +13,13 @@ from typing import Iterator
 
 import numpy as np
 import pytest
+from cluster import free_ports
 
 import tfmtl
 from tfmtl._compat import tf
 
 JOB = pathlib.Path(__file__).with_name("ps_job.py")
 ROOT = JOB.parents[2]
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def _start(cluster: dict, job: str, index: int, *args: str) -> subprocess.Popen:
@@ -56,7 +46,7 @@ def _cluster() -> Iterator[tuple[dict, dict]]:
 
     Every server (restarted ones included: replace them in the dict) is killed on the way out.
     """
-    ports = [f"127.0.0.1:{port}" for port in _free_ports(5)]
+    ports = [f"127.0.0.1:{port}" for port in free_ports(5)]
     cluster = {"ps": ports[:2], "worker": ports[2:4], "chief": ports[4:]}
     servers = {(job, index): _start(cluster, job, index, "server") for job in ("ps", "worker") for index in range(2)}
     try:
