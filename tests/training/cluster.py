@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+
+import pytest
 
 
 def free_ports(count: int) -> list[int]:
@@ -14,3 +17,15 @@ def free_ports(count: int) -> list[int]:
     for sock in sockets:
         sock.close()
     return ports
+
+
+def finish(process: subprocess.Popen, timeout: float = 300) -> str:
+    """Wait for a job; fail the test with its output's tail if it times out (then killed) or exits non-zero."""
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"{process.args[2:]} timed out after {timeout} s:\n{output[-3000:]}")
+    assert process.returncode == 0, output[-4000:]
+    return output

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from cluster import free_ports
+from cluster import finish, free_ports
 
 JOB = pathlib.Path(__file__).with_name("distributed_job.py")
 ROOT = JOB.parents[2]
@@ -25,19 +25,9 @@ def _job(mode: str, out: pathlib.Path, **env: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _finish(process: subprocess.Popen, timeout: float = 300) -> None:
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        pytest.fail(f"job timed out after {timeout} s:\n{output[-3000:]}")
-    assert process.returncode == 0, output[-3000:]
-
-
 @pytest.mark.slow
 def test_mirrored_two_replicas_train_like_one_device(tmp_path):
-    _finish(_job("mirrored", tmp_path / "out.npz"))
+    finish(_job("mirrored", tmp_path / "out.npz"))
     out = np.load(tmp_path / "out.npz")
     assert int(out["replicas"]) == 2
     singles = sorted(key for key in out if key.startswith("single_"))
@@ -55,13 +45,13 @@ def test_two_workers_end_with_identical_weights_and_single_process_quality(tmp_p
         for index in range(2)
     ]
     for job in jobs:
-        _finish(job, timeout=400)
+        finish(job, timeout=400)
     first, second = (np.load(tmp_path / f"worker{index}.npz") for index in range(2))
     assert int(first["workers"]) == 2
     for key in first:
         np.testing.assert_array_equal(first[key], second[key], err_msg=key)
     # the same job in one process (no TF_CONFIG: a single worker) reaches the same quality
-    _finish(_job("worker", tmp_path / "single.npz"))
+    finish(_job("worker", tmp_path / "single.npz"))
     single = np.load(tmp_path / "single.npz")
     assert int(single["workers"]) == 1
     assert abs(float(first["click_auc"]) - float(single["click_auc"])) < 0.02
@@ -74,7 +64,7 @@ def test_two_workers_end_with_identical_weights_and_single_process_quality(tmp_p
 
 @pytest.mark.slow
 def test_mixed_float16_mmoe_trains_without_nan_and_answers_in_float32(tmp_path):
-    _finish(_job("mixed", tmp_path / "out.npz"))
+    finish(_job("mixed", tmp_path / "out.npz"))
     out = np.load(tmp_path / "out.npz")
     assert out["output_dtypes"].tolist() == ["float32", "float32"]  # heads, losses and metrics in float32
     assert str(out["compute_dtype"]) == "float16"  # the experts do compute in half precision

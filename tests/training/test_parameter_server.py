@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 import pytest
-from cluster import free_ports
+from cluster import finish, free_ports
 
 import tfmtl
 from tfmtl._compat import tf
@@ -27,17 +27,6 @@ def _start(cluster: dict, job: str, index: int, *args: str) -> subprocess.Popen:
            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": job, "index": index}})}
     return subprocess.Popen([sys.executable, str(JOB), *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-
-
-def _finish(process: subprocess.Popen, timeout: float) -> str:
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        pytest.fail(f"{process.args[2:]} timed out after {timeout} s:\n{output[-3000:]}")
-    assert process.returncode == 0, output[-4000:]
-    return output
 
 
 @contextlib.contextmanager
@@ -83,9 +72,9 @@ def test_parameter_server_cluster_shards_tables_trains_resumes_and_exports(tmp_p
                             text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
     with _cluster() as (cluster, _):
-        first = _finish(_start(cluster, "chief", 0, "coordinator", str(tmp_path), "2"), timeout=600)
+        first = finish(_start(cluster, "chief", 0, "coordinator", str(tmp_path), "2"), timeout=600)
     with _cluster() as (cluster, _):  # the whole cluster restarted: training resumes from the epoch-2 checkpoint
-        second = _finish(_start(cluster, "chief", 0, "coordinator", str(tmp_path), "3"), timeout=600)
+        second = finish(_start(cluster, "chief", 0, "coordinator", str(tmp_path), "3"), timeout=600)
     assert "Epoch 3/3" not in first and "resuming from checkpoint" in second and "Epoch 3/3" in second
     assert "Epoch 1/3" not in second
     out, early = np.load(tmp_path / "result_3.npz"), np.load(tmp_path / "result_2.npz")
@@ -148,14 +137,14 @@ def test_a_killed_worker_restarted_mid_training_and_a_killed_parameter_server(tm
     (tmp_path / "calm").mkdir()
     (tmp_path / "faulted").mkdir()
     with _cluster() as (cluster, _):
-        _finish(_start(cluster, "chief", 0, "coordinator", str(tmp_path / "calm"), "3"), timeout=600)
+        finish(_start(cluster, "chief", 0, "coordinator", str(tmp_path / "calm"), "3"), timeout=600)
     with _cluster() as (cluster, servers):
         coordinator = _start(cluster, "chief", 0, "coordinator", str(tmp_path / "faulted"), "3")
         before = _read_until(coordinator, "Epoch 2/3")
         servers["worker", 0].kill()  # by PID, mid-training; a cluster manager then starts it again
         servers["worker", 0].communicate(timeout=30)
         servers["worker", 0] = _start(cluster, "worker", 0, "server")
-        after = _finish(coordinator, timeout=600)
+        after = finish(coordinator, timeout=600)
     calm, faulted = np.load(tmp_path / "calm" / "result_3.npz"), np.load(tmp_path / "faulted" / "result_3.npz")
     assert "Epoch 3/3" in after and int(faulted["steps"]) == int(calm["steps"]), before + after
     # The strategy ran the lost worker's steps on the other one, so every step ran; while the worker was
