@@ -307,12 +307,17 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
                     metric.update_state(label, y_pred[task.name], weights[task.name])
         logs = {metric.name: metric.result() for metric in self.metrics if metric.name not in group_aucs}
         if training:
-            current = tf.constant(state.static_weights) * state.balancer.task_weights()
+            current = self._task_weights()
             logs.update({f"{task.name}/weight": current[index] for index, task in enumerate(self.tasks)})
         else:
             # Keras replaces the last step's logs by every metric's result() once evaluate ends.
             logs.update({name: tf.constant(float("nan")) for name in group_aucs})
         return logs
+
+    def _task_weights(self) -> tf.Tensor:
+        """Each task's current total weight, ``[K]``: its static loss weight times the balancer's."""
+        state = self._training
+        return tf.constant(state.static_weights) * state.balancer.task_weights()
 
     def _validate_and_get_metrics_result(self, logs: Any) -> Any:
         # Keras replaces the last step's logs by the metrics' results only when the key sets match, and under
@@ -322,8 +327,7 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
         if not isinstance(logs, dict) or self.__dict__.get("_training") is None:
             return super()._validate_and_get_metrics_result(logs)
         results = {name: value for name, value in self.get_metrics_result().items() if name in logs}
-        state = self._training
-        current = tf.constant(state.static_weights) * state.balancer.task_weights()
+        current = self._task_weights()
         results.update({f"{task.name}/weight": current[i] for i, task in enumerate(self.tasks)
                         if f"{task.name}/weight" in logs})
         return {key: _python(results[key]) if key in results else value for key, value in logs.items()}
@@ -413,4 +417,3 @@ class _EpochEnd(keras.callbacks.Callback):
 def _python(value: Any) -> Any:
     array = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
     return array.item() if array.ndim == 0 else array
-

@@ -111,13 +111,7 @@ def fit(
         raise ValueError("checkpoint_every needs checkpoint_dir")
     epoch_data = data if callable(data) else (lambda epoch: data)
     coordinated = is_parameter_server_strategy(model.distribute_strategy)
-    _check_coordinated(coordinated, checkpoint_every, validation_data, steps_per_epoch)
-    if coordinated and not callable(data):
-        raise ValueError(
-            "data: under ParameterServerStrategy every worker builds its own pipeline, so give a function "
-            "epoch -> dataset (e.g. lambda epoch: train.to_dataset(512, shuffle=True, seed=epoch)); a dataset "
-            "built in the coordinator cannot be sent to the workers"
-        )
+    _check_coordinated(coordinated, data, checkpoint_every, validation_data, steps_per_epoch)
     if verbose == "auto":
         verbose = 1 if os.isatty(1) and not coordinated else 2
     if coordinated and verbose == 1:
@@ -174,11 +168,18 @@ def fit(
     return history
 
 
-def _check_coordinated(coordinated: bool, checkpoint_every: Any, validation_data: Any, steps_per_epoch: Any) -> None:
+def _check_coordinated(coordinated: bool, data: Any, checkpoint_every: Any, validation_data: Any,
+                       steps_per_epoch: Any) -> None:
     if not coordinated:
         if steps_per_epoch is not None:
             raise ValueError("steps_per_epoch is for ParameterServerStrategy only: elsewhere an epoch is the whole dataset")
         return
+    if not callable(data):
+        raise ValueError(
+            "data: under ParameterServerStrategy every worker builds its own pipeline, so give a function "
+            "epoch -> dataset (e.g. lambda epoch: train.to_dataset(512, shuffle=True, seed=epoch)); a dataset "
+            "built in the coordinator cannot be sent to the workers"
+        )
     if checkpoint_every is not None:
         raise ValueError(
             "checkpoint_every: under ParameterServerStrategy Keras runs no batch-level callbacks, so checkpoints "
