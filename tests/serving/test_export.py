@@ -123,8 +123,8 @@ def test_state_the_lean_root_misses_falls_back_to_saving_the_whole_model(trained
     export_module = importlib.import_module("tfmtl.serving.export")  # the package attribute is the function
 
     class NoTables(tfmtl.serving.signatures.ModelState):  # forgets the lookup tables: the save must notice
-        def __init__(self, model):
-            super().__init__(model)
+        def __init__(self, model, stored=None):
+            super().__init__(model, stored)
             self.resources = []
 
     monkeypatch.setattr(export_module, "ModelState", NoTables)
@@ -137,3 +137,7 @@ def test_state_the_lean_root_misses_falls_back_to_saving_the_whole_model(trained
     expected = trained_mmoe.predict(sample, verbose=0)
     for task, values in served.items():
         np.testing.assert_allclose(values, expected[task][:, 0], atol=1e-5)
+    # the whole model holds its float32 tables: smaller tables are refused rather than silently dropped
+    with pytest.raises(ValueError, match="export it without table_dtype and keep_ids"):
+        tfmtl.serving.export(trained_mmoe, tmp_path / "small", examples=False, table_dtype="int8")
+    assert not [p for p in (tmp_path / "small").iterdir() if not p.name.startswith(".tfmtl")]

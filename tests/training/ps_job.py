@@ -4,7 +4,7 @@
 ``python ps_job.py coordinator OUT EPOCHS``: the ``chief``: trains an MMoE whose id tables are
 sharded over the parameter servers (checkpoints in ``OUT/checkpoints``, resumed when present),
 then writes ``OUT/result_<EPOCHS>.npz`` (shards, logs, held-out AUC, in-memory predictions) and exports
-to ``OUT/export``.
+to ``OUT/export`` (and with int8 tables to ``OUT/export_int8``).
 ``python ps_job.py single OUT EPOCHS``: the same model, data and steps in one process.
 """
 
@@ -72,6 +72,7 @@ def coordinator(out: str, epochs: str) -> None:
     sample = test.take(slice(0, 64)).features
     predictions = model(sample)  # the coordinator's in-memory model, variables on the parameter servers
     tfmtl.serving.export(model, out_dir / "export")
+    tfmtl.serving.export(model, out_dir / "export_int8", examples=False, table_dtype="int8")
     np.savez(
         out_dir / f"result_{epochs}.npz", **shards, **_auc(single, test),
         steps=int(model.optimizer.iterations.numpy()), refusals=np.array(refusals), probe=probe,

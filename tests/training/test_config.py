@@ -67,8 +67,13 @@ def test_cli_trains_evaluates_and_exports_a_model_that_answers_like_it(config, c
         (('format = "csv"', 'format = "avro"'), r"data.format = 'avro' is unknown; allowed: csv, parquet, tfrecord"),
         (("embedding_dim = 4\nid_type", "embed_dim = 4\nid_type"), r"features\[5\] \(hour\): unknown key\(s\) \['embed_dim'\]"),
         (('class = "LazyAdam"', 'class = "LazyAdamm"'), r"optimizer.class = 'LazyAdamm' is unknown; allowed: .*LazyAdam"),
+        (('table_dtype = "float32"', 'table_dtype = "fp8"'),
+         r"output.table_dtype = 'fp8' is unknown; allowed: float16, float32, int8"),
+        (("# keep_ids = { user_id = 100000 }", "keep_ids = { user_id = 0 }"),
+         r"output.keep_ids.user_id = 0: expected a positive int"),
     ],
-    ids=["architecture", "balancer", "feature kind", "model key", "data key", "format", "feature key", "optimizer"],
+    ids=["architecture", "balancer", "feature kind", "model key", "data key", "format", "feature key", "optimizer",
+         "table dtype", "keep ids"],
 )
 def test_invalid_configs_name_the_key_and_the_allowed_values(tmp_path, edit, message):
     _refused(tmp_path, edit, message)

@@ -123,6 +123,18 @@ def test_parameter_server_cluster_shards_tables_trains_resumes_and_exports(tmp_p
     for task in ("click", "conversion"):
         np.testing.assert_allclose(out[f"joined_{task}"], out[f"pred_{task}"], atol=1e-5, err_msg="full_weights")
         np.testing.assert_allclose(served["serving_default"][task], out[f"pred_{task}"], atol=1e-5)
+    # with int8 tables: each sharded table saved whole as int8 codes (no float32 copy), answering close to it
+    reader = tf.train.load_checkpoint(str(tmp_path / "export_int8" / "2" / "variables" / "variables"))
+    dtypes = reader.get_variable_to_dtype_map()
+    saved = [(dtypes[name].name, shape) for name, shape in reader.get_variable_to_shape_map().items()]
+    for table in ("user_id_embedding", "item_id_embedding"):
+        rows = int(out[f"full_{table}"])
+        assert any(kind == "int8" and shape[:1] == [rows] for kind, shape in saved), (table, saved)
+        assert not any(kind == "float32" and len(shape) == 2 and shape[0] == rows for kind, shape in saved), table
+    small = tfmtl.serving.predict_in_fresh_process(tmp_path / "export_int8" / "2", sample,
+                                                   signatures=["serving_default"])
+    for task in ("click", "conversion"):
+        np.testing.assert_allclose(small["serving_default"][task], out[f"pred_{task}"], atol=0.02)
 
 
 def test_parameter_server_strategy_needs_ps_and_worker_tasks():

@@ -5,7 +5,7 @@ from tfmtl.features.preprocessing import FeaturePreprocessor
 from tfmtl.features.bucketized import Bucketized
 from tfmtl.features.categorical import Categorical
 from tfmtl.features.dense_vector import DenseVector
-from tfmtl.features.kinds import PAD_INT64, PAD_STRING, FeatureKind, IdType, Pooling
+from tfmtl.features.kinds import PAD_INT64, PAD_STRING, EmbeddingTable, FeatureKind, IdType, Pooling
 from tfmtl.features.multi_valued import MultiValued
 from tfmtl.features.numeric import Numeric, PeriodicEmbedding
 from tfmtl.features.pretrained_table import PretrainedTable
@@ -18,6 +18,7 @@ __all__ = [
     "Bucketized",
     "Categorical",
     "DenseVector",
+    "EmbeddingTable",
     "Feature",
     "FeatureEncoder",
     "FeaturePreprocessor",

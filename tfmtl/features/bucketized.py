@@ -10,6 +10,7 @@ import numpy as np
 
 from tfmtl._compat import keras, tf
 from tfmtl.features.kinds import (
+    EmbeddingTable,
     FeatureKind,
     SharedLayer,
     TableEncoding,
@@ -99,7 +100,7 @@ class Bucketized(_FloatPerExample):
         return {self.name: tf.cast(tf.raw_ops.Bucketize(input=value, boundaries=list(self.boundaries)), tf.int64)}
 
     def embedding_table(self) -> SharedLayer:
-        return self.name, lambda: keras.layers.Embedding(self.table_size, self.embedding_dim, name=f"{self.name}_embedding")
+        return self.name, lambda: EmbeddingTable(self.table_size, self.embedding_dim, name=f"{self.name}_embedding")
 
     def encoder(self, tables: Mapping[str, Any]) -> "BucketizedEncoder":
         return BucketizedEncoder(self, tables[self.name])

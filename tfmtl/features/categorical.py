@@ -17,6 +17,7 @@ import numpy as np
 
 from tfmtl._compat import keras, tf
 from tfmtl.features.kinds import (
+    EmbeddingTable,
     FeatureKind,
     IdType,
     SharedLayer,
@@ -155,7 +156,7 @@ class Categorical(_OneValuePerExample):
         return self.embedding_dim
 
     def embedding_table(self) -> SharedLayer:
-        return self.table_name, lambda: keras.layers.Embedding(
+        return self.table_name, lambda: EmbeddingTable(
             self.table_size, self.embedding_dim, name=f"{self.table_name}_embedding"
         )
 

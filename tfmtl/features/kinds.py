@@ -261,6 +261,34 @@ class FeatureEncoding(keras.layers.Layer):
         self.spec = spec
 
 
+@keras.utils.register_keras_serializable(package="tfmtl")
+class EmbeddingTable(keras.layers.Embedding):
+    """A feature's embedding table: a Keras ``Embedding`` whose rows an export may store smaller.
+
+    Training reads and updates :attr:`embeddings` as Keras does. While
+    :attr:`stored_rows` is set (by :func:`tfmtl.serving.export` with ``table_dtype`` or
+    ``keep_ids``, for the time it traces the signatures), a lookup reads that function
+    of the ``[...]`` rows instead, e.g. int8 rows times their scale.
+
+    Example:
+
+    >>> import numpy as np, tensorflow as tf, tfmtl
+    >>> table = tfmtl.features.EmbeddingTable(3, 2)
+    >>> table.stored_rows = lambda rows: tf.ones([*rows.shape, 2])
+    >>> table(np.array([0, 2])).numpy().tolist()
+    [[1.0, 1.0], [1.0, 1.0]]
+    """
+
+    #: While set, what a lookup returns for ``[...]`` int64 rows: ``[..., output_dim]`` floats. A class
+    #: attribute, so that setting it on a layer adds nothing to what Keras tracks and saves.
+    stored_rows: Callable[[tf.Tensor], tf.Tensor] | None = None
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        if self.stored_rows is None:
+            return super().call(inputs)
+        return tf.cast(self.stored_rows(tf.cast(inputs, tf.int64)), self.compute_dtype)
+
+
 class TableEncoding(FeatureEncoding):
     """A per-kind encoder that reads one (possibly shared) embedding table: by default, the feature's rows."""
 

@@ -125,6 +125,11 @@ class FeaturePreprocessor(keras.layers.Layer):
     ([2, 0], [[1, 2, -1], [-1, -1, -1]], [1.0, 0.0])
     """
 
+    #: While set (by an export that keeps fewer ids of some tables), lookups used in place of
+    #: :attr:`lookups`' entries of the same tables. A class attribute: setting it adds nothing to
+    #: what Keras tracks and saves.
+    stored_lookups: Mapping[str, Any] | None = None
+
     def __init__(self, schema: Schema, **kwargs: Any) -> None:
         kwargs.setdefault("autocast", False)
         kwargs.setdefault("trainable", False)
@@ -151,8 +156,9 @@ class FeaturePreprocessor(keras.layers.Layer):
     def call(self, features: Mapping[str, Any]) -> dict[str, tf.Tensor]:
         features = _checked_shapes(self.schema, self.schema.conform(features))
         out: dict[str, tf.Tensor] = {}
+        lookups = self.lookups if self.stored_lookups is None else {**self.lookups, **self.stored_lookups}
         for spec in self.schema:
-            out.update(spec.preprocess(features, self.lookups))
+            out.update(spec.preprocess(features, lookups))
         return out
 
     def for_dataset(self, features: Mapping[str, Any]) -> dict[str, tf.Tensor]:

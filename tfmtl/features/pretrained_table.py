@@ -13,6 +13,7 @@ import numpy as np
 from tfmtl._compat import keras, tf
 from tfmtl.features.categorical import normalize_id, vocabulary_lookup
 from tfmtl.features.kinds import (
+    EmbeddingTable,
     FeatureKind,
     IdType,
     SharedLayer,
@@ -136,7 +137,7 @@ class PretrainedTable(_OneValuePerExample):
         return self.name, self._frozen_table
 
     def _frozen_table(self) -> Any:
-        frozen = keras.layers.Embedding(len(self.vectors) + 1, self.vectors.dim, trainable=False, name=f"{self.name}_embedding")
+        frozen = EmbeddingTable(len(self.vectors) + 1, self.vectors.dim, trainable=False, name=f"{self.name}_embedding")
         frozen.build((None,))
         frozen.set_weights([np.concatenate([np.zeros([1, self.vectors.dim], np.float32), self.vectors.matrix])])
         return frozen

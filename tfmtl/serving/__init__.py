@@ -3,7 +3,7 @@
 This package never imports tfmtl's training code.
 """
 
-from tfmtl.serving import examples
+from tfmtl.serving import examples, tables
 from tfmtl.serving.audit import OpAudit, audit_export
 from tfmtl.serving.client import Client
 from tfmtl.serving.config import BatchingConfig, model_config_text, write_configs
@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_SIGNATURE",
     "EXAMPLES_SIGNATURE",
     "examples",
+    "tables",
     "export",
     "next_version",
     "predict_in_fresh_process",

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from tfmtl._compat import tf
 from tfmtl.serving.signatures import ModelState, ServingModule
+from tfmtl.serving.tables import StoredTables
 from tfmtl.serving.warmup import sample_features, warmup_logs, write_warmup
 
 def next_version(base_dir: str | os.PathLike) -> int:
@@ -44,6 +45,8 @@ def export(
     warmup_features: Mapping[str, Any] | None = None,
     model_name: str | None = None,
     log: Callable[[str], None] | None = None,
+    table_dtype: str = "float32",
+    keep_ids: Mapping[str, int] | None = None,
 ) -> pathlib.Path:
     """Write ``model`` as ``base_dir/<version>/``, a SavedModel that TF Serving loads as is.
 
@@ -83,6 +86,13 @@ def export(
         base directory's name.
       log: Called with one line per step (tracing, saving, warmup, replay) and
         its duration, e.g. ``print``; default: silent.
+      table_dtype: How the export stores the embedding tables: ``"float32"``
+        (as trained), ``"float16"`` (half the bytes) or ``"int8"`` (a quarter,
+        plus one float32 scale per row). The model itself is unchanged. See
+        :mod:`tfmtl.serving.tables`.
+      keep_ids: Table name to the number of its vocabulary's ids to keep, most
+        frequent first (``{"user_id": 1_000_000}``); the others are answered
+        as out-of-vocabulary ids. The table and the vocabulary shrink.
 
     A model trained under ``ParameterServerStrategy`` exports from the coordinator
     as is: each sharded table is saved whole, as a single-machine model's.
@@ -104,17 +114,24 @@ def export(
         raise ValueError(f"version must be a non-negative int, got {version!r}")
     base.mkdir(parents=True, exist_ok=True)
     staging = base / f".tmp-{uuid.uuid4().hex[:12]}"
+    stored = StoredTables(model, table_dtype, keep_ids)
     module = ServingModule(model, examples=examples)
     step = _Steps(log)
     try:
         step("tracing the signatures (preprocessing and model, per task)")
-        signatures = module.signatures()
+        with stored.in_place():
+            signatures = module.signatures()
         step(f"saving the SavedModel ({len(signatures)} signatures)")
         try:
-            tf.saved_model.save(ModelState(model), str(staging), signatures=signatures)
+            tf.saved_model.save(ModelState(model, stored), str(staging), signatures=signatures)
         except (AssertionError, ValueError) as error:
             if "untracked" not in str(error).lower():
                 raise
+            if stored.changed:
+                raise ValueError(
+                    "a layer of this model holds state the export cannot list, so it saves the whole "
+                    "model, tables as trained: export it without table_dtype and keep_ids"
+                ) from error
             # A layer holds state ModelState does not know: save the whole model (slower).
             shutil.rmtree(staging, ignore_errors=True)
             tf.saved_model.save(module, str(staging), signatures=signatures)

@@ -59,17 +59,30 @@ class ModelState(tf.Module):
     layer (configs that include whole vocabularies, re-traced call functions):
     about 90 s instead of 1 s for a 1M-id vocabulary. The signatures need only
     the variables and the tables they capture.
+
+    With ``stored`` (a :class:`~tfmtl.serving.tables.StoredTables`), the stored copies of
+    tables replace the trained tables and their vocabularies.
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, stored: Any = None) -> None:
         super().__init__(name="tfmtl_state")
-        self.model_variables = list(model.variables)
-        resources = []
-        for module in [model, *model.submodules]:
+        replaced = {id(v) for v in stored.replaced_variables()} if stored is not None else set()
+        self.model_variables = [v for v in model.variables if id(v) not in replaced]
+        self.stored_tables = stored.modules if stored is not None else []
+        dropped = _resources(stored.replaced_lookups()) if stored is not None else []
+        added = _resources(stored.lookups()) if stored is not None else []
+        self.resources = [r for r in _resources([model]) if all(r is not d for d in dropped)] + added
+
+
+def _resources(layers: list[Any]) -> list[Any]:
+    """The resources (e.g. the StaticHashTable of a StringLookup) held by ``layers`` and their sublayers."""
+    found: list[Any] = []
+    for layer in layers:
+        for module in [layer, *layer.submodules]:
             for value in vars(module).values():
-                if isinstance(value, tf.saved_model.experimental.TrackableResource) and value not in resources:
-                    resources.append(value)  # e.g. the StaticHashTable of a StringLookup
-        self.resources = resources
+                if isinstance(value, tf.saved_model.experimental.TrackableResource) and value not in found:
+                    found.append(value)
+    return found
 
 
 class ServingModule(tf.Module):

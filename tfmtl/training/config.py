@@ -47,6 +47,7 @@ from tfmtl.data.files import FORMATS, read_files
 from tfmtl.features.kinds import FeatureKind
 from tfmtl.features.schema import _SPECS, Schema
 from tfmtl.layers.gate import GateOptions
+from tfmtl.serving.tables import TABLE_DTYPES
 from tfmtl.tasks.task import Task
 from tfmtl.training.optimizers import LazyAdam, RowWiseAdagrad
 
@@ -59,7 +60,7 @@ _VALUE_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     "data": {"format": (str,), "train": (str, list), "validation": (str, list), "batch_size": (int,),
              "shuffle_buffer": (int,), "seed": (int,)},
     "fit": {"epochs": (int,), "checkpoint_every": (int,), "keep_checkpoints": (int,), "early_stopping": (dict,)},
-    "output": {"dir": (str,), "export_dir": (str,)},
+    "output": {"dir": (str,), "export_dir": (str,), "table_dtype": (str,), "keep_ids": (dict,)},
 }
 #: Every section; None: its keys are checked against what it builds (a spec, an architecture, a class).
 _SECTIONS = {
@@ -284,6 +285,11 @@ def parse_config(raw: Mapping[str, Any], root: str | pathlib.Path = ".") -> RunC
     _pick("data", raw["data"].get("format", "csv"), {name: name for name in FORMATS}, "format")
     if "dir" not in raw["output"]:
         raise ConfigError("[output]: missing key 'dir' (where checkpoints, logs and model.keras go)")
+    _pick("output", raw["output"].get("table_dtype", "float32"), {d: d for d in TABLE_DTYPES}, "table_dtype")
+    for table, keep in raw["output"].get("keep_ids", {}).items():
+        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
+            raise ConfigError(f"output.keep_ids.{table} = {keep!r}: expected a positive int (the ids to keep, most "
+                              "frequent first)")
     kinds = {kind.value: _SPECS[kind] for kind in FeatureKind}
     entries = []
     for index, entry in enumerate(raw["features"]):

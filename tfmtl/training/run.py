@@ -101,6 +101,8 @@ def export_from_config(path: str | pathlib.Path, *, log: Callable[[str], None] =
         raise ValueError("output.export_dir: not given (the TF Serving base path to export to)")
     model = _load(config)
     log(f"exporting {model.name} to {config.path(config.raw['output']['export_dir'])} (SavedModel, signatures, warmup)")
-    version = export(model, config.path(config.raw["output"]["export_dir"]), log=log)
+    output = config.raw["output"]
+    version = export(model, config.path(output["export_dir"]), log=log, table_dtype=output.get("table_dtype", "float32"),
+                     keep_ids=output.get("keep_ids"))
     log(f"exported {version}")
     return version
