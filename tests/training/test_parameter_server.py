@@ -92,9 +92,10 @@ def test_parameter_server_cluster_shards_tables_trains_resumes_and_exports(tmp_p
         assert rows.max() <= 0.6 * rows.sum()
 
     # quality: well above chance, and near the single process on the same batches. The issue's target is
-    # within 0.01; measured over three unfaulted cluster runs, each worker on its own half of the batches:
-    # click 0.665-0.700 against 0.686, conversion 0.761-0.797 against 0.779 (the two workers' asynchronous
-    # updates order differently each run), so the bound here is 0.03.
+    # within 0.01, which benchmarks/ps_quality.py measures on 200,000 rows over three seeds (click within
+    # 0.0018). On this test's 12,000 rows, three unfaulted cluster runs gave click 0.665-0.700 against 0.686
+    # and conversion 0.761-0.797 against 0.779 (the two workers' asynchronous updates order differently
+    # each run), so the bound here is 0.03.
     for task in ("click", "conversion"):
         aucs = (task, float(out[f"auc_{task}"]), float(reference[f"auc_{task}"]))
         assert out[f"auc_{task}"] > 0.6 and out[f"auc_{task}"] >= reference[f"auc_{task}"] - 0.03, aucs
