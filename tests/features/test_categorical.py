@@ -44,3 +44,26 @@ def test_an_id_equal_to_keras_default_oov_token_keeps_its_own_row(spec, ids, raw
     encoder({spec.name: ids[:1]})
     encoder.embeddings[spec.name].set_weights([np.array([[0.0], [1.0], [2.0]], np.float32)])  # OOV, then vocab
     np.testing.assert_array_equal(encoder({spec.name: ids}).numpy()[:, 0], [1.0, 2.0, 0.0])
+
+
+_TABLE_NAME = """
+import tfmtl
+from tfmtl.features.categorical import vocabulary_lookup
+lookup = vocabulary_lookup(tfmtl.features.IdType.STRING, ["a", "b"], 1, "item_lookup")
+print(lookup.lookup_table._shared_name, lookup(["b", "zz"]).numpy().tolist())
+"""
+
+
+def test_vocabulary_tables_get_names_no_other_process_gives():
+    # A coordinator restarted against parameter-server workers builds its tables again; the workers
+    # still hold the old ones by name, so a name reused for another vocabulary would fail
+    # ("Table was already initialized with different data"). Keras names tables by a per-process counter.
+    import subprocess
+    import sys
+
+    runs = [subprocess.run([sys.executable, "-c", _TABLE_NAME], capture_output=True, text=True, timeout=120)
+            for _ in range(2)]
+    assert all(run.returncode == 0 for run in runs), runs[0].stderr[-2000:]
+    (first, answer), (second, again) = (run.stdout.split(" ", 1) for run in runs)
+    assert first.startswith("tfmtl_vocabulary_") and first != second
+    assert answer.strip() == again.strip() == "[2, 0]"

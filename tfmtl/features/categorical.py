@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import uuid
 from typing import Any, Mapping, Sequence as SequenceType
 
 import numpy as np
@@ -231,6 +232,24 @@ def normalize_id(value: Any, id_type: IdType, feature: str) -> Any:
     raise TypeError(f"feature {feature!r}: int64 vocabulary holds a non-integer id {value!r}")
 
 
+class _UniquelyNamedInitializer(tf.lookup.KeyValueTensorInitializer):
+    """Keys and values whose table gets a name no other process gives a table.
+
+    Keras's lookup tables take their name from a counter of the process that builds them. On a
+    parameter-server cluster the workers keep every named table until they stop, so a coordinator
+    restarted against them counts again from the start and may name a new table like an old one
+    holding another vocabulary: "Table was already initialized with different data".
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._unique_name = f"tfmtl_vocabulary_{uuid.uuid4().hex}"
+
+    @property
+    def _shared_name(self) -> str:
+        return self._unique_name
+
+
 class _SchemaVocabulary:
     """Lookup layers whose vocabulary the schema carries (Keras's asset files are redundant)."""
 
@@ -239,6 +258,14 @@ class _SchemaVocabulary:
 
     def load_assets(self, dir_path: str) -> None:
         pass
+
+    def _lookup_table_from_tokens(self, tokens: Any) -> Any:
+        # Keras's own, with a uniquely named table (see _UniquelyNamedInitializer).
+        with tf.init_scope():
+            start = self._token_start_index()
+            indices = tf.range(start, start + tf.size(tokens), dtype=self._value_dtype)
+            initializer = _UniquelyNamedInitializer(tokens, indices, self._key_dtype, self._value_dtype)
+            return tf.lookup.StaticHashTable(initializer, self._default_value)
 
 
 class _StringLookup(_SchemaVocabulary, keras.layers.StringLookup):
