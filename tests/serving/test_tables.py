@@ -94,6 +94,7 @@ def test_tables_that_cannot_be_stored_smaller_are_refused_naming_the_table(tmp_p
 )
 def test_smaller_tables_answer_as_the_model_with_its_tables_rounded_alike(trained, tmp_path, dtype, transform):
     model, _, sample = trained
+    before = model.predict(sample, verbose=0)
     path = tfmtl.serving.export(model, tmp_path / "m", table_dtype=dtype)
     served = _served(path, sample)
     expected = _predict_with_tables(model, sample, transform)
@@ -108,7 +109,41 @@ def test_smaller_tables_answer_as_the_model_with_its_tables_rounded_alike(traine
         shape = list(layer.embeddings.shape)
         assert any(kind == stored_as and dims == shape for kind, dims in saved.values()), name
         assert not any(kind == "float32" and dims == shape for kind, dims in saved.values()), name
-    assert model.predict(sample, verbose=0)["click"][:, 0] == pytest.approx(exact["click"])  # the model is untouched
+    after = model.predict(sample, verbose=0)
+    for task in before:  # the model itself is untouched
+        np.testing.assert_array_equal(after[task], before[task])
+
+
+def test_tables_convert_in_chunks_as_one_piece_would(trained, monkeypatch):
+    model, schema, _ = trained
+    monkeypatch.setattr(tfmtl.serving.tables, "_CHUNK_ROWS", 7)  # many chunks, the last one short
+    keep = len(_vocabulary(schema, "user_id")) // 2
+    stored = tfmtl.serving.tables.StoredTables(model, "int8", keep_ids={"user_id": keep})
+    trained_rows = _tables(model)["user_id"].get_weights()[0][: 1 + keep]
+    codes, scales = quantize_int8(trained_rows)
+    copy = stored._tables["user_id"]
+    np.testing.assert_array_equal(copy.rows.numpy(), codes)
+    np.testing.assert_array_equal(copy.scales.numpy(), scales)
+    half = tfmtl.serving.tables.StoredTables(model, "float16")._tables["item_id"].rows.numpy()
+    np.testing.assert_array_equal(half, tfmtl.serving.tables.float16_bits(_tables(model)["item_id"].get_weights()[0]))
+
+
+def test_a_failed_export_leaves_the_model_reading_its_own_tables(trained, tmp_path, monkeypatch):
+    model, _, sample = trained
+    before = model.predict(sample, verbose=0)
+
+    def fail(self):
+        raise RuntimeError("tracing failed")
+
+    monkeypatch.setattr(tfmtl.serving.signatures.ServingModule, "signatures", fail)
+    with pytest.raises(RuntimeError, match="tracing failed"):
+        tfmtl.serving.export(model, tmp_path / "m", table_dtype="int8", keep_ids={"item_id": 5})
+    assert all(table.stored_rows is None for table in _tables(model).values())
+    preprocessor = next(layer for layer in model.submodules if isinstance(layer, tfmtl.features.FeaturePreprocessor))
+    assert preprocessor.stored_lookups is None
+    after = model.predict(sample, verbose=0)
+    for task in before:
+        np.testing.assert_array_equal(after[task], before[task])
 
 
 def test_int8_export_holds_about_a_quarter_of_the_table_bytes(trained, tmp_path):

@@ -55,6 +55,14 @@ def test_cli_trains_evaluates_and_exports_a_model_that_answers_like_it(config, c
     for task in ("click", "conversion"):
         np.testing.assert_allclose(served[task].numpy().reshape(-1), expected[task].reshape(-1), atol=1e-6)
 
+    # [output] table_dtype and keep_ids reach the export: the next version stores int8 rows of 20 users
+    text = config.read_text().replace('table_dtype = "float32"', 'table_dtype = "int8"')
+    config.write_text(text.replace("# keep_ids = { user_id = 100000 }", "keep_ids = { user_id = 20 }"))
+    assert main(["export", str(config)]) == 0
+    reader = tf.train.load_checkpoint(str(version.parent / "2" / "variables" / "variables"))
+    dtypes = reader.get_variable_to_dtype_map()
+    assert any(dtypes[name] == tf.int8 and shape == [21, 8] for name, shape in reader.get_variable_to_shape_map().items())
+
 
 @pytest.mark.parametrize(
     "edit, message",
@@ -71,9 +79,11 @@ def test_cli_trains_evaluates_and_exports_a_model_that_answers_like_it(config, c
          r"output.table_dtype = 'fp8' is unknown; allowed: float16, float32, int8"),
         (("# keep_ids = { user_id = 100000 }", "keep_ids = { user_id = 0 }"),
          r"output.keep_ids.user_id = 0: expected a positive int"),
+        (("# keep_ids = { user_id = 100000 }", "keep_ids = { user = 10 }"),
+         r"output.keep_ids.user: not a vocabulary table; allowed: device, hour, item_category, item_id, user_id"),
     ],
     ids=["architecture", "balancer", "feature kind", "model key", "data key", "format", "feature key", "optimizer",
-         "table dtype", "keep ids"],
+         "table dtype", "keep ids", "keep ids table"],
 )
 def test_invalid_configs_name_the_key_and_the_allowed_values(tmp_path, edit, message):
     _refused(tmp_path, edit, message)

@@ -90,9 +90,12 @@ def export(
         (as trained), ``"float16"`` (half the bytes) or ``"int8"`` (a quarter,
         plus one float32 scale per row). The model itself is unchanged. See
         :mod:`tfmtl.serving.tables`.
-      keep_ids: Table name to the number of its vocabulary's ids to keep, most
-        frequent first (``{"user_id": 1_000_000}``); the others are answered
-        as out-of-vocabulary ids. The table and the vocabulary shrink.
+      keep_ids: Table name to the number of its vocabulary's first ids to keep
+        (``{"user_id": 1_000_000}``; an adapted vocabulary's most frequent); the
+        others are answered as out-of-vocabulary ids. The table and the
+        vocabulary shrink. While it traces, the export points the model's
+        lookups at these copies: don't call or train the model from another
+        thread meanwhile.
 
     A model trained under ``ParameterServerStrategy`` exports from the coordinator
     as is: each sharded table is saved whole, as a single-machine model's.

@@ -6,9 +6,10 @@ A 1B x 32 float32 table is 119 GiB, more than a serving machine holds. An export
   int16 bit patterns and widened by integer ops, so the graph holds no float16 tensor);
 * ``table_dtype="int8"``: every row as int8 codes ``q = round(row / s)`` with one float32 scale
   ``s = max|row| / 127`` per row, read back as ``q * s`` (32-dim rows: 36 bytes instead of 128);
-* ``keep_ids={"user_id": 1_000_000}``: only a vocabulary's first ids (vocabularies are adapted
-  most frequent first) and their rows; the other ids become out-of-vocabulary ids, answered
-  from the OOV rows as ids never seen in training are. The export's vocabulary shrinks too.
+* ``keep_ids={"user_id": 1_000_000}``: only a vocabulary's first ids and their rows (an adapted
+  vocabulary is ordered most frequent first; one given by hand keeps its order); the other ids
+  become out-of-vocabulary ids, answered from the OOV rows as ids never seen in training are.
+  The export's vocabulary shrinks too.
 
 Training is untouched: the model keeps its float32 tables, and only the export reads the copy.
 What each choice costs in AUC and saves in bytes at 10M ids is measured by
@@ -25,6 +26,7 @@ import numpy as np
 from tfmtl._compat import tf
 from tfmtl.features.categorical import Categorical, vocabulary_lookup
 from tfmtl.features.encoder import FeatureEncoder
+from tfmtl.features.kinds import EmbeddingTable
 from tfmtl.features.preprocessing import FeaturePreprocessor
 
 #: The ``table_dtype`` values an export takes.
@@ -84,20 +86,49 @@ def float32_from_float16_bits(bits: tf.Tensor) -> tf.Tensor:
     return tf.where(negative, -magnitude, magnitude)
 
 
-class _StoredTable(tf.Module):
-    """One table's stored rows (float32, float16, or int8 codes and scales) and their lookup."""
+#: Rows converted at a time: the temporaries of a conversion stay this small, whatever the table.
+_CHUNK_ROWS = 1 << 18
 
-    def __init__(self, name: str, rows: np.ndarray, dtype: str) -> None:
+
+def _row_chunks(table: Any, rows: int) -> Iterator[np.ndarray]:
+    """The first ``rows`` rows of an embedding variable (or of a table sharded row-wise), in chunks."""
+    shards = list(getattr(table, "variables", None) or [table])  # a ShardedVariable's shards, in row order
+    left = rows
+    for shard in shards:
+        take = min(left, int(shard.shape[0]))
+        for start in range(0, take, _CHUNK_ROWS):
+            yield shard[start:min(take, start + _CHUNK_ROWS)].numpy()
+        left -= take
+        if left == 0:
+            return
+
+
+class _StoredTable(tf.Module):
+    """One table's first ``rows`` rows, stored as float32, float16 (bit patterns), or int8 codes and scales."""
+
+    def __init__(self, name: str, table: Any, rows: int, dtype: str) -> None:
         super().__init__(name=f"{name}_stored")
         self.dtype, self.scales = dtype, None
-        if dtype == "int8":
-            codes, scales = quantize_int8(rows)
-            self.rows = tf.Variable(codes, trainable=False, name=f"{name}_int8_rows")
+        dim = int(table.shape[1])
+        stored = np.empty([rows, dim], {"int8": np.int8, "float16": np.int16, "float32": np.float32}[dtype])
+        scales = np.empty([rows], np.float32) if dtype == "int8" else None
+        start = 0
+        for chunk in _row_chunks(table, rows):
+            stop = start + len(chunk)
+            if dtype != "float32" and not np.all(np.isfinite(chunk)):
+                raise ValueError(f"table {name!r} holds NaN or infinite values (the model diverged): it cannot be "
+                                 f"stored as {dtype}")
+            if dtype == "float16" and np.abs(chunk).max() > np.finfo(np.float16).max:
+                raise ValueError(f"table {name!r} holds values beyond float16's range (+-65504): export it with "
+                                 "table_dtype='int8' or 'float32'")
+            if dtype == "int8":
+                stored[start:stop], scales[start:stop] = quantize_int8(chunk)
+            else:
+                stored[start:stop] = float16_bits(chunk) if dtype == "float16" else chunk
+            start = stop
+        self.rows = tf.Variable(stored, trainable=False, name=f"{name}_{dtype}_rows")
+        if scales is not None:
             self.scales = tf.Variable(scales, trainable=False, name=f"{name}_row_scales")
-        elif dtype == "float16":
-            self.rows = tf.Variable(float16_bits(rows), trainable=False, name=f"{name}_float16_rows")
-        else:
-            self.rows = tf.Variable(rows, trainable=False, name=f"{name}_float32_rows")
 
     def lookup(self, rows: tf.Tensor) -> tf.Tensor:
         values = tf.gather(self.rows, rows)  # [..., D]
@@ -120,7 +151,7 @@ class StoredTables:
       model: The model to export.
       dtype: ``"float32"`` (rows as trained), ``"float16"`` or ``"int8"`` (per-row scale).
       keep_ids: Table name (a feature's name, or the ``table=`` features share) to how many of its
-        vocabulary's ids to keep, most frequent first; vocabulary tables only.
+        vocabulary's first ids to keep (an adapted vocabulary's most frequent); vocabulary tables only.
 
     Example:
 
@@ -165,14 +196,10 @@ class StoredTables:
                     )
             if dtype == "float32" and rows is None:
                 continue
-            values = tf.convert_to_tensor(layer.embeddings).numpy()[:rows]  # whole, even when sharded over servers
-            if dtype != "float32" and not np.all(np.isfinite(values)):
-                raise ValueError(f"table {name!r} holds NaN or infinite values (the model diverged): it cannot be "
-                                 f"stored as {dtype}")
-            if dtype == "float16" and values.size and np.abs(values).max() > np.finfo(np.float16).max:
-                raise ValueError(f"table {name!r} holds values beyond float16's range (+-65504): export it with "
-                                 "table_dtype='int8' or 'float32'")
-            self._tables[name] = _StoredTable(name, values, dtype)
+            if not isinstance(layer, EmbeddingTable):
+                raise TypeError(f"table {name!r} is a {type(layer).__name__}, not a tfmtl EmbeddingTable: the export "
+                                "cannot store it smaller")
+            self._tables[name] = _StoredTable(name, layer.embeddings, rows or int(layer.embeddings.shape[0]), dtype)
 
     def _vocabulary_spec(self, table: str, keep: Any) -> Categorical:
         if not isinstance(keep, (int, np.integer)) or isinstance(keep, bool) or keep < 1:

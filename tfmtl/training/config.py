@@ -44,6 +44,7 @@ else:  # Python 3.10: the same parser, from PyPI
 from tfmtl import balancing, models
 from tfmtl._compat import keras
 from tfmtl.data.files import FORMATS, read_files
+from tfmtl.features.categorical import Categorical
 from tfmtl.features.kinds import FeatureKind
 from tfmtl.features.schema import _SPECS, Schema
 from tfmtl.layers.gate import GateOptions
@@ -302,6 +303,10 @@ def parse_config(raw: Mapping[str, Any], root: str | pathlib.Path = ".") -> RunC
         schema = Schema.from_config({"features": entries})
     except (TypeError, ValueError) as error:
         raise ConfigError(f"features: {error}") from None
+    vocabularies = {spec.table_name for spec in schema if isinstance(spec, Categorical) and spec.num_hash_bins is None}
+    for table in raw["output"].get("keep_ids", {}):
+        if table not in vocabularies:
+            raise ConfigError(f"output.keep_ids.{table}: not a vocabulary table; allowed: {', '.join(sorted(vocabularies))}")
     task_fields = {f.name for f in dataclasses.fields(Task)}
     tasks = []
     for index, entry in enumerate(raw["tasks"]):
