@@ -73,7 +73,8 @@ def test_parameter_server_cluster_shards_tables_trains_resumes_and_exports(tmp_p
     assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
     with _cluster() as (cluster, _):
         first = finish(_start(cluster, "chief", 0, "coordinator", str(tmp_path), "2"), timeout=600)
-    with _cluster() as (cluster, _):  # the whole cluster restarted: training resumes from the epoch-2 checkpoint
+        # a new coordinator against the same servers (which keep the old one's tables and variables):
+        # training resumes from the epoch-2 checkpoint
         second = finish(_start(cluster, "chief", 0, "coordinator", str(tmp_path), "3"), timeout=600)
     assert "Epoch 3/3" not in first and "resuming from checkpoint" in second and "Epoch 3/3" in second
     assert "Epoch 1/3" not in second
@@ -181,3 +182,7 @@ def test_a_killed_worker_restarted_mid_training_and_a_killed_parameter_server(tm
             pytest.fail("the coordinator did not stop within 300 s of losing a parameter server")
     assert coordinator.returncode != 0
     assert "/job:ps/replica:0/task:1" in output, output[-3000:]  # the error names the lost task
+    with _cluster() as (cluster, _):  # the whole cluster started again resumes from the last checkpoint
+        resumed = finish(_start(cluster, "chief", 0, "coordinator", str(tmp_path / "lost"), "3"), timeout=600)
+    assert "resuming from checkpoint" in resumed and "Epoch 3/3" in resumed and "Epoch 1/3" not in resumed
+    assert int(np.load(tmp_path / "lost" / "result_3.npz")["steps"]) == int(calm["steps"])
