@@ -90,6 +90,7 @@ def run(way: str, rows: int, epochs: int, seed: int, fault_after: float = 5.0) -
     task = {"cluster": cluster, "task": {"type": "worker", "index": 0}}
     servers = [_spawn(["--role", "server"], {"cluster": cluster, "task": {"type": job, "index": i}})
                for job in ("ps", "worker") for i in range(2)]
+    coordinator = None
     try:
         coordinator = _spawn(["--role", "coordinator", *common], {"cluster": cluster, "task": {"type": "chief", "index": 0}})
         if way == "ps-fault":
@@ -101,14 +102,18 @@ def run(way: str, rows: int, epochs: int, seed: int, fault_after: float = 5.0) -
             else:
                 raise RuntimeError(f"the coordinator ended before its second epoch:\n{''.join(seen)[-3000:]}")
             time.sleep(fault_after)
+            if coordinator.poll() is not None:
+                raise RuntimeError(f"the coordinator ended within {fault_after} s of its second epoch's start: "
+                                   "give a smaller --fault-after or more --rows")
             servers[2].kill()  # worker 0, by PID
             servers[2].communicate()
             servers[2] = _spawn(["--role", "server"], task)
         return _result(coordinator)
     finally:
-        for process in servers:
-            process.kill()
-            process.communicate()
+        for process in [*servers, *([coordinator] if coordinator is not None else [])]:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
 
 
 def main() -> None:

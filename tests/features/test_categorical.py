@@ -49,21 +49,24 @@ def test_an_id_equal_to_keras_default_oov_token_keeps_its_own_row(spec, ids, raw
 _TABLE_NAME = """
 import tfmtl
 from tfmtl.features.categorical import vocabulary_lookup
-lookup = vocabulary_lookup(tfmtl.features.IdType.STRING, ["a", "b"], 1, "item_lookup")
-print(lookup.lookup_table._shared_name, lookup(["b", "zz"]).numpy().tolist())
+lookups = [vocabulary_lookup(tfmtl.features.IdType.STRING, vocabulary, 1, "item_lookup") for vocabulary in VOCABULARIES]
+print(*[lookup.lookup_table._shared_name for lookup in lookups], lookups[0](["b", "zz"]).numpy().tolist())
 """
 
 
-def test_vocabulary_tables_get_names_no_other_process_gives():
+def test_vocabulary_tables_are_named_by_their_content_in_any_process():
     # A coordinator restarted against parameter-server workers builds its tables again; the workers
-    # still hold the old ones by name, so a name reused for another vocabulary would fail
-    # ("Table was already initialized with different data"). Keras names tables by a per-process counter.
+    # still hold the old ones by name, so a name reused for another vocabulary would fail ("Table was
+    # already initialized with different data"). TensorFlow names tables by a per-process counter.
     import subprocess
     import sys
 
-    runs = [subprocess.run([sys.executable, "-c", _TABLE_NAME], capture_output=True, text=True, timeout=120)
-            for _ in range(2)]
+    runs = [subprocess.run([sys.executable, "-c", _TABLE_NAME.replace("VOCABULARIES", order)],
+                           capture_output=True, text=True, timeout=120)
+            for order in ('[["a", "b"], ["b", "a"]]', '[["b", "a"], ["a", "b"], ["a", "b"]]')]
     assert all(run.returncode == 0 for run in runs), runs[0].stderr[-2000:]
-    (first, answer), (second, again) = (run.stdout.split(" ", 1) for run in runs)
-    assert first.startswith("tfmtl_vocabulary_") and first != second
-    assert answer.strip() == again.strip() == "[2, 0]"
+    ab, ba, answer = runs[0].stdout.split(" ", 2)
+    ba_2, ab_2, ab_3, _ = runs[1].stdout.split(" ", 3)
+    assert ab.startswith("tfmtl_vocabulary_") and ab != ba  # another vocabulary, another name
+    assert (ab, ba) == (ab_2, ba_2) and ab_3 == ab  # the same vocabulary, the same name, in any process and order
+    assert answer.strip() == "[2, 0]"

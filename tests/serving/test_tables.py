@@ -128,6 +128,18 @@ def test_tables_convert_in_chunks_as_one_piece_would(trained, monkeypatch):
     np.testing.assert_array_equal(half, tfmtl.serving.tables.float16_bits(_tables(model)["item_id"].get_weights()[0]))
 
 
+def test_rows_of_a_table_sharded_row_wise_are_read_in_order_up_to_the_rows_asked(monkeypatch):
+    from tensorflow.python.distribute.sharded_variable import ShardedVariable
+
+    monkeypatch.setattr(tfmtl.serving.tables, "_CHUNK_ROWS", 7)
+    full = np.arange(40 * 3, dtype=np.float32).reshape(40, 3)
+    table = ShardedVariable([tf.Variable(full[:14]), tf.Variable(full[14:27]), tf.Variable(full[27:])])
+    read = np.concatenate(list(tfmtl.serving.tables._row_chunks(table, 20)))  # ends inside the second shard
+    np.testing.assert_array_equal(read, full[:20])
+    with pytest.raises(ValueError, match="the table has 40 rows, fewer than the 41 to store"):
+        list(tfmtl.serving.tables._row_chunks(table, 41))
+
+
 def test_a_failed_export_leaves_the_model_reading_its_own_tables(trained, tmp_path, monkeypatch):
     model, _, sample = trained
     before = model.predict(sample, verbose=0)

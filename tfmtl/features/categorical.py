@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import uuid
+import hashlib
 from typing import Any, Mapping, Sequence as SequenceType
 
 import numpy as np
@@ -232,22 +232,28 @@ def normalize_id(value: Any, id_type: IdType, feature: str) -> Any:
     raise TypeError(f"feature {feature!r}: int64 vocabulary holds a non-integer id {value!r}")
 
 
-class _UniquelyNamedInitializer(tf.lookup.KeyValueTensorInitializer):
-    """Keys and values whose table gets a name no other process gives a table.
+class _ContentNamedInitializer(tf.lookup.KeyValueTensorInitializer):
+    """Keys and values whose table is named by what it holds: the same name means the same table.
 
-    Keras's lookup tables take their name from a counter of the process that builds them. On a
+    TensorFlow names an eagerly built table by a counter of the process that builds it. On a
     parameter-server cluster the workers keep every named table until they stop, so a coordinator
-    restarted against them counts again from the start and may name a new table like an old one
-    holding another vocabulary: "Table was already initialized with different data".
+    restarted against them counts again from the start and could give a new table the name of an
+    old one holding another vocabulary ("Table was already initialized with different data"). A
+    name from a hash of the keys and values never does, and a restarted coordinator finds its own
+    tables again instead of adding copies.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._unique_name = f"tfmtl_vocabulary_{uuid.uuid4().hex}"
+    def __init__(self, keys: tf.Tensor, values: tf.Tensor, key_dtype: Any, value_dtype: Any) -> None:
+        super().__init__(keys, values, key_dtype, value_dtype)
+        digest = hashlib.sha256(f"{self._keys.dtype.name}:{self._values.dtype.name}:".encode())
+        for array in (np.asarray(self._keys), np.asarray(self._values)):  # eager tensors (built in init_scope)
+            digest.update(b"\0".join(array.tolist()) if array.dtype == object else array.tobytes())
+            digest.update(b"|")
+        self._content_name = f"tfmtl_vocabulary_{digest.hexdigest()[:32]}"
 
     @property
     def _shared_name(self) -> str:
-        return self._unique_name
+        return self._content_name
 
 
 class _SchemaVocabulary:
@@ -260,11 +266,13 @@ class _SchemaVocabulary:
         pass
 
     def _lookup_table_from_tokens(self, tokens: Any) -> Any:
-        # Keras's own, with a uniquely named table (see _UniquelyNamedInitializer).
+        if self.invert:  # not used by tfmtl: Keras's own
+            return super()._lookup_table_from_tokens(tokens)
+        # Keras's own, with a table named by its content (see _ContentNamedInitializer).
         with tf.init_scope():
             start = self._token_start_index()
             indices = tf.range(start, start + tf.size(tokens), dtype=self._value_dtype)
-            initializer = _UniquelyNamedInitializer(tokens, indices, self._key_dtype, self._value_dtype)
+            initializer = _ContentNamedInitializer(tokens, indices, self._key_dtype, self._value_dtype)
             return tf.lookup.StaticHashTable(initializer, self._default_value)
 
 

@@ -91,16 +91,21 @@ _CHUNK_ROWS = 1 << 18
 
 
 def _row_chunks(table: Any, rows: int) -> Iterator[np.ndarray]:
-    """The first ``rows`` rows of an embedding variable (or of a table sharded row-wise), in chunks."""
+    """The first ``rows`` rows of an embedding variable (or of a table sharded row-wise), in chunks.
+
+    Each chunk is a gather of its rows where the variable lives (a slice would read the whole
+    variable first, or pull a whole shard from its parameter server).
+    """
     shards = list(getattr(table, "variables", None) or [table])  # a ShardedVariable's shards, in row order
     left = rows
     for shard in shards:
         take = min(left, int(shard.shape[0]))
         for start in range(0, take, _CHUNK_ROWS):
-            yield shard[start:min(take, start + _CHUNK_ROWS)].numpy()
+            yield tf.gather(shard, tf.range(start, min(take, start + _CHUNK_ROWS), dtype=tf.int64)).numpy()
         left -= take
         if left == 0:
             return
+    raise ValueError(f"the table has {rows - left} rows, fewer than the {rows} to store")
 
 
 class _StoredTable(tf.Module):
@@ -209,7 +214,7 @@ class StoredTables:
                 if spec.vocabulary is None:
                     raise ValueError(
                         f"keep_ids[{table!r}]: the table hashes its ids (num_hash_bins); only a vocabulary "
-                        "table can keep its most frequent ids"
+                        "table can keep its first ids"
                     )
                 return spec
         raise ValueError(f"keep_ids[{table!r}]: the table is not an id vocabulary (a Categorical, Sequence or "

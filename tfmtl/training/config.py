@@ -289,8 +289,8 @@ def parse_config(raw: Mapping[str, Any], root: str | pathlib.Path = ".") -> RunC
     _pick("output", raw["output"].get("table_dtype", "float32"), {d: d for d in TABLE_DTYPES}, "table_dtype")
     for table, keep in raw["output"].get("keep_ids", {}).items():
         if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
-            raise ConfigError(f"output.keep_ids.{table} = {keep!r}: expected a positive int (the ids to keep, most "
-                              "frequent first)")
+            raise ConfigError(f"output.keep_ids.{table} = {keep!r}: expected a positive int (how many of the "
+                              "vocabulary's first ids to keep)")
     kinds = {kind.value: _SPECS[kind] for kind in FeatureKind}
     entries = []
     for index, entry in enumerate(raw["features"]):
