@@ -24,10 +24,6 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from tfmtl._compat import tf
-from tfmtl.features.categorical import Categorical, vocabulary_lookup
-from tfmtl.features.encoder import FeatureEncoder
-from tfmtl.features.kinds import EmbeddingTable
-from tfmtl.features.preprocessing import FeaturePreprocessor
 
 #: The ``table_dtype`` values an export takes.
 TABLE_DTYPES = ("float32", "float16", "int8")
@@ -172,6 +168,13 @@ class StoredTables:
         if dtype not in TABLE_DTYPES:
             raise ValueError(f"table_dtype must be one of {list(TABLE_DTYPES)}, got {dtype!r}")
         keep_ids = dict(keep_ids or {})
+        # Imported here: importing tfmtl.serving loads no modelling code. An export runs on a model,
+        # so by now this code is loaded anyway.
+        from tfmtl.features.categorical import vocabulary_lookup
+        from tfmtl.features.encoder import FeatureEncoder
+        from tfmtl.features.kinds import EmbeddingTable
+        from tfmtl.features.preprocessing import FeaturePreprocessor
+
         self._encoder = _the_layer(model, FeatureEncoder)
         self._preprocessor = _the_layer(model, FeaturePreprocessor)
         if self._encoder is None or self._preprocessor is None:
@@ -206,7 +209,9 @@ class StoredTables:
                                 "cannot store it smaller")
             self._tables[name] = _StoredTable(name, layer.embeddings, rows or int(layer.embeddings.shape[0]), dtype)
 
-    def _vocabulary_spec(self, table: str, keep: Any) -> Categorical:
+    def _vocabulary_spec(self, table: str, keep: Any) -> Any:
+        from tfmtl.features.categorical import Categorical
+
         if not isinstance(keep, (int, np.integer)) or isinstance(keep, bool) or keep < 1:
             raise ValueError(f"keep_ids[{table!r}] must be a positive int, got {keep!r}")
         for spec in self._encoder.schema:
