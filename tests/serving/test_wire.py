@@ -30,6 +30,22 @@ def test_every_raw_signature_over_grpc_matches_the_model(served):
     assert list(only) == ["dwell"]
 
 
+def test_a_predict_larger_than_grpc_default_4_mib_is_answered(served):
+    repeats = 6_250  # 100,000 rows
+    sample = {name: np.concatenate([values] * repeats) for name, values in served.sample.items()}
+    request_bytes = sum(tf.make_tensor_proto(values).ByteSize() for values in sample.values())
+    assert request_bytes > 4 * 2**20, request_bytes
+    out = served.client(timeout=120).predict(sample)
+    for task in ("click", "dwell"):
+        np.testing.assert_allclose(out[task], np.concatenate([served.expected[2][task]] * repeats), atol=TOLERANCE)
+
+
+def test_the_rest_server_queues_many_connections_at_once():
+    from tfmtl.serving.server import _RestServer
+
+    assert _RestServer.request_queue_size >= 128  # Python's default of 5 reset connections under 64 clients
+
+
 def test_tf_example_signatures_match_predict(served):
     client = served.client()
     latest = served.expected[2]

@@ -16,7 +16,7 @@ import numpy as np
 from tfmtl._compat import tf
 from tfmtl.serving.errors import ServingError
 from tfmtl.serving.examples import to_examples
-from tfmtl.serving.protos import check_features, from_tensor, request_tensor, signature_io
+from tfmtl.serving.protos import GRPC_MESSAGE_LIMITS, check_features, from_tensor, request_tensor, signature_io
 from tfmtl.serving.signatures import DEFAULT_SIGNATURE, task_signature_name
 
 _HTTP_TO_GRPC = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND, 503: grpc.StatusCode.UNAVAILABLE}
@@ -69,7 +69,7 @@ class Client:
         self.grpc_target, self.rest_url = grpc_target, rest_url.rstrip("/") if rest_url else None
         self.version, self.version_label = version, version_label
         self.timeout, self.retries = timeout, retries
-        self._channel = grpc.insecure_channel(grpc_target) if grpc_target else None
+        self._channel = grpc.insecure_channel(grpc_target, options=GRPC_MESSAGE_LIMITS) if grpc_target else None
         self._signatures: dict[str, dict[str, dict[str, tf.DType]]] | None = None
 
     # -- plumbing --------------------------------------------------------

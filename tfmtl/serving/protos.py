@@ -8,6 +8,10 @@ import numpy as np
 
 from tfmtl._compat import tf
 
+#: gRPC channel and server options for messages up to INT32_MAX bytes, TF Serving's limit (gRPC's default
+#: of 4 MiB refuses a Predict of about 60,000 rows of a dozen features).
+GRPC_MESSAGE_LIMITS = (("grpc.max_send_message_length", 2**31 - 1), ("grpc.max_receive_message_length", 2**31 - 1))
+
 
 def to_numpy(values: Any, dtype: tf.DType, *, feature: str = "", signature: str = "") -> np.ndarray:
     """Convert a feature column to the numpy type of ``dtype``, or raise naming the feature."""

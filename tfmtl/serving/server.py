@@ -16,6 +16,7 @@ import json
 import os
 import pathlib
 import signal
+import socket
 import sys
 import threading
 import time
@@ -27,6 +28,7 @@ import grpc
 
 from tfmtl.serving import rest, server_core
 from tfmtl.serving.errors import ServingError
+from tfmtl.serving.protos import GRPC_MESSAGE_LIMITS
 from tfmtl.serving.server_core import ModelEntry, ModelRepository, entries_from_config
 
 
@@ -61,7 +63,8 @@ def _grpc_server(repository: ModelRepository, address: str, workers: int) -> tup
         {"GetModelStatus": _servicer_method(server_core.model_status, repository)},
     )
     # No SO_REUSEPORT: a second server on the same port must fail, not silently share it.
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=[("grpc.so_reuseport", 0)])
+    options = [("grpc.so_reuseport", 0), *GRPC_MESSAGE_LIMITS]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction(), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(models(), server)
     port = server.add_insecure_port(address)
@@ -98,9 +101,14 @@ def _rest_server(repository: ModelRepository, host: str, port: int) -> Threading
         def log_message(self, *args: Any) -> None:  # quiet
             pass
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = _RestServer((host, port), Handler)
     server.daemon_threads = True
     return server
+
+
+class _RestServer(ThreadingHTTPServer):
+    # The listen backlog: Python's default of 5 resets connections when many clients connect at once.
+    request_queue_size = socket.SOMAXCONN
 
 
 class DevServer:
