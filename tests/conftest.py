@@ -32,6 +32,13 @@ def trained_mmoe(small_data, small_schema) -> tfmtl.models.MultiTaskModel:
 
 
 @pytest.fixture(scope="session")
+def cxx() -> None:
+    """Skip unless a C++ compiler can build the C++ runtime check (tfmtl.serving.cpp)."""
+    if tfmtl.serving.cpp.compiler() is None:
+        pytest.skip("no C++ compiler (c++, g++ or clang++) to build the C++ check; .ci/run installs g++")
+
+
+@pytest.fixture(scope="session")
 def exported_mmoe(trained_mmoe, tmp_path_factory):
     return tfmtl.serving.export(trained_mmoe, tmp_path_factory.mktemp("export") / "mmoe")
 

@@ -192,12 +192,35 @@ def test_keras_save_and_load_predict_the_same(trained, tmp_path):
     assert loaded.schema == trained.schema
 
 
-def test_export_answers_like_the_model_in_a_fresh_process(trained, tmp_path):
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    return tfmtl.serving.export(trained, tmp_path_factory.mktemp("kinds") / "export")
+
+
+@pytest.mark.parametrize("mode", ["session", "cpp"])
+def test_export_answers_like_the_model_in_a_fresh_process(trained, exported, mode, request):
+    if mode == "cpp":
+        request.getfixturevalue("cxx")
     data = _data(rows=6, seed=2)
     data["history"][0] = ""  # an empty history
     expected = trained.predict(data, verbose=0)["click"][:, 0]
-    path = tfmtl.serving.export(trained, tmp_path / "export")
-    specs = tfmtl.serving.reference.predict_in_fresh_process(path, data, ["serving_default", "predict_examples"])
-    np.testing.assert_allclose(specs["serving_default"]["click"], expected, rtol=1e-5)
-    np.testing.assert_allclose(specs["predict_examples"]["click"], expected, rtol=1e-5)
+    signatures = ["serving_default", "predict_examples"]
+    specs = tfmtl.serving.reference.predict_in_fresh_process(exported, data, signatures, mode=mode)
+    np.testing.assert_allclose(specs["serving_default"]["click"], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(specs["predict_examples"]["click"], expected, rtol=1e-5, atol=1e-6)
     assert not np.isnan(expected).any()
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: {**d, "history": pad_sequences([["i1"] * 5] * 6, 5)},  # wider than max_len 4
+    lambda d: {**d, "text": d["text"][:, :4]},  # a narrower dense vector
+    lambda d: {**d, "price": d["price"][:, None].repeat(2, axis=1)},  # rank 2 for a scalar
+], ids=["wide-sequence", "narrow-vector", "rank"])
+def test_export_refuses_wrong_shapes_in_the_cpp_session(exported, change, cxx):
+    """TF's C++ Session feeds placeholders unchecked: the graph itself must refuse other shapes."""
+    import grpc
+
+    data = change(_data(rows=6, seed=2))
+    with pytest.raises(tfmtl.serving.ServingError, match=r"Shape of tensor \w*(history|text|price)\w* \[6,") as caught:
+        tfmtl.serving.predict_in_fresh_process(exported, data, ["serving_default"], mode="cpp")
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT

@@ -199,6 +199,11 @@ def test_multiclass_task_learns_above_chance_and_exports_class_probabilities(tmp
     assert served["serving_default"]["genre"].shape == (5, 4) and served["serving_default"]["click"].shape == (5,)
     signatures = tf.saved_model.load(str(path)).signatures
     assert "classify_genre" in signatures and "regress_genre" not in signatures
+    if tfmtl.serving.cpp.compiler():  # TF's C++ Session answers the same (tests/serving/test_cpp.py builds it)
+        in_cpp = tfmtl.serving.predict_in_fresh_process(path, rows, ["classify_genre", "predict_genre"], mode="cpp")
+        np.testing.assert_allclose(in_cpp["classify_genre"]["scores"], probabilities[:5], rtol=1e-5, atol=1e-6)
+        assert in_cpp["classify_genre"]["classes"][0].tolist() == [b"rock", b"jazz", b"pop", b"folk"]
+        np.testing.assert_allclose(in_cpp["predict_genre"]["genre"], probabilities[:5], rtol=1e-5, atol=1e-6)
     examples = [e.SerializeToString() for e in tfmtl.serving.examples.to_examples(rows)]
     classified = signatures["classify_genre"](inputs=tf.constant(examples))
     assert classified["classes"].numpy()[0].tolist() == [b"rock", b"jazz", b"pop", b"folk"]

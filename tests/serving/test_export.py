@@ -42,8 +42,10 @@ def test_version_directory_and_signatures(exported_mmoe):
     assert list(loaded.signatures["predict_conversion"].structured_outputs) == ["conversion"]
 
 
-@pytest.mark.parametrize("mode", ["session", "function"])
-def test_fresh_process_without_tfmtl_answers_like_the_model(trained_mmoe, exported_mmoe, small_data, mode):
+@pytest.mark.parametrize("mode", ["session", "function", "cpp"])
+def test_fresh_process_without_tfmtl_answers_like_the_model(trained_mmoe, exported_mmoe, small_data, mode, request):
+    if mode == "cpp":
+        request.getfixturevalue("cxx")
     sample = _sample(small_data)
     expected = trained_mmoe.predict(sample, verbose=0)
     served = tfmtl.serving.predict_in_fresh_process(exported_mmoe, sample, mode=mode)

@@ -3,7 +3,7 @@
 This package never imports tfmtl's training code.
 """
 
-from tfmtl.serving import examples, tables
+from tfmtl.serving import cpp, examples, tables
 from tfmtl.serving.audit import OpAudit, audit_export
 from tfmtl.serving.client import Client
 from tfmtl.serving.config import BatchingConfig, model_config_text, write_configs
@@ -25,6 +25,7 @@ __all__ = [
     "write_configs",
     "DEFAULT_SIGNATURE",
     "EXAMPLES_SIGNATURE",
+    "cpp",
     "examples",
     "tables",
     "export",

@@ -34,13 +34,16 @@ def predict_in_fresh_process(
     """Run ``signatures`` of a SavedModel in a new process without tfmtl or tf_keras.
 
     ``mode="session"`` follows TF Serving's own path (TF1 Session over the
-    SignatureDef tensor names); ``mode="function"`` uses ``tf.saved_model.load``.
+    SignatureDef tensor names) from Python; ``mode="function"`` uses
+    ``tf.saved_model.load``; ``mode="cpp"`` runs TensorFlow's C SavedModel loader
+    and Session in a program without Python (:mod:`tfmtl.serving.cpp`, compiled
+    on first use; needs a C++ compiler).
 
     Args:
       export_dir: A version directory written by :func:`tfmtl.serving.export`.
       features: Raw feature arrays keyed by feature name (strings, ints, floats).
       signatures: Signature names; default: all of them.
-      mode: ``"session"`` or ``"function"``.
+      mode: ``"session"``, ``"function"`` or ``"cpp"``.
       timeout: Seconds before the child process is killed.
 
     Returns:
@@ -56,8 +59,12 @@ def predict_in_fresh_process(
     >>> sorted(out)
     ['classify_click', 'predict_click', 'predict_examples', 'serving_default']
     """
-    if mode not in ("session", "function"):
-        raise ValueError(f"mode must be 'session' or 'function', got {mode!r}")
+    if mode not in ("session", "function", "cpp"):
+        raise ValueError(f"mode must be 'session', 'function' or 'cpp', got {mode!r}")
+    if mode == "cpp":
+        from tfmtl.serving import cpp
+
+        return cpp.run(export_dir, features, signatures, timeout=timeout)[0]
     export_dir = pathlib.Path(export_dir).resolve()
     env = {key: value for key, value in os.environ.items() if key != "TF_USE_LEGACY_KERAS"}
     with tempfile.TemporaryDirectory(prefix="tfmtl-predict-") as tmp:
