@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rest_api_port", type=int, default=None, help="REST port (default: REST off; 0 = any)")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     serve.add_argument("--max_seconds", type=float, default=None, help="stop by itself after this long")
+    serve.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
+                       help="seconds between scans for new and removed versions (default 1, as TF Serving; 0: none)")
+    serve.add_argument("--allow_version_labels_for_unavailable_models", action="store_true",
+                       help="accept version labels whose version is not loaded (as TF Serving's flag)")
     serve.set_defaults(handler=_serve)
     return parser
 

@@ -82,6 +82,7 @@ def test_rest_single_output_response_drops_the_key(served):
 
 def test_versions_and_labels(served):
     assert served.client().status() == {1: "AVAILABLE", 2: "AVAILABLE"}
+    assert served.client(version_label="stable").status() == {1: "AVAILABLE", 2: "AVAILABLE"}  # labels ignored
     for kwargs, version in [({"version": 1}, 1), ({"version_label": "stable"}, 1), ({"version_label": "canary"}, 2)]:
         for protocol in ("grpc", "rest"):
             got = served.client(**kwargs).predict(served.sample, protocol=protocol)["click"]
@@ -141,6 +142,8 @@ def test_responses_use_typed_fields_and_echo_the_model_spec(served):
     ({"float64": "item_price"}, grpc.StatusCode.INVALID_ARGUMENT, "to be float but double is provided"),
     ({"output_filter": ["ctr"]}, grpc.StatusCode.INVALID_ARGUMENT, "output tensor alias not found in signature: ctr"),
     ({"nan": "user_age"}, grpc.StatusCode.INVALID_ARGUMENT, "numeric feature 'user_age' contains NaN or Inf"),
+    ({"output_filter": ["click", "click"]}, grpc.StatusCode.INVALID_ARGUMENT, "duplicate output tensor alias: click"),
+    ({"name": ""}, grpc.StatusCode.INVALID_ARGUMENT, "ModelSpec has no name specified"),
 ])
 def test_bad_grpc_requests_get_tf_serving_status_codes(served, change, code, message):
     inputs = _typed(served.sample)
@@ -210,6 +213,54 @@ def test_bad_rest_requests(served, path, body, code, message):
     got_code, answer = _post(served, path, body)
     assert got_code == code, answer
     assert message in answer["error"]
+
+
+def _raw_http(served, method, path, body=b"", headers=None):
+    import http.client
+
+    host, port = served.rest_url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        headers = headers or {}
+        connection.request(method, path, body=body, headers=headers, encode_chunked="Transfer-Encoding" in headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_rest_client_errors_are_4xx_never_500(served):
+    row = _row(served)
+    too_large = json.dumps({"instances": [{**row, "hour": 2**70}]}).encode()  # out of int64's range
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for body in (too_large, b'{"instances": ' + deep + b"}", deep):
+        code, answer = _raw_http(served, "POST", "/v1/models/mtl:predict", body)
+        assert code == 400, (code, answer[:300])
+    code, answer = _raw_http(served, "PUT", "/v1/models/mtl:predict", json.dumps({"instances": [row]}).encode())
+    assert code == 400 and b"Malformed request" in answer
+    assert _raw_http(served, "GET", "/v2/models/mtl")[0] == 404  # outside /v1/: no handler
+    code, answer = _raw_http(served, "GET", "/V1/MODELS/mtl")  # routes match case-insensitively
+    assert code == 200 and b"AVAILABLE" in answer
+
+
+def test_a_chunked_rest_body_is_read(served):
+    body = json.dumps({"signature_name": "predict_click", "instances": [_row(served, 0), _row(served, 1)]}).encode()
+    chunks = iter([body[:17], body[17:60], body[60:]])
+    code, answer = _raw_http(served, "POST", "/v1/models/mtl:predict", chunks, {"Transfer-Encoding": "chunked"})
+    assert code == 200, answer
+    np.testing.assert_allclose(np.ravel(json.loads(answer)["predictions"]), served.expected[2]["click"][:2],
+                               atol=TOLERANCE)
+
+
+def test_the_rest_server_sets_tcp_nodelay():
+    from tfmtl.serving.server import _rest_server
+
+    # Without TCP_NODELAY a keep-alive connection's answers waited ~44 ms on a delayed ACK (Nagle).
+    server = _rest_server(None, "127.0.0.1", 0)
+    try:
+        assert server.RequestHandlerClass.disable_nagle_algorithm is True
+    finally:
+        server.server_close()
 
 
 def test_rest_formats_b64_and_ignored_columnar_keys(served):

@@ -23,10 +23,13 @@ from tfmtl.serving.protos import from_tensor, request_tensor
 from tfmtl.serving.errors import ServingError
 from tfmtl.serving.server_core import ModelRepository
 
-ROUTE = re.compile(
+ROUTE = re.compile(  # matched case-insensitively, as model_servers/http_rest_api_handler.cc does
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-    r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z]+))?$"
+    r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z]+))?$",
+    re.IGNORECASE,
 )
+#: Paths the REST handler takes; others get a bare 404 from the HTTP layer, as TF Serving's dispatcher does.
+API_PREFIX = re.compile(r"^/v1/", re.IGNORECASE)
 HTTP_CODES = {  # model_servers/http_rest_api_util.cc
     grpc.StatusCode.INVALID_ARGUMENT: HTTPStatus.BAD_REQUEST,
     grpc.StatusCode.FAILED_PRECONDITION: HTTPStatus.BAD_REQUEST,
@@ -80,7 +83,7 @@ def _to_array(value: Any, dtype: tf.DType, key: str) -> np.ndarray:
         if dtype == tf.string:
             return np.asarray(_decode_strings(value), dtype=object)
         return np.asarray(value, dtype=dtype.as_numpy_dtype)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:  # e.g. 2**70 for an int64 input
         raise _bad(f"Failed to process input {key!r} as {dtype.name}: {error}") from None
 
 
@@ -249,9 +252,12 @@ def metadata(repository: ModelRepository, match: re.Match) -> dict:
     }
 
 
-def handle(repository: ModelRepository, method: str, path: str, body: bytes) -> tuple[int, dict]:
-    """Answer one REST request: (HTTP status, JSON object)."""
-    match = ROUTE.match(path.split("?", 1)[0])
+def handle(repository: ModelRepository, method: str, path: str, body: bytes) -> tuple[int, dict | None]:
+    """Answer one REST request: (HTTP status, JSON object, or None for no body)."""
+    path = path.split("?", 1)[0]
+    if not API_PREFIX.match(path):
+        return HTTPStatus.NOT_FOUND, None
+    match = ROUTE.match(path)
     try:
         if match is None:
             raise _bad(f"Malformed request: {method} {path}")
@@ -264,13 +270,17 @@ def handle(repository: ModelRepository, method: str, path: str, body: bytes) -> 
             parsed = json.loads(body or b"{}")
         except json.JSONDecodeError as error:
             raise _bad(f"JSON Parse error: {error}") from None
+        except RecursionError:
+            raise _bad("JSON Parse error: the document is nested too deeply") from None
         if not isinstance(parsed, dict):
             raise _bad("JSON body must be an object")
         handler = {"predict": predict, "classify": classify, "regress": regress}[verb]
         return HTTPStatus.OK, handler(repository, match, parsed)
     except ServingError as error:
         return HTTP_CODES.get(error.code, HTTPStatus.INTERNAL_SERVER_ERROR), {"error": error.message}
-    except (TypeError, ValueError, KeyError) as error:  # malformed content that slipped past the checks
+    except (TypeError, ValueError, KeyError, OverflowError) as error:  # malformed content past the checks
         return HTTPStatus.BAD_REQUEST, {"error": f"{type(error).__name__}: {error}"}
+    except RecursionError:  # a document that parses but is too deep to walk
+        return HTTPStatus.BAD_REQUEST, {"error": "JSON Parse error: the document is nested too deeply"}
     except Exception as error:  # noqa: BLE001  (answer, never drop the connection)
         return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(error).__name__}: {error}"}

@@ -5,8 +5,8 @@ the SignatureDefs, warmup file replayed at load, a failed warmup fails the load)
 and answers PredictionService (Predict, Classify, Regress, GetModelMetadata) and
 ModelService (GetModelStatus) with tensorflow-serving-api's own generated
 servicers, plus the ``/v1/models/...`` REST routes. It is for development and
-tests on machines without TF Serving: it does not batch, poll for new
-versions, or run MultiInference. Use the real server in production.
+tests on machines without TF Serving: it polls the base paths for versions, but it does
+not batch or run MultiInference. Use the real server in production.
 """
 
 from __future__ import annotations
@@ -76,16 +76,32 @@ def _grpc_server(repository: ModelRepository, address: str, workers: int) -> tup
 def _rest_server(repository: ModelRepository, host: str, port: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # TCP_NODELAY: without it, a keep-alive connection's next answer waits for a delayed ACK (~40 ms).
+        disable_nagle_algorithm = True
+
+        def _body(self) -> bytes:
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                chunks = []
+                while True:
+                    size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"x", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+                            pass
+                        return b"".join(chunks)
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()  # the CRLF after each chunk
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length > 0 else b""
 
         def _answer(self, method: str) -> None:
             try:
-                length = int(self.headers.get("Content-Length") or 0)
+                body = self._body()
             except ValueError:
-                code, payload = 400, {"error": "Malformed request: bad Content-Length"}
+                self.close_connection = True  # the rest of the stream cannot be framed
+                code, payload = 400, {"error": "Malformed request: bad Content-Length or chunk size"}
             else:
-                body = self.rfile.read(length) if length > 0 else b""
                 code, payload = rest.handle(repository, method, self.path, body)
-            data = json.dumps(payload).encode("utf-8")
+            data = json.dumps(payload).encode("utf-8") if payload is not None else b""
             self.send_response(int(code))
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -97,6 +113,11 @@ def _rest_server(repository: ModelRepository, host: str, port: int) -> Threading
 
         def do_POST(self) -> None:  # noqa: N802
             self._answer("POST")
+
+        def _other_method(self) -> None:
+            self._answer(self.command)  # TF Serving answers other methods "Malformed request" (400)
+
+        do_PUT = do_DELETE = do_PATCH = _other_method  # noqa: N815
 
         def log_message(self, *args: Any) -> None:  # quiet
             pass
@@ -121,6 +142,13 @@ class DevServer:
       rest_port: REST port, or None for no REST (as TF Serving, whose REST is off
         unless ``--rest_api_port`` is set).
       workers: gRPC worker threads.
+      file_system_poll_wait_seconds: Seconds between scans of the base paths once started, as
+        ``tensorflow_model_server``'s flag of that name (default 1, as there): new versions the
+        policy chooses are loaded and warmed up, versions it no longer chooses are unloaded
+        after their in-flight requests. 0 scans only at start.
+      allow_version_labels_for_unavailable_models: Accept labels that point at versions not
+        loaded (requests for them get NOT_FOUND until the version loads); without it such a
+        label fails the start with a message that names it.
 
     Example:
 
@@ -142,12 +170,19 @@ class DevServer:
         port: int = 8500,
         rest_port: int | None = None,
         workers: int = 8,
+        file_system_poll_wait_seconds: float = 1.0,
+        allow_version_labels_for_unavailable_models: bool = False,
     ) -> None:
-        self.repository = ModelRepository(entries)
-        self.host = host
         self._grpc: grpc.Server | None = None
         self._rest: ThreadingHTTPServer | None = None
         self._rest_thread: threading.Thread | None = None
+        self._poll_seconds = file_system_poll_wait_seconds
+        self._poller: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.repository = ModelRepository(
+            entries, allow_labels_for_unavailable=allow_version_labels_for_unavailable_models
+        )
+        self.host = host
         try:
             self._grpc, self.grpc_port = _grpc_server(self.repository, f"{host}:{port}", workers)
             self._rest = _rest_server(self.repository, host, rest_port) if rest_port is not None else None
@@ -179,9 +214,23 @@ class DevServer:
         if self._rest:
             self._rest_thread = threading.Thread(target=self._rest.serve_forever, daemon=True)
             self._rest_thread.start()
+        if self._poll_seconds > 0:
+            self._poller = threading.Thread(target=self._poll, daemon=True, name="tfmtl-version-poller")
+            self._poller.start()
         return self
 
+    def _poll(self) -> None:
+        def log(line: str) -> None:
+            print(f"tfmtl development server: {line}", file=sys.stderr, flush=True)
+
+        while not self._stopping.wait(self._poll_seconds):
+            for name, (loaded, unloaded) in self.repository.refresh(log).items():
+                log(f"model {name!r}: loaded versions {loaded}, unloaded versions {unloaded}")
+
     def stop(self) -> None:
+        self._stopping.set()
+        if self._poller is not None:
+            self._poller.join()
         if self._grpc is not None:
             self._grpc.stop(grace=1.0).wait()
         if self._rest is not None:
@@ -199,14 +248,22 @@ class DevServer:
 
 def run(args: argparse.Namespace) -> int:
     """``tfmtl serve``: serve until SIGTERM/SIGINT or ``--max_seconds`` (arguments: :mod:`tfmtl.cli`)."""
-    endpoints = {"host": args.host, "port": args.port, "rest_port": args.rest_api_port}
-    if args.model_config_file:
-        server = DevServer.from_config_file(args.model_config_file, **endpoints)
-    elif args.model_name and args.model_base_path:
-        server = DevServer.for_model(args.model_name, pathlib.Path(args.model_base_path).resolve(), **endpoints)
-    else:
+    options = {
+        "host": args.host, "port": args.port, "rest_port": args.rest_api_port,
+        "file_system_poll_wait_seconds": args.file_system_poll_wait_seconds,
+        "allow_version_labels_for_unavailable_models": args.allow_version_labels_for_unavailable_models,
+    }
+    if not (args.model_config_file or (args.model_name and args.model_base_path)):
         print("give --model_name and --model_base_path, or --model_config_file", file=sys.stderr)
         return 2
+    try:
+        if args.model_config_file:
+            server = DevServer.from_config_file(args.model_config_file, **options)
+        else:
+            server = DevServer.for_model(args.model_name, pathlib.Path(args.model_base_path).resolve(), **options)
+    except (OSError, ValueError) as error:  # a bad config, path, label or version: a message, not a traceback
+        print(f"tfmtl serve: {error}", file=sys.stderr)
+        return 1
     server.start()
     models = ", ".join(f"{name} (versions {sorted(v)})" for name, v in server.repository.servables.items())
     rest_part = f", REST on {server.rest_url}" if server.rest_url else ""

@@ -5,8 +5,7 @@ Each version is loaded into its own TF1 Session (``loader.load`` with the
 requests run ``Session.run`` on the SignatureDef tensor names, as
 ``tensorflow_model_server`` does. Error codes and messages copy the server's
 (``servables/tensorflow/predict_util.cc``, ``classifier.cc``, ``regressor.cc``,
-``model_servers/server_core.cc``). Not reproduced: batching, TFRT, MultiInference,
-version polling.
+``model_servers/server_core.cc``). Not reproduced: batching, TFRT, MultiInference.
 """
 
 from __future__ import annotations
@@ -15,6 +14,8 @@ import dataclasses
 import os
 import pathlib
 import re
+import threading
+import time
 from typing import Any, Mapping
 
 import grpc
@@ -55,6 +56,12 @@ class Servable:
         finally:
             logger.setLevel(level)
         self.signature_defs = dict(meta_graph.signature_def)
+        self._active, self._active_lock = 0, threading.Lock()
+
+    @property
+    def idle(self) -> bool:
+        """No request is running on this version."""
+        return self._active == 0
 
     def signature(self, name: str) -> Any:
         name = name or DEFAULT_SIGNATURE
@@ -65,10 +72,15 @@ class Servable:
     def run(self, signature: Any, feeds: Mapping[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         feed_dict = {signature.inputs[key].name: value for key, value in feeds.items()}
         fetches = [signature.outputs[key].name for key in outputs]
+        with self._active_lock:
+            self._active += 1
         try:
             values = self.session.run(fetches, feed_dict=feed_dict)
         except tf.errors.OpError as error:  # TF status codes are gRPC's numbers
             raise ServingError(_GRPC_CODES.get(error.error_code, grpc.StatusCode.INTERNAL), error.message) from None
+        finally:
+            with self._active_lock:
+                self._active -= 1
         return dict(zip(outputs, values))
 
     def close(self) -> None:
@@ -106,11 +118,26 @@ def entries_from_config(text: str) -> list[ModelEntry]:
 
 
 class ModelRepository:
-    """The loaded servables of several models, with TF Serving's version resolution."""
+    """The loaded servables of several models, with TF Serving's version resolution.
 
-    def __init__(self, entries: list[ModelEntry], *, warmup: bool = True) -> None:
+    :meth:`refresh` re-reads the base paths as TF Serving's file-system poller does: it loads
+    versions the policy now chooses and unloads those it no longer chooses (deleted, or
+    superseded under ``latest``). The version map is swapped whole, so a request sees the old
+    map or the new one; an unloaded version's session is closed only once no request runs on
+    it and it has been unloaded for ``grace_seconds``.
+    """
+
+    def __init__(
+        self, entries: list[ModelEntry], *, warmup: bool = True, allow_labels_for_unavailable: bool = False,
+        grace_seconds: float = 10.0,
+    ) -> None:
         self.entries = {entry.name: entry for entry in entries}
+        self.allow_labels_for_unavailable = allow_labels_for_unavailable
         self.servables: dict[str, dict[int, Servable]] = {}
+        self._warmup, self._grace = warmup, grace_seconds
+        self._retired: list[tuple[Servable, float]] = []
+        self._failed: set[tuple[str, int]] = set()  # versions whose load failed: not retried, as TF Serving
+        self._refresh_lock = threading.Lock()
         try:
             for entry in entries:
                 self.servables[entry.name] = self._load(entry, warmup)
@@ -118,29 +145,34 @@ class ModelRepository:
             self.close()
             raise
 
-    def _load(self, entry: ModelEntry, warmup: bool) -> dict[int, Servable]:
+    @staticmethod
+    def _versions_on_disk(entry: ModelEntry) -> list[int]:
         if not entry.base_path.is_dir():
             raise FileNotFoundError(f"model {entry.name!r}: base path {entry.base_path} does not exist")
-        found = sorted(int(p.name) for p in entry.base_path.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name))
+        return sorted(int(p.name) for p in entry.base_path.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name))
+
+    @staticmethod
+    def _chosen(entry: ModelEntry, found: list[int]) -> list[int]:
         if entry.policy == "specific":
-            chosen = [v for v in found if v in entry.versions]
-        elif entry.policy == "all":
-            chosen = found
-        else:
-            chosen = found[-1:]
+            return [v for v in found if v in entry.versions]
+        if entry.policy == "all":
+            return found
+        return found[-1:]
+
+    def _load(self, entry: ModelEntry, warmup: bool) -> dict[int, Servable]:
+        chosen = self._chosen(entry, self._versions_on_disk(entry))
         if not chosen:
             raise FileNotFoundError(f"model {entry.name!r}: no version to serve under {entry.base_path}")
         loaded: dict[int, Servable] = {}
         try:
             for version in chosen:
-                servable = Servable(entry.name, version, entry.base_path / str(version))
-                loaded[version] = servable
-                if warmup:
-                    replay_warmup(servable)
+                loaded[version] = self._load_version(entry, version, warmup)
             for label, version in entry.labels.items():
-                if version not in loaded:
+                if version not in loaded and not self.allow_labels_for_unavailable:
                     raise ValueError(
-                        f"model {entry.name!r}: label {label!r} points at version {version}, which is not loaded"
+                        f"model {entry.name!r}: label {label!r} points at version {version}, which is not loaded "
+                        f"(loaded: {sorted(loaded)}); start with --allow_version_labels_for_unavailable_models "
+                        "to accept it (requests for the label then get NOT_FOUND until that version loads)"
                     )
         except BaseException:
             for servable in loaded.values():
@@ -148,8 +180,69 @@ class ModelRepository:
             raise
         return loaded
 
+    @staticmethod
+    def _load_version(entry: ModelEntry, version: int, warmup: bool) -> Servable:
+        servable = Servable(entry.name, version, entry.base_path / str(version))
+        try:
+            if warmup:
+                replay_warmup(servable)
+        except BaseException:
+            servable.close()
+            raise
+        return servable
+
+    def refresh(self, log: Any = None) -> dict[str, tuple[list[int], list[int]]]:
+        """Load newly chosen versions and unload the others; ``{model: (loaded, unloaded)}``.
+
+        A version that fails to load is reported through ``log`` and not retried. If a base path
+        holds no version at all, the loaded ones keep serving.
+        """
+        changes = {}
+        with self._refresh_lock:
+            for name, entry in self.entries.items():
+                current = self.servables.get(name, {})
+                try:
+                    found = self._versions_on_disk(entry)
+                except OSError as error:
+                    if log:
+                        log(f"model {name!r}: cannot list {entry.base_path}: {error}")
+                    continue
+                if not found:
+                    continue
+                chosen = self._chosen(entry, found)
+                added = {}
+                for version in chosen:
+                    if version in current or (name, version) in self._failed:
+                        continue
+                    try:
+                        added[version] = self._load_version(entry, version, self._warmup)
+                    except Exception as error:  # noqa: BLE001  (a bad version must not stop the others)
+                        self._failed.add((name, version))
+                        if log:
+                            log(f"model {name!r}: version {version} failed to load: {error}")
+                kept = {v: s for v, s in current.items() if v in chosen}
+                if not kept and not added:
+                    continue  # nothing loadable: keep serving what is loaded
+                removed = sorted(set(current) - set(kept))
+                self.servables[name] = {**kept, **added}
+                now = time.monotonic()
+                self._retired += [(current[v], now) for v in removed]
+                if added or removed:
+                    changes[name] = (sorted(added), removed)
+            self._close_retired()
+        return changes
+
+    def _close_retired(self) -> None:
+        now, waiting = time.monotonic(), []
+        for servable, since in self._retired:
+            if now - since >= self._grace and servable.idle:
+                servable.close()
+            else:
+                waiting.append((servable, since))
+        self._retired = waiting
+
     def resolve(self, model_spec: Any) -> Servable:
-        name = model_spec.name
+        name = _model_name(model_spec)
         versions = self.servables.get(name)
         if versions is None:
             raise ServingError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({name})")
@@ -168,6 +261,10 @@ class ModelRepository:
                 raise ServingError(
                     grpc.StatusCode.INVALID_ARGUMENT, f"Unrecognized servable version label: {label}"
                 )
+            if version not in versions:  # a label for a version not (yet) loaded
+                raise ServingError(
+                    grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Specific({name}, {version})"
+                )
             return versions[version]
         return versions[max(versions)]
 
@@ -175,6 +272,15 @@ class ModelRepository:
         for versions in self.servables.values():
             for servable in versions.values():
                 servable.close()
+        for servable, _ in getattr(self, "_retired", []):
+            servable.close()
+
+
+def _model_name(model_spec: Any) -> str:
+    # model_servers/server_core.cc: a request without a model name is the client's error, not NOT_FOUND.
+    if not model_spec.name:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "ModelSpec has no name specified.")
+    return model_spec.name
 
 
 # -- request handlers (protos in, protos out) ------------------------------
@@ -208,13 +314,15 @@ def predict(repository: ModelRepository, request: Any) -> Any:
             )
         feeds[key] = from_tensor(proto)
     outputs = list(request.output_filter) or sorted(signature.outputs)
-    for alias in outputs:
+    for index, alias in enumerate(outputs):
         if alias not in signature.outputs:
             raise ServingError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
                 f"{_set_repr(signature.outputs)}.",
             )
+        if alias in outputs[:index]:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"duplicate output tensor alias: {alias}")
     values = servable.run(signature, feeds, outputs)
     response = predict_pb2.PredictResponse()
     _echo_spec(response.model_spec, servable, name)
@@ -337,11 +445,12 @@ def model_metadata(repository: ModelRepository, request: Any) -> Any:
 def model_status(repository: ModelRepository, request: Any) -> Any:
     from tensorflow_serving.apis import get_model_status_pb2
 
-    versions = repository.servables.get(request.model_spec.name)
+    name = _model_name(request.model_spec)
+    versions = repository.servables.get(name)
     if versions is None:
-        raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {request.model_spec.name}")
+        raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
     wanted = sorted(versions)
-    if request.model_spec.WhichOneof("version_choice"):
+    if request.model_spec.WhichOneof("version_choice") == "version":  # a version label is ignored, as TF Serving does
         wanted = [repository.resolve(request.model_spec).version]
     response = get_model_status_pb2.GetModelStatusResponse()
     for version in wanted:
