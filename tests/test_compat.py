@@ -65,12 +65,30 @@ def test_importing_tfmtl_serving_loads_no_modelling_code():
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_the_export_side_never_imports_the_online_side():
+    # tfmtl/serving/*.py is what an export needs; tfmtl/serving/online/ (client, dev server) may use it, not the
+    # reverse. The package's __init__ reaches Client/DevServer lazily, on first use.
+    online = re.compile(r"tfmtl\.serving\.online|from\s+tfmtl\.serving\s+import\s+[^\n]*\bonline\b")
+    export_side = [p for p in (PACKAGE / "serving").glob("*.py") if p.name != "__init__.py"]
+    assert len(export_side) > 10
+    assert [p.name for p in export_side if online.search(p.read_text())] == []
+    done = _python(
+        "import sys, tfmtl.serving, tfmtl.data\n"
+        "assert callable(tfmtl.serving.export)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('tfmtl.serving.online')))\n"
+        "tfmtl.serving.Client\n"
+        "print('tfmtl.serving.online.server' in sys.modules)"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-2:] == ["[]", "True"]
+
+
 def test_serving_never_imports_training_code():
     # At module level only tfmtl._compat and tfmtl.serving; inside functions also tfmtl.features, which the
     # export's table conversion reads (it runs on a model, so that code is loaded by then).
     top = re.compile(r"^(?:from|import)\s+tfmtl\.(\w+)", re.M)
     anywhere = re.compile(r"^\s*(?:from|import)\s+tfmtl\.(\w+)", re.M)
-    sources = [p.read_text() for p in (PACKAGE / "serving").glob("*.py")]
+    sources = [p.read_text() for p in (PACKAGE / "serving").rglob("*.py")]
     assert {m for text in sources for m in top.findall(text)} <= {"_compat", "serving"}
     assert {m for text in sources for m in anywhere.findall(text)} <= {"_compat", "serving", "features"}
 

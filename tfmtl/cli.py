@@ -33,7 +33,7 @@ def _lifecycle(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from tfmtl.serving.server import run
+    from tfmtl.serving.online.server import run
 
     return run(args)
 

@@ -15,10 +15,10 @@ from tfmtl.data.stats import roc_auc
 from tfmtl.data.synthetic import synthetic_recsys
 from tfmtl.models.mmoe import mmoe
 from tfmtl.serving.audit import audit_export
-from tfmtl.serving.client import Client
+from tfmtl.serving.online.client import Client
 from tfmtl.serving.config import write_configs
 from tfmtl.serving.export import export
-from tfmtl.serving.server import DevServer
+from tfmtl.serving.online.server import DevServer
 from tfmtl.serving.signatures import DEFAULT_SIGNATURE, task_signature_name
 from tfmtl.serving.reference import predict_in_fresh_process
 from tfmtl.tasks.task import Task

@@ -224,3 +224,9 @@ def test_export_refuses_wrong_shapes_in_the_cpp_session(exported, change, cxx):
     with pytest.raises(tfmtl.serving.ServingError, match=r"Shape of tensor \w*(history|text|price)\w* \[6,") as caught:
         tfmtl.serving.predict_in_fresh_process(exported, data, ["serving_default"], mode="cpp")
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_export_refuses_a_wide_sequence_through_tf_saved_model_load(exported):
+    data = {**_data(rows=6, seed=2), "history": pad_sequences([["i1"] * 5] * 6, 5)}
+    with pytest.raises(RuntimeError, match=r"(?s)InvalidArgumentError.*Shape of tensor \w*history\w* \[6,5\]"):
+        tfmtl.serving.predict_in_fresh_process(exported, data, ["serving_default"], mode="function")

@@ -10,7 +10,8 @@ from google.protobuf import text_format
 
 import tfmtl
 from tfmtl._compat import tf
-from tfmtl.serving.server_core import ModelEntry, ModelRepository, replay_warmup
+from tfmtl.serving.online.repository import ModelEntry, ModelRepository
+from tfmtl.serving.session import replay_warmup
 from tfmtl.serving.warmup import MAX_RECORDS, WARMUP_PATH
 
 

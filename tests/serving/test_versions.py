@@ -13,7 +13,7 @@ import pytest
 import tfmtl
 import tfmtl.cli
 from tfmtl._compat import keras
-from tfmtl.serving.server_core import ModelEntry
+from tfmtl.serving.online.repository import ModelEntry
 
 FEATURES = {"price": np.array([0.5, 1.0, 2.0], np.float32)}
 
@@ -105,7 +105,7 @@ def test_labels_for_versions_not_loaded(tmp_path, capsys):
 
 
 def test_refresh_closes_unloaded_versions_once_idle_and_skips_broken_or_missing_ones(tmp_path):
-    from tfmtl.serving.server_core import ModelRepository
+    from tfmtl.serving.online.repository import ModelRepository
 
     base = tmp_path / "m"
     _export(base, 1, seed=1)

@@ -41,7 +41,7 @@ def test_a_predict_larger_than_grpc_default_4_mib_is_answered(served):
 
 
 def test_the_rest_server_queues_many_connections_at_once():
-    from tfmtl.serving.server import _RestServer
+    from tfmtl.serving.online.server import _RestServer
 
     assert _RestServer.request_queue_size >= 128  # Python's default of 5 reset connections under 64 clients
 
@@ -253,7 +253,7 @@ def test_a_chunked_rest_body_is_read(served):
 
 
 def test_the_rest_server_sets_tcp_nodelay():
-    from tfmtl.serving.server import _rest_server
+    from tfmtl.serving.online.server import _rest_server
 
     # Without TCP_NODELAY a keep-alive connection's answers waited ~44 ms on a delayed ACK (Nagle).
     server = _rest_server(None, "127.0.0.1", 0)

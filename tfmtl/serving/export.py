@@ -180,7 +180,7 @@ class _Steps:
 
 def _replay_before_publishing(staging: pathlib.Path) -> None:
     """Load the staged version as TF Serving does and replay its warmup: a failure never gets a version."""
-    from tfmtl.serving.server_core import Servable, replay_warmup
+    from tfmtl.serving.session import Servable, replay_warmup
 
     servable = Servable("staging", 0, staging)
     try:

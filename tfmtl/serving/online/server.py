@@ -26,10 +26,10 @@ from typing import Any, Callable
 
 import grpc
 
-from tfmtl.serving import rest, server_core
+from tfmtl.serving.online import repository as handlers, rest
 from tfmtl.serving.errors import ServingError
 from tfmtl.serving.protos import GRPC_MESSAGE_LIMITS
-from tfmtl.serving.server_core import ModelEntry, ModelRepository, entries_from_config
+from tfmtl.serving.online.repository import ModelEntry, ModelRepository, entries_from_config
 
 
 def _servicer_method(handler: Callable[[ModelRepository, Any], Any], repository: ModelRepository) -> Callable:
@@ -51,16 +51,16 @@ def _grpc_server(repository: ModelRepository, address: str, workers: int) -> tup
         "PredictionService",
         (prediction_service_pb2_grpc.PredictionServiceServicer,),
         {
-            "Predict": _servicer_method(server_core.predict, repository),
-            "Classify": _servicer_method(server_core.classify, repository),
-            "Regress": _servicer_method(server_core.regress, repository),
-            "GetModelMetadata": _servicer_method(server_core.model_metadata, repository),
+            "Predict": _servicer_method(handlers.predict, repository),
+            "Classify": _servicer_method(handlers.classify, repository),
+            "Regress": _servicer_method(handlers.regress, repository),
+            "GetModelMetadata": _servicer_method(handlers.model_metadata, repository),
         },
     )
     models = type(
         "ModelService",
         (model_service_pb2_grpc.ModelServiceServicer,),
-        {"GetModelStatus": _servicer_method(server_core.model_status, repository)},
+        {"GetModelStatus": _servicer_method(handlers.model_status, repository)},
     )
     # No SO_REUSEPORT: a second server on the same port must fail, not silently share it.
     options = [("grpc.so_reuseport", 0), *GRPC_MESSAGE_LIMITS]

@@ -18,10 +18,10 @@ import grpc
 import numpy as np
 
 from tfmtl._compat import tf
-from tfmtl.serving import server_core
 from tfmtl.serving.protos import from_tensor, request_tensor
 from tfmtl.serving.errors import ServingError
-from tfmtl.serving.server_core import ModelRepository
+from tfmtl.serving.online import repository as handlers
+from tfmtl.serving.online.repository import ModelRepository
 
 ROUTE = re.compile(  # matched case-insensitively, as model_servers/http_rest_api_handler.cc does
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
@@ -153,7 +153,7 @@ def predict(repository: ModelRepository, match: re.Match, body: dict) -> dict:
     request = predict_pb2.PredictRequest(model_spec=spec)
     for key, value in columns.items():
         request.inputs[key].CopyFrom(request_tensor(_to_array(value, inputs[key], key)))
-    response = server_core.predict(repository, request)
+    response = handlers.predict(repository, request)
     outputs = {key: from_tensor(proto) for key, proto in response.outputs.items()}
     if not row_format:
         if len(outputs) == 1:
@@ -209,7 +209,7 @@ def _examples_request(cls: Any, match: re.Match, body: dict) -> Any:
 def classify(repository: ModelRepository, match: re.Match, body: dict) -> dict:
     from tensorflow_serving.apis import classification_pb2
 
-    response = server_core.classify(repository, _examples_request(classification_pb2.ClassificationRequest, match, body))
+    response = handlers.classify(repository, _examples_request(classification_pb2.ClassificationRequest, match, body))
     return {
         "result": [[[c.label, c.score] for c in item.classes] for item in response.result.classifications]
     }
@@ -218,14 +218,14 @@ def classify(repository: ModelRepository, match: re.Match, body: dict) -> dict:
 def regress(repository: ModelRepository, match: re.Match, body: dict) -> dict:
     from tensorflow_serving.apis import regression_pb2
 
-    response = server_core.regress(repository, _examples_request(regression_pb2.RegressionRequest, match, body))
+    response = handlers.regress(repository, _examples_request(regression_pb2.RegressionRequest, match, body))
     return {"result": [item.value for item in response.result.regressions]}
 
 
 def status(repository: ModelRepository, match: re.Match) -> dict:
     from tensorflow_serving.apis import get_model_status_pb2
 
-    response = server_core.model_status(
+    response = handlers.model_status(
         repository, get_model_status_pb2.GetModelStatusRequest(model_spec=_model_spec(match))
     )
     return {
@@ -240,7 +240,7 @@ def metadata(repository: ModelRepository, match: re.Match) -> dict:
     from google.protobuf import json_format
     from tensorflow_serving.apis import get_model_metadata_pb2
 
-    response = server_core.model_metadata(
+    response = handlers.model_metadata(
         repository,
         get_model_metadata_pb2.GetModelMetadataRequest(model_spec=_model_spec(match), metadata_field=["signature_def"]),
     )
