@@ -14,6 +14,7 @@ from tfmtl._compat import keras, tf
 from tfmtl.data.stats import roc_auc
 from tfmtl.data.synthetic import synthetic_recsys
 from tfmtl.models.mmoe import mmoe
+from tfmtl.serving import cpp
 from tfmtl.serving.audit import audit_export
 from tfmtl.serving.online.client import Client
 from tfmtl.serving.config import write_configs
@@ -59,7 +60,8 @@ def run_demo(
     ``models.config`` and ``batching.config`` are written beside it, and it is
     called (``serving_default`` and every ``predict_<task>``) in a separate
     process that imports only TensorFlow, through TF Serving's own path (a TF1
-    Session over the SignatureDefs), and over TF Serving's gRPC and REST APIs
+    Session over the SignatureDefs), in TensorFlow's C++ SavedModel loader and
+    Session when a C++ compiler is present, and over TF Serving's gRPC and REST APIs
     (tfmtl's development server); every answer is compared with the in-memory
     model.
 
@@ -113,14 +115,17 @@ def run_demo(
     log(f"      op audit: {len(audit.ops)} ops, all in stock TensorFlow Serving" if audit.ok else f"      op audit: {audit.problems()}")
     log(f"      TF Serving configs: {configs[0]}, {configs[1]}")
 
-    log("[5/6] serving the export in a fresh process (TensorFlow only, TF Serving's Session path)")
+    log("[5/6] serving the export in a fresh process (TensorFlow only, TF Serving's Session path)"
+        + ("; and in TensorFlow's C++ SavedModel loader and Session" if cpp.compiler() else ""))
     signatures = [DEFAULT_SIGNATURE] + [task_signature_name(task.name) for task in tasks]
     expected = {task: values[:, 0] for task, values in model.predict(sample.features, batch_size=512, verbose=0).items()}
-    served = predict_in_fresh_process(path, sample.features, signatures)
     diffs = {}
-    for signature, outputs in served.items():
-        for task, values in outputs.items():
-            diffs[f"fresh process {signature}/{task}"] = float(np.max(np.abs(values - expected[task])))
+    for mode, label in (("session", "fresh process"), ("cpp", "C++ session")):
+        if mode == "cpp" and not cpp.compiler():  # no C++ compiler on this machine: the Python paths only
+            continue
+        for signature, outputs in predict_in_fresh_process(path, sample.features, signatures, mode=mode).items():
+            for task, values in outputs.items():
+                diffs[f"{label} {signature}/{task}"] = float(np.max(np.abs(values - expected[task])))
 
     log("[6/6] calling it through TF Serving's gRPC and REST APIs (tfmtl's development server on loopback)")
     with DevServer.for_model(model_name, export_dir, port=0, rest_port=0) as server:
