@@ -56,7 +56,8 @@ def _start_server(base: pathlib.Path) -> tuple[subprocess.Popen, str, str]:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in process.stdout:
         match = re.search(r"gRPC on (\S+?), REST on http://(\S+?);", line)
-        if match:
+        if match:  # keep reading the server's output, so that its pipe never fills and blocks it
+            threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
             return process, match.group(1), match.group(2)
     raise RuntimeError("the server did not start")
 

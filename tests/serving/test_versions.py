@@ -23,8 +23,9 @@ def _export(base, version, seed):
     keras.utils.set_random_seed(seed)
     schema = tfmtl.Schema([tfmtl.Numeric("price", mean=0.0, variance=1.0)])
     model = tfmtl.models.shared_bottom(schema, [tfmtl.Task.binary("click")], bottom_units=(4,))
+    answers = model.predict(FEATURES, verbose=0)["click"][:, 0]
     tfmtl.serving.export(model, base, version=version)
-    return model.predict(FEATURES, verbose=0)["click"][:, 0]
+    return answers
 
 
 def _until(condition, seconds=60.0):
@@ -49,14 +50,16 @@ def test_new_versions_load_and_removed_ones_unload_without_failing_requests(tmp_
             while not stop.is_set():
                 try:
                     got = client.predict(FEATURES)["click"]
-                    answers.add(next(v for v, want in expected.items() if np.allclose(got, want, atol=1e-5)))
+                    known = list(expected.items())
+                    answers.add(next((v for v, want in known if np.allclose(got, want, atol=1e-5)), "unknown"))
                 except Exception as error:  # noqa: BLE001
                     errors.append(error)
 
         thread = threading.Thread(target=hammer)
         thread.start()
         try:
-            expected[2] = _export(base, 2, seed=2)
+            expected[2] = _export(tmp_path / "staging", 2, seed=2)  # its answers are known before it is served
+            shutil.move(tmp_path / "staging" / "2", base / "2")
             _until(lambda: client.status() == {1: "AVAILABLE", 2: "AVAILABLE"})
             _until(lambda: 2 in answers)  # the latest version answers unpinned requests
             shutil.rmtree(base / "1")
@@ -104,24 +107,36 @@ def test_labels_for_versions_not_loaded(tmp_path, capsys):
         np.testing.assert_allclose(canary.predict(FEATURES)["click"], nine, atol=1e-5)
 
 
-def test_refresh_closes_unloaded_versions_once_idle_and_skips_broken_or_missing_ones(tmp_path):
+def test_refresh_closes_unloaded_versions_once_released_and_retries_failed_loads(tmp_path):
     from tfmtl.serving.online.repository import ModelRepository
 
     base = tmp_path / "m"
     _export(base, 1, seed=1)
-    repository = ModelRepository([ModelEntry("m", base)], warmup=False, grace_seconds=0)
+    repository = ModelRepository([ModelEntry("m", base)], warmup=False, load_retry_interval_seconds=0.5,
+                                 max_load_retries=1)
     try:
-        old = repository.servables["m"][1]
-        _export(base, 2, seed=2)
-        assert repository.refresh() == {"m": ([2], [1])}
+        from tensorflow_serving.apis import model_pb2
+
+        with repository.lease(model_pb2.ModelSpec(name="m")) as old:  # a request still running on version 1
+            _export(base, 2, seed=2)
+            assert repository.refresh() == {"m": ([2], [1])}
+            assert old.session.run([]) == []  # unloaded, but its request's session stays open
+        repository.refresh()  # released: closed at the next refresh
         with pytest.raises(RuntimeError, match="closed Session"):
             old.session.run([])
-        (base / "3").mkdir()  # a version that cannot load: reported once, never retried, 2 keeps serving
+        (base / "3").mkdir()  # a version that cannot load: 2 keeps serving; retried after the interval, once
         logged = []
         assert repository.refresh(logged.append) == {} and repository.refresh(logged.append) == {}
-        assert len(logged) == 1 and "version 3 failed to load" in logged[0]
+        assert len(logged) == 1 and "version 3 failed to load (attempt 1)" in logged[0]
+        time.sleep(0.6)
+        repository.refresh(logged.append)
+        time.sleep(0.6)
+        repository.refresh(logged.append)
+        assert len(logged) == 2 and "(attempt 2)" in logged[1] and list(repository.servables["m"]) == [2]
         for version in ("1", "2", "3"):
             shutil.rmtree(base / version)
-        assert repository.refresh() == {} and list(repository.servables["m"]) == [2]  # nothing on disk: keep
+        assert repository.refresh() == {"m": ([], [2])} and repository.servables["m"] == {}  # as TF Serving
+        with pytest.raises(tfmtl.serving.ServingError, match=r"Servable not found for request: Latest\(m\)"):
+            repository.resolve(model_pb2.ModelSpec(name="m"))
     finally:
         repository.close()

@@ -135,6 +135,21 @@ def _columns(signature: Any, name: str, features: Mapping[str, Any], raw: Mappin
     return {key: np.asarray(features[key]) for key in keys}
 
 
+def _checked(array: np.ndarray, dtype: tf.DType, key: str, name: str) -> np.ndarray:
+    """``array`` as ``dtype``, refusing what would change its values (as TF Serving refuses other dtypes)."""
+    where = f"signature {name!r}, input {key!r}"
+    if dtype == tf.string:
+        if array.dtype.kind in "US" or (array.dtype == object and all(isinstance(v, (str, bytes)) for v in array.flat)):
+            return array
+        raise TypeError(f"{where} takes strings, got {array.dtype}")
+    if array.dtype.kind not in "biuf" or (dtype.is_integer and array.dtype.kind == "f"):
+        raise TypeError(f"{where} takes {dtype.name}, got {array.dtype}")
+    converted = array.astype(dtype.as_numpy_dtype)
+    if dtype.is_integer and not np.array_equal(converted, array):
+        raise ValueError(f"{where}: values out of {dtype.name}'s range")
+    return converted
+
+
 def _pack(out: bytearray, text: str | bytes) -> None:
     data = text.encode() if isinstance(text, str) else text
     out += struct.pack("<I", len(data)) + data
@@ -164,7 +179,7 @@ def _unpack_tensor(data: memoryview, offset: int) -> tuple[np.ndarray, int]:
             (length,) = struct.unpack_from("<Q", data, offset)
             values.append(bytes(data[offset + 8:offset + 8 + length]))
             offset += 8 + length
-        return np.array(values, dtype=bytes).reshape(shape), offset
+        return np.array(values, dtype=object).reshape(shape), offset
     numpy_dtype = np.dtype(dtype.as_numpy_dtype).newbyteorder("<")
     array = np.frombuffer(data, numpy_dtype, count, offset).reshape(shape).copy()
     return array, offset + count * numpy_dtype.itemsize
@@ -227,7 +242,8 @@ def run(
         for key, array in columns.items():
             info = signature.inputs[key]
             _pack(request, info.name)
-            _pack_tensor(request, array, tf.dtypes.as_dtype(info.dtype))
+            dtype = tf.dtypes.as_dtype(info.dtype)
+            _pack_tensor(request, _checked(array, dtype, key, name), dtype)
         outputs[name] = sorted(signature.outputs)
         request += struct.pack("<I", len(outputs[name]))
         for key in outputs[name]:
@@ -245,7 +261,7 @@ def run(
         # The program's own error line is printed whatever the level; TF's logs (e.g. a failed
         # cuInit on a machine without GPU) stay out of the console unless asked for.
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0" if os.environ.get("TFMTL_SHOW_TF_LOGS") else "3"}
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+        completed = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=timeout, env=env)
         if completed.returncode != 0:
             lines = completed.stderr.strip().splitlines()
             for line in reversed(lines if completed.returncode == 2 else []):

@@ -27,6 +27,8 @@
 #include "tensorflow/c/c_api.h"
 #include "tensorflow/c/tf_tstring.h"
 
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the request and output files are little-endian");
+
 namespace {
 
 const char* kCodes[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
@@ -105,6 +107,16 @@ TF_Tensor* ReadTensor(Reader& in) {
   return tensor;
 }
 
+// A tensor this program allocated: its strings are freed by hand (TF_DeleteTensor does not).
+void DeleteInput(TF_Tensor* tensor) {
+  if (TF_TensorType(tensor) == TF_STRING) {
+    TF_TString* strings = static_cast<TF_TString*>(TF_TensorData(tensor));
+    int64_t n = TF_TensorElementCount(tensor);
+    for (int64_t i = 0; i < n; ++i) TF_StringDealloc(&strings[i]);
+  }
+  TF_DeleteTensor(tensor);
+}
+
 void WriteTensor(Writer& out, const TF_Tensor* tensor) {
   TF_DataType dtype = TF_TensorType(tensor);
   out.U32(dtype);
@@ -147,6 +159,7 @@ int main(int argc, char** argv) {
   if (argc < 4) Die("usage: cpp_predict EXPORT_DIR REQUEST OUTPUT [--repeat N] [--config FILE]");
   int repeat = 0;
   std::string config;
+  if ((argc - 4) % 2 != 0) Die(std::string("option ") + argv[argc - 1] + " needs a value");
   for (int i = 4; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--repeat") == 0) {
       repeat = atoi(argv[i + 1]);
@@ -215,7 +228,7 @@ int main(int argc, char** argv) {
       }
       printf("\n");
     }
-    for (TF_Tensor* tensor : run.values) TF_DeleteTensor(tensor);
+    for (TF_Tensor* tensor : run.values) DeleteInput(tensor);
   }
   if (fclose(output) != 0) Die("cannot write the output file");
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import threading
 from typing import Any, Mapping
 
 import grpc
@@ -53,12 +52,6 @@ class Servable:
         finally:
             logger.setLevel(level)
         self.signature_defs = dict(meta_graph.signature_def)
-        self._active, self._active_lock = 0, threading.Lock()
-
-    @property
-    def idle(self) -> bool:
-        """No request is running on this version."""
-        return self._active == 0
 
     def signature(self, name: str) -> Any:
         name = name or DEFAULT_SIGNATURE
@@ -69,15 +62,10 @@ class Servable:
     def run(self, signature: Any, feeds: Mapping[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         feed_dict = {signature.inputs[key].name: value for key, value in feeds.items()}
         fetches = [signature.outputs[key].name for key in outputs]
-        with self._active_lock:
-            self._active += 1
         try:
             values = self.session.run(fetches, feed_dict=feed_dict)
         except tf.errors.OpError as error:  # TF status codes are gRPC's numbers
             raise ServingError(_GRPC_CODES.get(error.error_code, grpc.StatusCode.INTERNAL), error.message) from None
-        finally:
-            with self._active_lock:
-                self._active -= 1
         return dict(zip(outputs, values))
 
     def close(self) -> None:

@@ -7,12 +7,14 @@ TFRT, MultiInference.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import pathlib
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import grpc
 
@@ -56,21 +58,27 @@ class ModelRepository:
 
     :meth:`refresh` re-reads the base paths as TF Serving's file-system poller does: it loads
     versions the policy now chooses and unloads those it no longer chooses (deleted, or
-    superseded under ``latest``). The version map is swapped whole, so a request sees the old
-    map or the new one; an unloaded version's session is closed only once no request runs on
-    it and it has been unloaded for ``grace_seconds``.
+    superseded under ``latest``; all of them if the base path holds no version, as TF Serving
+    does by default). The version map is swapped whole, so a request sees the old map or the
+    new one. Requests hold a lease on their version (:meth:`lease`) from resolution to answer;
+    an unloaded version is closed once no lease is left. A version that fails to load is
+    retried after ``load_retry_interval_seconds``, at most ``max_load_retries`` times (TF
+    Serving's defaults: 60 s, 5), and forgotten when its folder goes away.
     """
 
     def __init__(
         self, entries: list[ModelEntry], *, warmup: bool = True, allow_labels_for_unavailable: bool = False,
-        grace_seconds: float = 10.0,
+        load_retry_interval_seconds: float = 60.0, max_load_retries: int = 5,
     ) -> None:
         self.entries = {entry.name: entry for entry in entries}
         self.allow_labels_for_unavailable = allow_labels_for_unavailable
         self.servables: dict[str, dict[int, Servable]] = {}
-        self._warmup, self._grace = warmup, grace_seconds
-        self._retired: list[tuple[Servable, float]] = []
-        self._failed: set[tuple[str, int]] = set()  # versions whose load failed: not retried, as TF Serving
+        self._warmup = warmup
+        self._retry_interval, self._max_retries = load_retry_interval_seconds, max_load_retries
+        self._lock = threading.Lock()  # leases and closing
+        self._leases: collections.Counter = collections.Counter()
+        self._retired: list[Servable] = []
+        self._failed: dict[tuple[str, int], tuple[int, float]] = {}  # (model, version) -> (failures, when)
         self._refresh_lock = threading.Lock()
         try:
             for entry in entries:
@@ -78,6 +86,20 @@ class ModelRepository:
         except BaseException:
             self.close()
             raise
+
+    @contextlib.contextmanager
+    def lease(self, model_spec: Any) -> Iterator[Servable]:
+        """The version ``model_spec`` resolves to, kept open until the block ends."""
+        with self._lock:
+            servable = self.resolve(model_spec)
+            self._leases[servable] += 1
+        try:
+            yield servable
+        finally:
+            with self._lock:
+                self._leases[servable] -= 1
+                if not self._leases[servable]:
+                    del self._leases[servable]
 
     @staticmethod
     def _versions_on_disk(entry: ModelEntry) -> list[int]:
@@ -128,8 +150,7 @@ class ModelRepository:
     def refresh(self, log: Any = None) -> dict[str, tuple[list[int], list[int]]]:
         """Load newly chosen versions and unload the others; ``{model: (loaded, unloaded)}``.
 
-        A version that fails to load is reported through ``log`` and not retried. If a base path
-        holds no version at all, the loaded ones keep serving.
+        Failures to load and unreadable base paths are reported through ``log``.
         """
         changes = {}
         with self._refresh_lock:
@@ -141,44 +162,50 @@ class ModelRepository:
                     if log:
                         log(f"model {name!r}: cannot list {entry.base_path}: {error}")
                     continue
-                if not found:
-                    continue
+                for key in [k for k in self._failed if k[0] == name and k[1] not in found]:
+                    del self._failed[key]  # its folder is gone: a new one of that number loads afresh
                 chosen = self._chosen(entry, found)
                 added = {}
                 for version in chosen:
-                    if version in current or (name, version) in self._failed:
-                        continue
-                    try:
-                        added[version] = self._load_version(entry, version, self._warmup)
-                    except Exception as error:  # noqa: BLE001  (a bad version must not stop the others)
-                        self._failed.add((name, version))
-                        if log:
-                            log(f"model {name!r}: version {version} failed to load: {error}")
+                    if version not in current and self._may_load(name, version):
+                        try:
+                            added[version] = self._load_version(entry, version, self._warmup)
+                            self._failed.pop((name, version), None)
+                        except Exception as error:  # noqa: BLE001  (a bad version must not stop the others)
+                            failures = self._failed.get((name, version), (0, 0.0))[0] + 1
+                            self._failed[(name, version)] = (failures, time.monotonic())
+                            if log:
+                                log(f"model {name!r}: version {version} failed to load (attempt {failures}): {error}")
                 kept = {v: s for v, s in current.items() if v in chosen}
-                if not kept and not added:
-                    continue  # nothing loadable: keep serving what is loaded
+                if chosen and not kept and not added:
+                    continue  # the chosen versions cannot load (yet): keep serving the loaded ones
                 removed = sorted(set(current) - set(kept))
                 self.servables[name] = {**kept, **added}
-                now = time.monotonic()
-                self._retired += [(current[v], now) for v in removed]
+                with self._lock:
+                    self._retired += [current[v] for v in removed]
                 if added or removed:
                     changes[name] = (sorted(added), removed)
             self._close_retired()
         return changes
 
+    def _may_load(self, name: str, version: int) -> bool:
+        failures, when = self._failed.get((name, version), (0, 0.0))
+        if not failures:
+            return True
+        return failures <= self._max_retries and time.monotonic() - when >= self._retry_interval
+
     def _close_retired(self) -> None:
-        now, waiting = time.monotonic(), []
-        for servable, since in self._retired:
-            if now - since >= self._grace and servable.idle:
-                servable.close()
-            else:
-                waiting.append((servable, since))
-        self._retired = waiting
+        with self._lock:  # no lease can be taken on a retired version: it is in no map
+            leased = [servable for servable in self._retired if self._leases[servable]]
+            for servable in self._retired:
+                if servable not in leased:
+                    servable.close()
+            self._retired = leased
 
     def resolve(self, model_spec: Any) -> Servable:
         name = _model_name(model_spec)
         versions = self.servables.get(name)
-        if versions is None:
+        if not versions:  # an unknown model, or every version unloaded
             raise ServingError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({name})")
         which = model_spec.WhichOneof("version_choice")
         if which == "version":
@@ -206,7 +233,7 @@ class ModelRepository:
         for versions in self.servables.values():
             for servable in versions.values():
                 servable.close()
-        for servable, _ in getattr(self, "_retired", []):
+        for servable in getattr(self, "_retired", []):
             servable.close()
 
 
@@ -220,15 +247,18 @@ def _model_name(model_spec: Any) -> str:
 
 # -- request handlers (protos in, protos out) ------------------------------
 def predict(repository: ModelRepository, request: Any) -> Any:
-    return session.predict(repository.resolve(request.model_spec), request)
+    with repository.lease(request.model_spec) as servable:
+        return session.predict(servable, request)
 
 
 def classify(repository: ModelRepository, request: Any) -> Any:
-    return session.classify(repository.resolve(request.model_spec), request)
+    with repository.lease(request.model_spec) as servable:
+        return session.classify(servable, request)
 
 
 def regress(repository: ModelRepository, request: Any) -> Any:
-    return session.regress(repository.resolve(request.model_spec), request)
+    with repository.lease(request.model_spec) as servable:
+        return session.regress(servable, request)
 
 
 def model_metadata(repository: ModelRepository, request: Any) -> Any:
@@ -253,13 +283,18 @@ def model_metadata(repository: ModelRepository, request: Any) -> Any:
 def model_status(repository: ModelRepository, request: Any) -> Any:
     from tensorflow_serving.apis import get_model_status_pb2
 
-    name = _model_name(request.model_spec)
+    # model_servers/get_model_status_impl.cc: no name check of its own (an empty name is a model not found), and a
+    # version label is ignored.
+    name = request.model_spec.name
     versions = repository.servables.get(name)
-    if versions is None:
+    if not versions:
         raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
     wanted = sorted(versions)
-    if request.model_spec.WhichOneof("version_choice") == "version":  # a version label is ignored, as TF Serving does
-        wanted = [repository.resolve(request.model_spec).version]
+    if request.model_spec.WhichOneof("version_choice") == "version":
+        version = request.model_spec.version.value
+        if version not in versions:
+            raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find version {version} of model {name}")
+        wanted = [version]
     response = get_model_status_pb2.GetModelStatusResponse()
     for version in wanted:
         status = response.model_version_status.add(version=version)

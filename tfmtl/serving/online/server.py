@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import sys
@@ -80,17 +81,28 @@ def _rest_server(repository: ModelRepository, host: str, port: int) -> Threading
         disable_nagle_algorithm = True
 
         def _body(self) -> bytes:
+            """The request body, from Content-Length or chunked framing; ValueError if it is malformed."""
             if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                chunks = []
+                chunks, total = [], 0
                 while True:
-                    size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"x", 16)
+                    line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+                    if not re.fullmatch(rb"[0-9A-Fa-f]{1,8}", line):
+                        raise ValueError(f"bad chunk size {line[:20]!r}")
+                    size = int(line, 16)
+                    total += size
+                    if total > MAX_BODY_BYTES:
+                        raise ValueError(f"body larger than {MAX_BODY_BYTES} bytes")
                     if size == 0:
-                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+                        while self.rfile.readline(65536) not in (b"\r\n", b"\n", b""):  # trailers
                             pass
                         return b"".join(chunks)
-                    chunks.append(self.rfile.read(size))
-                    self.rfile.readline()  # the CRLF after each chunk
+                    chunk = self.rfile.read(size)
+                    if len(chunk) != size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                        raise ValueError("chunk shorter than its size, or not followed by CRLF")
+                    chunks.append(chunk)
             length = int(self.headers.get("Content-Length") or 0)
+            if length < 0 or length > MAX_BODY_BYTES:
+                raise ValueError(f"Content-Length {length} out of range")
             return self.rfile.read(length) if length > 0 else b""
 
         def _answer(self, method: str) -> None:
@@ -98,7 +110,7 @@ def _rest_server(repository: ModelRepository, host: str, port: int) -> Threading
                 body = self._body()
             except ValueError:
                 self.close_connection = True  # the rest of the stream cannot be framed
-                code, payload = 400, {"error": "Malformed request: bad Content-Length or chunk size"}
+                code, payload = 400, {"error": "Malformed request: bad Content-Length or chunked body"}
             else:
                 code, payload = rest.handle(repository, method, self.path, body)
             data = json.dumps(payload).encode("utf-8") if payload is not None else b""
@@ -125,6 +137,10 @@ def _rest_server(repository: ModelRepository, host: str, port: int) -> Threading
     server = _RestServer((host, port), Handler)
     server.daemon_threads = True
     return server
+
+
+#: The largest REST body read (TF Serving's gRPC limit, INT32_MAX bytes).
+MAX_BODY_BYTES = 2**31 - 1
 
 
 class _RestServer(ThreadingHTTPServer):
