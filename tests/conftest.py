@@ -39,6 +39,13 @@ def cxx() -> None:
 
 
 @pytest.fixture(scope="session")
+def fresh_mode() -> str:
+    """How export checks run an export in a fresh process: TF's C++ Session (TF Serving's runtime) where a
+    compiler can build it, else the Python TF1 Session path (``predict_in_fresh_process``'s modes)."""
+    return "cpp" if tfmtl.serving.cpp.compiler() else "session"
+
+
+@pytest.fixture(scope="session")
 def exported_mmoe(trained_mmoe, tmp_path_factory):
     return tfmtl.serving.export(trained_mmoe, tmp_path_factory.mktemp("export") / "mmoe")
 

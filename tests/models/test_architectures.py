@@ -48,12 +48,13 @@ def test_save_and_load_round_trip(trained, small_data, tmp_path):
     assert "click/auc" in metrics  # compiled again from the saved compile config
 
 
-def test_export_answers_identically_in_a_fresh_process(trained, small_data, tmp_path):
+def test_export_answers_identically_in_a_fresh_process(trained, small_data, tmp_path, fresh_mode):
     name, model = trained
     path = tfmtl.serving.export(model, tmp_path / name)
     sample = small_data.take(slice(0, 32)).features
     expected = model.predict(sample, verbose=0)
-    served = tfmtl.serving.predict_in_fresh_process(path, sample, ["serving_default", "predict_conversion"])
+    served = tfmtl.serving.predict_in_fresh_process(path, sample, ["serving_default", "predict_conversion"],
+                                                    mode=fresh_mode)
     for task, values in served["serving_default"].items():
         np.testing.assert_allclose(values, expected[task][:, 0], atol=1e-5)
     np.testing.assert_allclose(served["predict_conversion"]["conversion"], expected["conversion"][:, 0], atol=1e-5)

@@ -39,12 +39,12 @@ def test_learns_ctr_ctcvr_and_cvr_on_clicked_rows(trained_esmm):
     assert tfmtl.data.roc_auc(test.labels["conversion"][clicked], p_cvr[clicked]) > 0.55  # chance 0.5
 
 
-def test_export_serves_each_output_and_keeps_the_identity(trained_esmm, tmp_path):
+def test_export_serves_each_output_and_keeps_the_identity(trained_esmm, tmp_path, fresh_mode):
     model, test = trained_esmm
     path = tfmtl.serving.export(model, tmp_path)
     sample = test.take(slice(0, 64)).features
     served = tfmtl.serving.predict_in_fresh_process(
-        path, sample, ["serving_default", "predict_conversion_given_click", "classify_conversion"]
+        path, sample, ["serving_default", "predict_conversion_given_click", "classify_conversion"], mode=fresh_mode
     )
     expected = model.predict(sample, verbose=0)
     np.testing.assert_allclose(
@@ -186,7 +186,7 @@ def test_transfer_option_errors_name_the_task():
 
 
 @pytest.mark.parametrize("build", sorted(AITM_BUILDERS))
-def test_aitm_learns_the_funnel_keeps_order_and_round_trips(tmp_path, build):
+def test_aitm_learns_the_funnel_keeps_order_and_round_trips(tmp_path, build, fresh_mode):
     keras.utils.set_random_seed(5)
     data = tfmtl.data.synthetic_recsys(30_000, seed=11)
     train, test = data.split(0.8, seed=0)
@@ -208,7 +208,7 @@ def test_aitm_learns_the_funnel_keeps_order_and_round_trips(tmp_path, build):
     for task, values in model.predict(sample, verbose=0).items():
         np.testing.assert_allclose(loaded.predict(sample, verbose=0)[task], values, atol=1e-6)
     path = tfmtl.serving.export(model, tmp_path / "export")
-    served = tfmtl.serving.predict_in_fresh_process(path, sample, ["serving_default"])["serving_default"]
+    served = tfmtl.serving.predict_in_fresh_process(path, sample, ["serving_default"], mode=fresh_mode)["serving_default"]
     expected = model.predict(sample, verbose=0)
     for task in ("click", "conversion"):
         np.testing.assert_allclose(served[task], expected[task][:, 0], atol=1e-5)
