@@ -112,7 +112,7 @@ def test_refresh_closes_unloaded_versions_once_released_and_retries_failed_loads
 
     base = tmp_path / "m"
     _export(base, 1, seed=1)
-    repository = ModelRepository([ModelEntry("m", base)], warmup=False, load_retry_interval_seconds=0.5,
+    repository = ModelRepository([ModelEntry("m", base)], warmup=False, load_retry_interval_seconds=2.0,
                                  max_load_retries=1)
     try:
         from tensorflow_serving.apis import model_pb2
@@ -121,16 +121,15 @@ def test_refresh_closes_unloaded_versions_once_released_and_retries_failed_loads
             _export(base, 2, seed=2)
             assert repository.refresh() == {"m": ([2], [1])}
             assert old.session.run([]) == []  # unloaded, but its request's session stays open
-        repository.refresh()  # released: closed at the next refresh
-        with pytest.raises(RuntimeError, match="closed Session"):
+        with pytest.raises(RuntimeError, match="closed Session"):  # closed when that request ended
             old.session.run([])
         (base / "3").mkdir()  # a version that cannot load: 2 keeps serving; retried after the interval, once
         logged = []
         assert repository.refresh(logged.append) == {} and repository.refresh(logged.append) == {}
         assert len(logged) == 1 and "version 3 failed to load (attempt 1)" in logged[0]
-        time.sleep(0.6)
+        time.sleep(2.1)
         repository.refresh(logged.append)
-        time.sleep(0.6)
+        time.sleep(2.1)
         repository.refresh(logged.append)
         assert len(logged) == 2 and "(attempt 2)" in logged[1] and list(repository.servables["m"]) == [2]
         for version in ("1", "2", "3"):
@@ -138,5 +137,26 @@ def test_refresh_closes_unloaded_versions_once_released_and_retries_failed_loads
         assert repository.refresh() == {"m": ([], [2])} and repository.servables["m"] == {}  # as TF Serving
         with pytest.raises(tfmtl.serving.ServingError, match=r"Servable not found for request: Latest\(m\)"):
             repository.resolve(model_pb2.ModelSpec(name="m"))
+    finally:
+        repository.close()
+
+
+def test_model_status_codes_follow_tf_serving(tmp_path):
+    from tensorflow_serving.apis import get_model_status_pb2
+
+    from tfmtl.serving.online.repository import ModelRepository, model_status
+
+    _export(tmp_path / "m", 1, seed=1)
+    repository = ModelRepository([ModelEntry("m", tmp_path / "m")], warmup=False)
+    try:
+        for spec, code, message in [
+            (None, grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec"),
+            ({"name": ""}, grpc.StatusCode.NOT_FOUND, "Could not find any versions of model "),
+            ({"name": "m", "version": {"value": 4}}, grpc.StatusCode.NOT_FOUND, "Could not find version 4 of model m"),
+        ]:
+            request = get_model_status_pb2.GetModelStatusRequest(**({"model_spec": spec} if spec is not None else {}))
+            with pytest.raises(tfmtl.serving.ServingError) as caught:
+                model_status(repository, request)
+            assert caught.value.code == code and caught.value.message == message
     finally:
         repository.close()

@@ -136,8 +136,15 @@ def _columns(signature: Any, name: str, features: Mapping[str, Any], raw: Mappin
 
 
 def _checked(array: np.ndarray, dtype: tf.DType, key: str, name: str) -> np.ndarray:
-    """``array`` as ``dtype``, refusing what would change its values (as TF Serving refuses other dtypes)."""
+    """``array`` as ``dtype``: strings for a string input, numbers for a numeric one, integers within range.
+
+    Floats are rounded to the input's float type, as the Python Session path feeds them.
+    """
     where = f"signature {name!r}, input {key!r}"
+    if array.size == 0:
+        return array.astype(object if dtype == tf.string else dtype.as_numpy_dtype)
+    if dtype == tf.bool and array.dtype.kind != "b":
+        raise TypeError(f"{where} takes booleans, got {array.dtype}")
     if dtype == tf.string:
         if array.dtype.kind in "US" or (array.dtype == object and all(isinstance(v, (str, bytes)) for v in array.flat)):
             return array

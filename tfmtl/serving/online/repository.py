@@ -98,8 +98,14 @@ class ModelRepository:
         finally:
             with self._lock:
                 self._leases[servable] -= 1
-                if not self._leases[servable]:
+                released = not self._leases[servable]
+                if released:
                     del self._leases[servable]
+                unloaded = released and servable in self._retired
+                if unloaded:
+                    self._retired.remove(servable)
+            if unloaded:  # the last request on an unloaded version: close it now (outside the lock)
+                servable.close()
 
     @staticmethod
     def _versions_on_disk(entry: ModelEntry) -> list[int]:
@@ -196,11 +202,10 @@ class ModelRepository:
 
     def _close_retired(self) -> None:
         with self._lock:  # no lease can be taken on a retired version: it is in no map
-            leased = [servable for servable in self._retired if self._leases[servable]]
-            for servable in self._retired:
-                if servable not in leased:
-                    servable.close()
-            self._retired = leased
+            idle = [servable for servable in self._retired if not self._leases[servable]]
+            self._retired = [servable for servable in self._retired if self._leases[servable]]
+        for servable in idle:  # leased ones close when their last request ends (lease())
+            servable.close()
 
     def resolve(self, model_spec: Any) -> Servable:
         name = _model_name(model_spec)
@@ -229,7 +234,11 @@ class ModelRepository:
             return versions[version]
         return versions[max(versions)]
 
-    def close(self) -> None:
+    def close(self, wait_seconds: float = 10.0) -> None:
+        """Close every version, after up to ``wait_seconds`` for the requests still running to finish."""
+        deadline = time.monotonic() + wait_seconds
+        while getattr(self, "_leases", None) and time.monotonic() < deadline:
+            time.sleep(0.01)
         for versions in self.servables.values():
             for servable in versions.values():
                 servable.close()
@@ -285,6 +294,8 @@ def model_status(repository: ModelRepository, request: Any) -> Any:
 
     # model_servers/get_model_status_impl.cc: no name check of its own (an empty name is a model not found), and a
     # version label is ignored.
+    if not request.HasField("model_spec"):
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
     name = request.model_spec.name
     versions = repository.servables.get(name)
     if not versions:

@@ -20,8 +20,10 @@ import numpy as np
 from tfmtl._compat import tf
 from tfmtl.serving.protos import from_tensor, request_tensor
 from tfmtl.serving.errors import ServingError
+from tfmtl.serving import session
 from tfmtl.serving.online import repository as handlers
 from tfmtl.serving.online.repository import ModelRepository
+from tfmtl.serving.session import Servable
 
 ROUTE = re.compile(  # matched case-insensitively, as model_servers/http_rest_api_handler.cc does
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
@@ -117,10 +119,15 @@ def _model_spec(match: re.Match, body: dict | None = None) -> Any:
 
 
 def predict(repository: ModelRepository, match: re.Match, body: dict) -> dict:
+    spec = _model_spec(match, body)
+    with repository.lease(spec) as servable:  # one version for the signature lookup and the run
+        return _predict_on(servable, spec, body)
+
+
+def _predict_on(servable: Servable, spec: Any, body: dict) -> dict:
     from tensorflow_serving.apis import predict_pb2
 
-    spec = _model_spec(match, body)
-    signature = repository.resolve(spec).signature(spec.signature_name)
+    signature = servable.signature(spec.signature_name)
     inputs = {key: tf.dtypes.as_dtype(info.dtype) for key, info in signature.inputs.items()}
     if ("instances" in body) == ("inputs" in body):
         raise _bad("JSON body must have exactly one of 'instances' (row format) or 'inputs' (columnar format)")
@@ -153,7 +160,7 @@ def predict(repository: ModelRepository, match: re.Match, body: dict) -> dict:
     request = predict_pb2.PredictRequest(model_spec=spec)
     for key, value in columns.items():
         request.inputs[key].CopyFrom(request_tensor(_to_array(value, inputs[key], key)))
-    response = handlers.predict(repository, request)
+    response = session.predict(servable, request)
     outputs = {key: from_tensor(proto) for key, proto in response.outputs.items()}
     if not row_format:
         if len(outputs) == 1:
