@@ -13,6 +13,11 @@ from tfmtl.cli import build_parser
 def test_parser_defaults():
     args = build_parser().parse_args(["demo"])
     assert (args.rows, args.epochs, args.export_dir) == (100_000, 2, "export/demo")
+    serve = build_parser().parse_args(["serve", "--model_config_file", "m.config"])  # TF Serving's defaults
+    assert (serve.file_system_poll_wait_seconds, serve.max_num_load_retries, serve.load_retry_interval_micros) == (
+        1.0, 5, 60_000_000
+    )
+    assert not serve.allow_version_labels_for_unavailable_models
 
 
 @pytest.mark.slow

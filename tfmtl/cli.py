@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds between scans for new and removed versions (default 1, as TF Serving; 0: none)")
     serve.add_argument("--allow_version_labels_for_unavailable_models", action="store_true",
                        help="accept version labels whose version is not loaded (as TF Serving's flag)")
+    serve.add_argument("--max_num_load_retries", type=int, default=5,
+                       help="retries of a version that failed to load (default 5, as TF Serving)")
+    serve.add_argument("--load_retry_interval_micros", type=int, default=60_000_000,
+                       help="microseconds between those retries (default 60 s, as TF Serving)")
     serve.set_defaults(handler=_serve)
     return parser
 

@@ -238,6 +238,8 @@ def test_rest_client_errors_are_4xx_never_500(served):
         assert code == 400, (code, answer[:300])
     code, answer = _raw_http(served, "PUT", "/v1/models/mtl:predict", json.dumps({"instances": [row]}).encode())
     assert code == 400 and b"Malformed request" in answer
+    assert _raw_http(served, "OPTIONS", "/v1/models/mtl")[0] == 400
+    assert _raw_http(served, "HEAD", "/v1/models/mtl") == (400, b"")  # headers only
     assert _raw_http(served, "GET", "/v2/models/mtl")[0] == 404  # outside /v1/: no handler
     code, answer = _raw_http(served, "GET", "/V1/MODELS/mtl")  # routes match case-insensitively
     assert code == 200 and b"AVAILABLE" in answer

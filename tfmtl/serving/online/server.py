@@ -118,7 +118,8 @@ def _rest_server(repository: ModelRepository, host: str, port: int) -> Threading
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":  # a HEAD answer has headers only
+                self.wfile.write(data)
 
         def do_GET(self) -> None:  # noqa: N802
             self._answer("GET")
@@ -129,7 +130,7 @@ def _rest_server(repository: ModelRepository, host: str, port: int) -> Threading
         def _other_method(self) -> None:
             self._answer(self.command)  # TF Serving answers other methods "Malformed request" (400)
 
-        do_PUT = do_DELETE = do_PATCH = _other_method  # noqa: N815
+        do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _other_method  # noqa: N815
 
         def log_message(self, *args: Any) -> None:  # quiet
             pass
@@ -165,6 +166,10 @@ class DevServer:
       allow_version_labels_for_unavailable_models: Accept labels that point at versions not
         loaded (requests for them get NOT_FOUND until the version loads); without it such a
         label fails the start with a message that names it.
+      max_num_load_retries: Retries of a version that failed to load, found by polling (TF
+        Serving's flag of that name; default 5).
+      load_retry_interval_seconds: Seconds between those retries (TF Serving's
+        ``--load_retry_interval_micros``; default 60).
 
     Example:
 
@@ -188,6 +193,8 @@ class DevServer:
         workers: int = 8,
         file_system_poll_wait_seconds: float = 1.0,
         allow_version_labels_for_unavailable_models: bool = False,
+        max_num_load_retries: int = 5,
+        load_retry_interval_seconds: float = 60.0,
     ) -> None:
         self._grpc: grpc.Server | None = None
         self._rest: ThreadingHTTPServer | None = None
@@ -196,7 +203,8 @@ class DevServer:
         self._poller: threading.Thread | None = None
         self._stopping = threading.Event()
         self.repository = ModelRepository(
-            entries, allow_labels_for_unavailable=allow_version_labels_for_unavailable_models
+            entries, allow_labels_for_unavailable=allow_version_labels_for_unavailable_models,
+            max_load_retries=max_num_load_retries, load_retry_interval_seconds=load_retry_interval_seconds,
         )
         self.host = host
         try:
@@ -268,6 +276,8 @@ def run(args: argparse.Namespace) -> int:
         "host": args.host, "port": args.port, "rest_port": args.rest_api_port,
         "file_system_poll_wait_seconds": args.file_system_poll_wait_seconds,
         "allow_version_labels_for_unavailable_models": args.allow_version_labels_for_unavailable_models,
+        "max_num_load_retries": args.max_num_load_retries,
+        "load_retry_interval_seconds": args.load_retry_interval_micros / 1e6,
     }
     if not (args.model_config_file or (args.model_name and args.model_base_path)):
         print("give --model_name and --model_base_path, or --model_config_file", file=sys.stderr)
