@@ -53,6 +53,12 @@ def _percentiles(microseconds: np.ndarray) -> tuple[float, float]:
     return float(np.percentile(microseconds, 50)) / 1e3, float(np.percentile(microseconds, 99)) / 1e3
 
 
+def _feed_values(features: dict, keys: list[str]) -> list[np.ndarray]:
+    """Feature columns in ``keys`` order, strings as object arrays (what a TF1 Session is fed)."""
+    arrays = [np.asarray(features[key]) for key in keys]
+    return [array.astype(object) if array.dtype.kind in "US" else array for array in arrays]
+
+
 def _python_session(path: pathlib.Path, batches: dict[int, dict], calls: int, trace: bool) -> dict:
     results = {}
     graph = tf.Graph()
@@ -63,8 +69,7 @@ def _python_session(path: pathlib.Path, batches: dict[int, dict], calls: int, tr
         fetch = graph.get_tensor_by_name(signature.outputs["click"].name)
         call = session.make_callable(fetch, feeds)
         for batch, features in batches.items():
-            values = [np.asarray(features[key]).astype(object) if np.asarray(features[key]).dtype.kind in "US"
-                      else np.asarray(features[key]) for key in keys]
+            values = _feed_values(features, keys)
             for _ in range(200):
                 call(*values)
             times = np.empty(calls)
@@ -74,8 +79,7 @@ def _python_session(path: pathlib.Path, batches: dict[int, dict], calls: int, tr
                 times[i] = (time.perf_counter() - start) * 1e6
             results[batch] = (_percentiles(times), output)
         if trace:
-            values = [np.asarray(batches[1][key]).astype(object) if np.asarray(batches[1][key]).dtype.kind in "US"
-                      else np.asarray(batches[1][key]) for key in keys]
+            values = _feed_values(batches[1], keys)
             metadata = tf.compat.v1.RunMetadata()
             options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
             session.run(fetch, dict(zip(feeds, values)), options=options, run_metadata=metadata)

@@ -47,3 +47,15 @@ def test_unknown_signature_and_missing_input_are_named(exported_mmoe, small_data
     del sample["user_id"]
     with pytest.raises(ValueError, match=r"signature 'predict_click': missing inputs \['user_id'\]"):
         tfmtl.serving.cpp.run(exported_mmoe, sample, ["predict_click"])
+
+
+def test_feature_columns_that_would_change_value_are_refused_naming_the_feature():
+    from tfmtl._compat import tf
+    from tfmtl.serving.protos import to_numpy
+
+    with pytest.raises(ValueError, match=r"feature 'hour' of signature 'predict_click': values out of int32's range"):
+        to_numpy(np.array([2**40]), tf.int32, feature="hour", signature="predict_click")
+    with pytest.raises(TypeError, match=r"feature 'flag' expects booleans, got int64"):
+        to_numpy(np.array([2, 0]), tf.bool, feature="flag")
+    assert to_numpy([], tf.string, feature="user_id").dtype == object  # an empty column keeps the input's type
+    assert to_numpy(np.array([3.0]), tf.int64, feature="hour").tolist() == [3]

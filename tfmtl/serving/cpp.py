@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tfmtl._compat import tf
+from tfmtl.serving.protos import signature_io, to_numpy
 
 SOURCE = pathlib.Path(__file__).with_name("cpp_predict.cc")
 _COMPILERS = ("c++", "g++", "clang++")
@@ -135,28 +136,6 @@ def _columns(signature: Any, name: str, features: Mapping[str, Any], raw: Mappin
     return {key: np.asarray(features[key]) for key in keys}
 
 
-def _checked(array: np.ndarray, dtype: tf.DType, key: str, name: str) -> np.ndarray:
-    """``array`` as ``dtype``: strings for a string input, numbers for a numeric one, integers within range.
-
-    Floats are rounded to the input's float type, as the Python Session path feeds them.
-    """
-    where = f"signature {name!r}, input {key!r}"
-    if array.size == 0:
-        return array.astype(object if dtype == tf.string else dtype.as_numpy_dtype)
-    if dtype == tf.bool and array.dtype.kind != "b":
-        raise TypeError(f"{where} takes booleans, got {array.dtype}")
-    if dtype == tf.string:
-        if array.dtype.kind in "US" or (array.dtype == object and all(isinstance(v, (str, bytes)) for v in array.flat)):
-            return array
-        raise TypeError(f"{where} takes strings, got {array.dtype}")
-    if array.dtype.kind not in "biuf" or (dtype.is_integer and array.dtype.kind == "f"):
-        raise TypeError(f"{where} takes {dtype.name}, got {array.dtype}")
-    converted = array.astype(dtype.as_numpy_dtype)
-    if dtype.is_integer and not np.array_equal(converted, array):
-        raise ValueError(f"{where}: values out of {dtype.name}'s range")
-    return converted
-
-
 def _pack(out: bytearray, text: str | bytes) -> None:
     data = text.encode() if isinstance(text, str) else text
     out += struct.pack("<I", len(data)) + data
@@ -166,9 +145,8 @@ def _pack_tensor(out: bytearray, array: np.ndarray, dtype: tf.DType) -> None:
     out += struct.pack("<II", dtype.as_datatype_enum, array.ndim)
     out += struct.pack(f"<{array.ndim}q", *array.shape)
     if dtype == tf.string:
-        for value in array.reshape(-1):
-            data = value.encode() if isinstance(value, str) else bytes(value)
-            out += struct.pack("<Q", len(data)) + data
+        for value in array.reshape(-1):  # bytes, from to_numpy
+            out += struct.pack("<Q", len(value)) + value
     else:
         out += np.ascontiguousarray(array, dtype=np.dtype(dtype.as_numpy_dtype).newbyteorder("<")).tobytes()
 
@@ -236,7 +214,7 @@ def run(
     signature_defs = _serve_meta_graph(export_dir).signature_def
     names = list(signatures) if signatures else sorted(k for k in signature_defs if not k.startswith("__"))
     default = signature_defs.get("serving_default")
-    raw = {k: tf.dtypes.as_dtype(v.dtype) for k, v in default.inputs.items()} if default is not None else {}
+    raw = signature_io(default)["inputs"] if default is not None else {}
     request = bytearray(b"TFMTLRQ1" + struct.pack("<I", len(names)))
     outputs: dict[str, list[str]] = {}
     for name in names:
@@ -250,7 +228,7 @@ def run(
             info = signature.inputs[key]
             _pack(request, info.name)
             dtype = tf.dtypes.as_dtype(info.dtype)
-            _pack_tensor(request, _checked(array, dtype, key, name), dtype)
+            _pack_tensor(request, to_numpy(array, dtype, feature=key, signature=name), dtype)
         outputs[name] = sorted(signature.outputs)
         request += struct.pack("<I", len(outputs[name]))
         for key in outputs[name]:

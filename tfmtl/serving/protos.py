@@ -17,6 +17,10 @@ def to_numpy(values: Any, dtype: tf.DType, *, feature: str = "", signature: str 
     """Convert a feature column to the numpy type of ``dtype``, or raise naming the feature."""
     where = f"feature {feature!r}" + (f" of signature {signature!r}" if signature else "")
     array = np.asarray(values)
+    if array.size == 0:  # np.asarray([]) is float64 whatever the column holds
+        return array.astype(object if dtype == tf.string else dtype.as_numpy_dtype)
+    if dtype == tf.bool and array.dtype.kind != "b":
+        raise TypeError(f"{where} expects booleans, got {array.dtype}")
     if dtype == tf.string:
         if array.dtype.kind == "U":
             return np.char.encode(array, "utf-8").astype(object)
@@ -28,7 +32,10 @@ def to_numpy(values: Any, dtype: tf.DType, *, feature: str = "", signature: str 
     if dtype.is_integer and array.dtype.kind == "f":
         if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
             raise TypeError(f"{where} expects integer ids, got non-integer floats")
-    return array.astype(dtype.as_numpy_dtype)
+    converted = array.astype(dtype.as_numpy_dtype)
+    if dtype.is_integer and not np.array_equal(converted, array):
+        raise ValueError(f"{where}: values out of {dtype.name}'s range")
+    return converted
 
 
 def request_tensor(values: np.ndarray) -> Any:
