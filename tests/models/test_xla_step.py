@@ -5,7 +5,6 @@ import pytest
 
 import tfmtl
 from tfmtl._compat import keras, tf
-from tfmtl.models.labels import prepare_labels
 
 STEPS = 20
 
@@ -65,9 +64,9 @@ def test_the_compiled_part_has_no_lookup_hash_or_string_op(data):
     model = tfmtl.models.mmoe(data.schema, data.tasks, num_experts=2, expert_units=(4,))
     model.compile(jit_compile=True)
     features, labels = next(iter(data.to_dataset(32, preprocess=False)))
-    x, clean, weights = prepare_labels(model.tasks, (features, labels))
+    x, clean, weights = model.objective.prepare((features, labels))
     preprocessed = model.preprocess(x)
-    graph = model._training.core.get_concrete_function(preprocessed, clean, weights).graph
+    graph = model._step.get_concrete_function(preprocessed, clean, weights).graph
     nodes = _op_types(graph.as_graph_def())
     forbidden = {"LookupTableFindV2", "LookupTableFind", "StringToHashBucketFast", "StringToHashBucketStrong",
                  "StringToHashBucket", "HashTableV2", "MutableHashTableV2"}

@@ -56,8 +56,7 @@ def coordinator(out: str, epochs: str) -> None:
             refusals.append(str(error))
     history = tfmtl.training.fit(model, lambda epoch: train.to_dataset(BATCH, shuffle=True, seed=epoch),
                                  epochs=int(epochs), checkpoint_dir=out_dir / "checkpoints", verbose=2)
-    state = model._training
-    final_weights = (tf.constant(state.static_weights) * state.balancer.task_weights()).numpy()
+    final_weights = model.objective.task_weights().numpy()
     probe = _which_batches_each_worker_reads(strategy)
     shards = {}
     for weight in model.weights:

@@ -17,7 +17,7 @@ import numpy as np
 
 from tfmtl._compat import keras, tf
 from tfmtl.features.preprocessing import is_preprocessed
-from tfmtl.models.labels import is_text
+from tfmtl.objective.labels import is_text
 
 
 class RawInputEntryPoints:

@@ -1,54 +1,29 @@
 """The functional multi-task model: schema-checked inputs, task-driven compile, the multi-task step.
 
 Its other parts live beside it: :mod:`tfmtl.models.entry_points` (raw inputs checked
-before Keras sees them), :mod:`tfmtl.models.compile_args` (``compile``'s per-task
-losses, weights and metrics), :mod:`tfmtl.models.saving` (``.keras`` files with the
-compile and balancer state), :mod:`tfmtl.models.labels` and :mod:`tfmtl.models.gradients`.
+before Keras sees them) and :mod:`tfmtl.models.saving` (``.keras`` files with the
+compile and balancer state). What it is trained to do (labels, losses, weights,
+metrics, gradient combination) is its :class:`~tfmtl.objective.MultiTaskObjective`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from tfmtl._compat import keras, tf
-from tfmtl.balancing import LossBalancer, check_balancer
+from tfmtl.balancing import LossBalancer
 from tfmtl.features.encoder import FeatureEncoder
 from tfmtl.features.preprocessing import FeaturePreprocessor, is_preprocessed
 from tfmtl.features.schema import Schema
-from tfmtl.models.compile_args import LossFn, build_metrics, resolve
 from tfmtl.models.entry_points import RawInputEntryPoints
-from tfmtl.models.gradients import balanced_gradients, mean_over_replicas, scaled, unscaled
-from tfmtl.models.labels import prepare_labels, shaped
 from tfmtl.models.saving import KerasSaving
-from tfmtl.tasks.metrics import GroupAUC
+from tfmtl.objective import MultiTaskObjective
 from tfmtl.tasks.task import Task, check_tasks
 
 #: Training steps per call into TensorFlow that ``compile()`` chooses when not told.
 DEFAULT_STEPS_PER_EXECUTION = 16
-
-@dataclasses.dataclass
-class _Training:
-    """What compile() decided: kept off Keras's attribute tracking."""
-
-    losses: dict[str, LossFn]
-    static_weights: tuple[float, ...]  # one per task
-    balancer: LossBalancer
-    loss_tracker: Any
-    task_loss_trackers: list[Any]
-    order_trackers: dict[str, Any]
-    task_metrics: dict[str, list[Any]]
-    core: Callable[..., Any]  # the forward and backward pass on preprocessed inputs (XLA-compiled or not)
-
-    @property
-    def metrics(self) -> list[Any]:
-        return [
-            self.loss_tracker, *self.task_loss_trackers, *self.order_trackers.values(),
-            *(metric for metrics in self.task_metrics.values() for metric in metrics),
-        ]
-
 
 @keras.utils.register_keras_serializable(package="tfmtl")
 class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
@@ -182,16 +157,14 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
             and the optimizer's sparse updates stay outside the compiled part.
           **kwargs: Passed to Keras (``steps_per_execution``, ``run_eagerly``, ...).
         """
-        arguments = resolve(self.tasks, loss, metrics, loss_weights)
-        # What load_model needs to compile the model the same way (see get_compile_config).
-        self._tfmtl_compile_args = {
-            **arguments.given, "balancer": balancer, "gauc_by": gauc_by, "jit_compile": jit_compile, **kwargs,
-        }
-        if gauc_by is not None and gauc_by not in self.schema:
-            raise ValueError(f"gauc_by={gauc_by!r} is not a feature; features: {', '.join(self.schema.names)}")
-        balancer = check_balancer(balancer)
+        objective = MultiTaskObjective(
+            self.tasks, loss=loss, metrics=metrics, loss_weights=loss_weights, balancer=balancer, gauc_by=gauc_by,
+            features=self.schema.names,
+        )
         if not isinstance(jit_compile, bool):
             raise TypeError(f"jit_compile must be True or False, got {jit_compile!r}")
+        # What load_model needs to compile the model the same way (see get_compile_config).
+        self._tfmtl_compile_args = {**objective.config, "jit_compile": jit_compile, **kwargs}
         if optimizer is None:
             from tfmtl.training.optimizers import LazyAdam
 
@@ -207,22 +180,13 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
         # Keras's own jit_compile would compile the lookups too: tfmtl compiles the trainable stage only.
         super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
         with self.distribute_strategy.scope():
-            balancer.build(self.tasks)
-            training = _Training(
-                losses=arguments.losses,
-                static_weights=arguments.static_weights,
-                balancer=balancer,
-                loss_tracker=keras.metrics.Mean("loss"),
-                task_loss_trackers=[keras.metrics.Mean(f"{task.name}/loss") for task in self.tasks],
-                order_trackers={
-                    task.name: keras.metrics.Mean(f"{task.name}/order_violation") for task in self.tasks if task.follows
-                },
-                task_metrics=build_metrics(self.tasks, arguments.metrics, gauc_by),
-                core=tf.function(self._core, jit_compile=True, autograph=False) if jit_compile else self._core,
-            )
+            objective.build()
         # Kept off Keras's tracking, so model.weights / get_weights() stay the model's own;
         # model.save() stores the strategy's state (see save_own_variables).
-        object.__setattr__(self, "_training", training)
+        object.__setattr__(self, "_objective", objective)
+        object.__setattr__(
+            self, "_step", tf.function(self._core, jit_compile=True, autograph=False) if jit_compile else self._core
+        )
 
     @property
     def distribute_reduction_method(self) -> str:
@@ -239,161 +203,81 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
         self._distribute_reduction_method = value
 
     @property
+    def objective(self) -> MultiTaskObjective | None:
+        """What the model is trained to do: labels, losses, weights, metrics (None before ``compile``)."""
+        return self.__dict__.get("_objective")
+
+    @property
     def balancer(self) -> LossBalancer | None:
         """The compiled loss-balancing strategy (None before ``compile``)."""
-        training = self.__dict__.get("_training")
-        return training.balancer if training is not None else None
+        objective = self.objective
+        return objective.balancer if objective is not None else None
 
     @property
     def metrics(self) -> list[Any]:
-        training = self.__dict__.get("_training")
-        if training is None:
+        objective = self.objective
+        if objective is None:
             return super().metrics
-        return [*training.metrics, *(m for layer in self._flatten_layers() for m in layer._metrics)]
+        return [*objective.metrics, *(m for layer in self._flatten_layers() for m in layer._metrics)]
 
     def fit(self, *args: Any, callbacks: Any = None, **kwargs: Any) -> Any:
         """Keras ``fit`` (raw feature dicts checked first); also tells the balancing strategy when an epoch ends."""
-        training = self.__dict__.get("_training")
-        if training is not None:
+        objective = self.objective
+        if objective is not None:
             if isinstance(callbacks, keras.callbacks.CallbackList):
-                callbacks.append(_EpochEnd(training.balancer))
+                callbacks.append(_EpochEnd(objective))
             else:
-                callbacks = [*(callbacks or []), _EpochEnd(training.balancer)]
+                callbacks = [*(callbacks or []), _EpochEnd(objective)]
         return super().fit(*args, callbacks=callbacks, **kwargs)
-
-    def _task_losses(
-        self, labels: Mapping[str, tf.Tensor], weights: Mapping[str, tf.Tensor], y_pred: Any
-    ) -> list[tf.Tensor]:
-        """Each task's weighted mean loss over its present labels (0 if none): K scalars.
-
-        Kept apart (not stacked) so that a gradient of one task's loss is None, not
-        zero, for the variables only other tasks use.
-        """
-        losses = []
-        for task in self.tasks:
-            prediction = tf.cast(y_pred[task.name], tf.float32)
-            per_example = self._training.losses[task.name](shaped(task, labels[task.name]), prediction)
-            per_example = tf.reshape(per_example, [-1])  # [B]
-            weight = weights[task.name]
-            losses.append(tf.math.divide_no_nan(tf.reduce_sum(per_example * weight), tf.reduce_sum(weight)))
-        return losses
-
-    def _extra_losses(self, y_pred: Any) -> tf.Tensor:
-        """Losses outside the tasks': layers' ``add_loss`` (gate balance, calibrators) and order penalties."""
-        total = tf.add_n([tf.cast(loss, tf.float32) for loss in self.losses]) if self.losses else tf.constant(0.0)
-        for task in self.tasks:
-            if task.follows:
-                violation = tf.reduce_mean(tf.nn.relu(
-                    tf.cast(y_pred[task.name], tf.float32) - tf.cast(y_pred[task.follows], tf.float32)
-                ))
-                self._training.order_trackers[task.name].update_state(violation)
-                total += task.order_weight * violation
-        return total
-
-    def _update_metrics(self, x: Any, labels: Any, weights: Any, y_pred: Any, losses: tf.Tensor, total: tf.Tensor,
-                        training: bool) -> dict[str, tf.Tensor]:
-        state = self._training
-        state.loss_tracker.update_state(total)
-        group_aucs = set()  # evaluation only, and computed once at the end of evaluate (see GroupAUC)
-        for index, task in enumerate(self.tasks):
-            state.task_loss_trackers[index].update_state(losses[index])
-            label = shaped(task, labels[task.name])
-            for metric in state.task_metrics[task.name]:
-                if isinstance(metric, GroupAUC):
-                    group_aucs.add(metric.name)
-                    if not training:
-                        metric.update_state(label, y_pred[task.name], weights[task.name], groups=x[metric.group_by])
-                else:
-                    metric.update_state(label, y_pred[task.name], weights[task.name])
-        logs = {metric.name: metric.result() for metric in self.metrics if metric.name not in group_aucs}
-        if training:
-            current = self._task_weights()
-            logs.update({f"{task.name}/weight": current[index] for index, task in enumerate(self.tasks)})
-        else:
-            # Keras replaces the last step's logs by every metric's result() once evaluate ends.
-            logs.update({name: tf.constant(float("nan")) for name in group_aucs})
-        return logs
-
-    def _task_weights(self) -> tf.Tensor:
-        """Each task's current total weight, ``[K]``: its static loss weight times the balancer's."""
-        state = self._training
-        return tf.constant(state.static_weights) * state.balancer.task_weights()
 
     def _validate_and_get_metrics_result(self, logs: Any) -> Any:
         # Keras replaces the last step's logs by the metrics' results only when the key sets match, and under
         # ParameterServerStrategy the last step is not the epoch. tfmtl's logs also hold the task weights (not
         # metrics: read from the balancer here, on the coordinator) and leave out per-group AUCs in training:
         # each key is taken from its owner.
-        if not isinstance(logs, dict) or self.__dict__.get("_training") is None:
+        if not isinstance(logs, dict) or self.objective is None:
             return super()._validate_and_get_metrics_result(logs)
         results = {name: value for name, value in self.get_metrics_result().items() if name in logs}
-        current = self._task_weights()
-        results.update({f"{task.name}/weight": current[i] for i, task in enumerate(self.tasks)
-                        if f"{task.name}/weight" in logs})
+        results.update({key: value for key, value in self.objective.weight_logs().items() if key in logs})
         return {key: _python(results[key]) if key in results else value for key, value in logs.items()}
 
     def train_step(self, data: Any) -> Any:
-        x, labels, weights = prepare_labels(self.tasks, data)
+        x, labels, weights = self.objective.prepare(data)
         preprocessed = self.preprocess(x)  # host / tf.data work: outside the compiled part
-        y_pred, losses, total, gradients = self._training.core(preprocessed, labels, weights)
+        y_pred, losses, total, gradients = self._step(preprocessed, labels, weights)
         # Applied outside XLA: sparse (IndexedSlices) updates need no deduplication by tf.unique there.
         self.optimizer.apply_gradients(zip(gradients, self._variables_to_train()))
-        return self._update_metrics(x, labels, weights, y_pred, losses, total, training=True)
+        self.objective.after_update(lambda: self.trainable_stage(preprocessed, training=True), labels, weights, losses)
+        return self.objective.update_metrics(x, labels, weights, y_pred, losses, total, training=True)
 
     def _core(self, preprocessed: Any, labels: Any, weights: Any) -> tuple[Any, tf.Tensor, tf.Tensor, list[Any]]:
         """Forward and backward pass of the trainable stage: ``(predictions, [K] losses, total, gradients)``."""
-        state = self._training
-        balancer = state.balancer
-        replicas = self.distribute_strategy.num_replicas_in_sync
-        variables = self._variables_to_train()
-        with tf.GradientTape(persistent=balancer.uses_gradients) as tape:
-            y_pred = self.trainable_stage(preprocessed, training=True)
-            task_losses = self._task_losses(labels, weights, y_pred)  # K scalars, this replica's
-            losses = tf.stack(task_losses)  # [K]
-            balancer.observe(mean_over_replicas(losses))
-            weighted = losses * tf.constant(state.static_weights)
-            extra = self._extra_losses(y_pred)
-            total = balancer.combine(weighted) + extra
-            objective = total / replicas  # the optimizer sums the replicas' gradients
-            scaled_total = scaled(self.optimizer, objective)  # (times a LossScaleOptimizer's scale)
-            if balancer.uses_gradients:
-                scaled_tasks = [
-                    scaled(self.optimizer, loss * weight) for loss, weight in zip(task_losses, state.static_weights)
-                ]
-        if balancer.uses_gradients:
-            gradients = balanced_gradients(
-                tape, balancer, self.optimizer, task_objectives=scaled_tasks, task_losses=weighted,
-                total_objective=scaled_total, extra_loss=extra, variables=variables,
-                candidates=self._shared_candidates(variables),
-            )
-        else:
-            gradients = unscaled(self.optimizer, tape.gradient(scaled_total, variables))
-        del tape
-        return y_pred, losses, total, list(gradients)
+        return self.objective.training_step(
+            lambda: self.trainable_stage(preprocessed, training=True), labels, weights, self.optimizer,
+            self._variables_to_train(), self._shared_candidates, layer_losses=lambda: self.losses,
+        )
 
     def test_step(self, data: Any) -> Any:
-        x, labels, weights = prepare_labels(self.tasks, data)
-        if is_preprocessed(x) and any(isinstance(m, GroupAUC) for ms in self._training.task_metrics.values() for m in ms):
+        x, labels, weights = self.objective.prepare(data)
+        if is_preprocessed(x) and self.objective.has_group_metrics():
             raise ValueError(
                 "compile(gauc_by=...) groups rows by raw ids, but these batches were preprocessed in tf.data: "
                 "evaluate on raw batches (a reader or to_dataset with preprocess=False)"
             )
         y_pred = self.trainable_stage(self.preprocess(x), training=False)
-        losses = tf.stack(self._task_losses(labels, weights, y_pred))
-        weighted = losses * tf.constant(self._training.static_weights)
-        total = self._training.balancer.combine(weighted) + self._extra_losses(y_pred)
-        return self._update_metrics(x, labels, weights, y_pred, losses, total, training=False)
+        losses, total = self.objective.losses(labels, weights, y_pred, self.losses)
+        return self.objective.update_metrics(x, labels, weights, y_pred, losses, total, training=False)
 
     def _variables_to_train(self) -> list[tf.Variable]:
         own = {id(v) for v in self.trainable_variables}
-        extra = [v for v in self._training.balancer.trainable_variables if id(v) not in own]
+        extra = [v for v in self.objective.trainable_variables if id(v) not in own]
         return [*self.trainable_variables, *extra]
 
     def _shared_candidates(self, variables: Sequence[tf.Variable]) -> list[tf.Variable]:
-        names = getattr(self._training.balancer, "layers", None)
+        names = getattr(self.balancer, "layers", None)
         if names is None:
             encoder = {id(v) for layer in self.layers if isinstance(layer, FeatureEncoder) for v in layer.variables}
-            balancer = {id(v) for v in self._training.balancer.trainable_variables}
+            balancer = {id(v) for v in self.objective.trainable_variables}
             return [v for v in variables if id(v) not in encoder | balancer]
         chosen = set()
         for name in names:
@@ -406,12 +290,12 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
 
 
 class _EpochEnd(keras.callbacks.Callback):
-    def __init__(self, balancer: LossBalancer) -> None:
+    def __init__(self, objective: MultiTaskObjective) -> None:
         super().__init__()
-        self.balancer = balancer
+        self.objective = objective
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-        self.balancer.on_epoch_end()
+        self.objective.on_epoch_end()
 
 
 def _python(value: Any) -> Any:

@@ -43,8 +43,8 @@ class KerasSaving:
             self.optimizer.build(self._variables_to_train())  # so saved slots load
 
     def _balancer_variables(self) -> list[tf.Variable]:
-        training = self.__dict__.get("_training")
-        return list(training.balancer.variables) if training is not None else []
+        objective = self.__dict__.get("_objective")
+        return list(objective.balancer.variables) if objective is not None else []
 
     def save_own_variables(self, store: Any) -> None:
         super().save_own_variables(store)

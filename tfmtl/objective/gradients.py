@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from tfmtl._compat import tf
-from tfmtl.balancing import LossBalancer
+from tfmtl.balancing.base import LossBalancer
 
 
 def balanced_gradients(

@@ -1,0 +1,78 @@
+"""Loss balancing: how a multi-task model turns its per-task losses into one update.
+
+Pass a strategy to :meth:`tfmtl.models.MultiTaskModel.compile`
+(``model.compile(balancer=tfmtl.balancing.UncertaintyWeighting())``). Every
+strategy starts from the per-task losses already multiplied by the tasks'
+static ``loss_weight``; the weights a strategy adds on top are logged every step
+as ``<task>/weight`` (the History keeps the last value of each epoch, which is
+what a notebook plots).
+
+Loss-only strategies (cheap: one backward pass):
+
+* :class:`FixedWeights`: the static weights only (the default);
+* :class:`UncertaintyWeighting`: learned task uncertainties (Kendall et al., 2018);
+* :class:`DynamicWeightAverage`: weights from the rate at which each loss falls
+  (Liu et al., 2019);
+* :class:`RandomLossWeighting`: random weights every step (Lin et al., 2021).
+
+Gradient strategies look at each task's gradient on the *shared* parameters (one
+backward pass per task) and work inside ``tf.distribute`` replica contexts: the
+per-task gradients are all-reduced across replicas before they are combined, so
+every replica applies the same update.
+
+* :class:`GradNorm`: weights that equalise the tasks' gradient norms (Chen et al., 2018);
+* :class:`PCGrad`: conflicting gradient components projected away (Yu et al., 2020).
+
+The shared parameters are the trainable variables (outside the feature
+embeddings, by default) that receive a gradient from at least two tasks; pass
+``layers=`` to choose them by layer name instead (embeddings included, if named).
+"""
+
+
+from __future__ import annotations
+
+from typing import Any
+
+from tfmtl.balancing.base import GradientBalancer, LossBalancer, counter_uniform
+from tfmtl.balancing.dwa import DynamicWeightAverage
+from tfmtl.balancing.fixed import FixedWeights
+from tfmtl.balancing.gradnorm import GradNorm
+from tfmtl.balancing.pcgrad import PCGrad, project_conflicting
+from tfmtl.balancing.rlw import RandomLossWeighting
+from tfmtl.balancing.uncertainty import UncertaintyWeighting
+
+
+def check_balancer(balancer: Any) -> LossBalancer:
+    """A balancer object (default :class:`FixedWeights`); strings are refused with the allowed classes.
+
+    Example:
+
+    >>> import tfmtl
+    >>> tfmtl.balancing.check_balancer(None)
+    FixedWeights()
+    """
+    if balancer is None:
+        return FixedWeights()
+    if not isinstance(balancer, LossBalancer):
+        allowed = ", ".join(cls.__name__ for cls in STRATEGIES)
+        raise TypeError(f"balancer must be a tfmtl.balancing strategy object ({allowed}), got {balancer!r}")
+    return balancer
+
+
+#: Every strategy, in the order the docs and benchmarks list them.
+STRATEGIES = (FixedWeights, UncertaintyWeighting, DynamicWeightAverage, RandomLossWeighting, GradNorm, PCGrad)
+
+__all__ = [
+    "DynamicWeightAverage",
+    "GradientBalancer",
+    "FixedWeights",
+    "GradNorm",
+    "LossBalancer",
+    "PCGrad",
+    "RandomLossWeighting",
+    "STRATEGIES",
+    "UncertaintyWeighting",
+    "check_balancer",
+    "counter_uniform",
+    "project_conflicting",
+]

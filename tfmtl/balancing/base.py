@@ -1,0 +1,138 @@
+"""What every balancing strategy shares: the :class:`LossBalancer` protocol, the gradient strategies' base, state variables and a counter-based random draw."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from tfmtl._compat import tf
+from tfmtl.tasks.task import Task
+
+
+def state_variable(value: Any, name: str, dtype: tf.DType = tf.float32) -> tf.Variable:
+    # Strategy state written identically on every replica: keep the first replica's value.
+    return tf.Variable(
+        value, dtype=dtype, trainable=False, name=name,
+        synchronization=tf.VariableSynchronization.ON_WRITE, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+    )
+
+
+def counter_uniform(seed: int, step: tf.Tensor, n: int) -> tf.Tensor:
+    """``[n]`` float32 uniforms in (0, 1) from ``(seed, step)``: an integer hash, the same bits everywhere.
+
+    TensorFlow's stateless random ops draw other numbers once compiled with XLA; this
+    hash (32-bit integer arithmetic in int64) gives the same draws with and without
+    XLA, on any device and replica.
+
+    Example:
+
+    >>> import tfmtl, tensorflow as tf
+    >>> a = tfmtl.balancing.counter_uniform(0, tf.constant(5, tf.int64), 3)
+    >>> b = tf.function(lambda: tfmtl.balancing.counter_uniform(0, tf.constant(5, tf.int64), 3), jit_compile=True)()
+    >>> bool(tf.reduce_all(a == b)), bool(tf.reduce_all((a > 0) & (a < 1)))
+    (True, True)
+    """
+    mask = tf.constant(0xFFFFFFFF, tf.int64)
+    seed = int(seed) & 0xFFFFFFFF
+    x = tf.bitwise.bitwise_and(tf.cast(step, tf.int64) * n + tf.range(n, dtype=tf.int64), mask)
+    x = tf.bitwise.bitwise_xor(x, tf.constant(seed, tf.int64))
+    for _ in range(3):  # the 'hash32' finalizer: xorshift-multiply rounds, each kept to 32 bits
+        x = tf.bitwise.bitwise_and(tf.bitwise.bitwise_xor(tf.bitwise.right_shift(x, 16), x) * 0x45D9F3B, mask)
+    x = tf.bitwise.bitwise_xor(tf.bitwise.right_shift(x, 16), x)
+    return (tf.cast(x, tf.float32) + 0.5) / 4294967296.0
+
+
+class LossBalancer(tf.Module):
+    """Base class of the balancing strategies; subclasses override :meth:`combine` or :meth:`balance`.
+
+    A strategy is built once per compiled model (:meth:`build`, inside the
+    model's distribution strategy scope) and keeps its state in variables, which
+    ``model.save`` stores (a ``tf.train.Checkpoint`` must name ``model.balancer``).
+
+    Example: a strategy that weights each task by the inverse of its current loss.
+
+    >>> import numpy as np, tfmtl
+    >>> class InverseLoss(tfmtl.balancing.LossBalancer):
+    ...     def observe(self, losses):
+    ...         self.weights.assign(1.0 / (losses + 1e-3))
+    >>> balancer = InverseLoss()
+    >>> balancer.build([tfmtl.Task.binary("click"), tfmtl.Task.binary("buy")])
+    >>> balancer.observe(np.array([0.5, 0.1], np.float32))
+    >>> np.round(balancer.task_weights().numpy(), 1)
+    array([2. , 9.9], dtype=float32)
+    """
+
+    #: Whether the strategy needs per-task gradients of the shared parameters.
+    uses_gradients = False
+    #: Whether the strategy needs the batch's losses again after the update (:meth:`after_update`).
+    needs_updated_losses = False
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name=name or type(self).__name__)
+        self.tasks: tuple[Task, ...] = ()
+
+    def build(self, tasks: Sequence[Task]) -> None:
+        """Create the strategy's state for ``tasks`` (called by the model's ``compile``)."""
+        tasks = tuple(tasks)
+        if self.tasks:
+            if [t.name for t in self.tasks] == [t.name for t in tasks]:
+                return  # compiled again for the same tasks: keep the state
+            raise ValueError(f"{type(self).__name__} is already in use by a model with other tasks; make a new one")
+        self.tasks = tasks
+        with self.name_scope:
+            self.weights = state_variable(tf.ones([len(self.tasks)]), "weights")
+            self._build()
+
+    def _build(self) -> None:
+        pass
+
+    def task_weights(self) -> tf.Tensor:
+        """The current weight of each task, ``[K]`` (on top of the static loss weights)."""
+        return tf.convert_to_tensor(self.weights)
+
+    def combine(self, losses: tf.Tensor) -> tf.Tensor:
+        """The total loss from the per-task (statically weighted) losses ``[K]``; no side effects."""
+        return tf.reduce_sum(self.task_weights() * losses)
+
+    def observe(self, losses: tf.Tensor) -> None:
+        """Called once per training step, before :meth:`combine`, with the step's (statically weighted)
+        losses ``[K]`` averaged over replicas (e.g. to draw new weights or accumulate epoch means)."""
+
+    def after_update(self, losses: tf.Tensor, updated_losses: tf.Tensor) -> None:
+        """Strategies with ``needs_updated_losses``: the step's losses ``[K]`` and the same batch's losses
+        after the model's update (both statically weighted, averaged over replicas)."""
+
+    def balance(self, gradients: tf.Tensor, losses: tf.Tensor) -> tf.Tensor:
+        """Gradient strategies: per-task shared gradients ``[K, P]`` (and losses ``[K]``) to one ``[P]``."""
+        raise NotImplementedError
+
+    def on_epoch_end(self) -> None:
+        """Called after every training epoch (eagerly, outside the replica context)."""
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "LossBalancer":
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class GradientBalancer(LossBalancer):
+    """Base of the strategies that combine per-task gradients of the shared parameters (:meth:`balance`).
+
+    Args:
+      layers: Names of the layers whose variables are "the shared parameters"
+        (default: every non-embedding variable that two tasks share).
+    """
+
+    uses_gradients = True
+
+    def __init__(self, layers: Sequence[str] | None = None, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.layers = None if layers is None else tuple(layers)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"layers": None if self.layers is None else list(self.layers)}
