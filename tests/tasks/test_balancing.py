@@ -228,24 +228,27 @@ _DISTRIBUTED = textwrap.dedent("""
     results = {}
     # One MirroredStrategy for all models (separate ones in one process can mix up their collectives).
     strategies = (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
-    for kind in ("PCGrad", "GradNorm", "UncertaintyWeighting"):
+    for kind, at in (("PCGrad", "parameters"), ("GradNorm", "parameters"), ("UncertaintyWeighting", "parameters"),
+                     ("PCGrad", "representation")):
         finals = []
         for strategy in strategies:
             with strategy.scope():
                 model = t._model(8)
                 balancer = getattr(tfmtl.balancing, kind)()
-                model.compile(optimizer=keras.optimizers.SGD(0.5), balancer=balancer)
+                model.compile(optimizer=keras.optimizers.SGD(0.5), balancer=balancer,
+                              **({"gradients_at": at} if balancer.uses_gradients else {}))
             model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
             finals.append(([v.numpy().tolist() for v in model.trainable_variables],
                            balancer.task_weights().numpy().tolist(), strategy.num_replicas_in_sync))
-        results[kind] = finals
+        results[f"{kind}-{at}"] = finals
     print(json.dumps(results))
 """)
 
 
 @pytest.mark.slow
 def test_gradient_strategies_agree_under_mirrored_strategy_with_two_replicas(tmp_path):
-    """Per-task gradients are all-reduced before balancing: 2 replicas train exactly like 1."""
+    """Per-task gradients (of the parameters, or batch sums at the representation) are all-reduced before
+    balancing: 2 replicas train exactly like 1."""
     script = tmp_path / "distributed.py"
     script.write_text(_DISTRIBUTED)
     run = subprocess.run(

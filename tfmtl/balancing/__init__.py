@@ -26,8 +26,12 @@ every replica applies the same update.
 The shared parameters are the trainable variables (outside the feature
 embeddings, by default) that receive a gradient from at least two tasks; pass
 ``layers=`` to choose them by layer name instead (embeddings included, if named).
-"""
+With ``compile(gradients_at="representation")`` the gradient strategies work on the
+per-task gradients of the shared representation instead (one backward pass per task
+through its tower only; :mod:`tfmtl.objective.representation`).
 
+The strategies are applied by the model's :class:`~tfmtl.objective.MultiTaskObjective`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""What every balancing strategy shares: the :class:`LossBalancer` protocol, the gradient strategies' base, state variables and a counter-based random draw."""
+"""What every balancing strategy shares.
+
+The :class:`LossBalancer` protocol, the gradient strategies' base
+(:class:`GradientBalancer`), replica-safe state variables and a counter-based random draw.
+"""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from tfmtl.balancing import LossBalancer
 from tfmtl.features.encoder import FeatureEncoder
 from tfmtl.features.preprocessing import FeaturePreprocessor, is_preprocessed
 from tfmtl.features.schema import Schema
+from tfmtl.layers.extraction import ExtractionLayer
 from tfmtl.models.entry_points import RawInputEntryPoints
 from tfmtl.models.saving import KerasSaving
 from tfmtl.objective import MultiTaskObjective
@@ -123,10 +124,15 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
         loss_weights: Mapping[str, float] | None = None,
         balancer: LossBalancer | None = None,
         gauc_by: str | None = None,
+        gradients_at: str = "parameters",
         jit_compile: bool = False,
         **kwargs: Any,
     ) -> None:
         """Keras ``compile`` with losses, loss weights and metrics taken from the tasks.
+
+        The arguments make the model's :class:`~tfmtl.objective.MultiTaskObjective`
+        (``model.objective``), which owns labels, losses, weights, metrics and how the
+        gradients are combined.
 
         With no arguments, the fast path: :class:`~tfmtl.training.LazyAdam` (Adam that
         updates only the embedding rows in the batch; rows absent from a batch keep
@@ -149,6 +155,11 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
           loss_weights: Optional dict task name -> static weight, replacing
             ``Task.loss_weight``; or a list, one per task in the model's task order.
           balancer: A :mod:`tfmtl.balancing` strategy (default ``FixedWeights()``).
+          gradients_at: Where a gradient strategy takes each task's gradient:
+            ``"parameters"`` (the shared parameters; the default) or ``"representation"``
+            (the shared representation, :meth:`representation_layers`: each task's
+            backward pass stops there, and the combination flows on to the parameters
+            below in one pass; see :mod:`tfmtl.objective.representation`).
           gauc_by: A feature (e.g. ``"user_id"``) to group by: adds
             ``<task>/gauc`` (:class:`~tfmtl.tasks.GroupAUC`) to every binary task's
             evaluation metrics.
@@ -159,7 +170,7 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
         """
         objective = MultiTaskObjective(
             self.tasks, loss=loss, metrics=metrics, loss_weights=loss_weights, balancer=balancer, gauc_by=gauc_by,
-            features=self.schema.names,
+            gradients_at=gradients_at, features=self.schema.names,
         )
         if not isinstance(jit_compile, bool):
             raise TypeError(f"jit_compile must be True or False, got {jit_compile!r}")
@@ -255,6 +266,7 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
         return self.objective.training_step(
             lambda: self.trainable_stage(preprocessed, training=True), labels, weights, self.optimizer,
             self._variables_to_train(), self._shared_candidates, layer_losses=lambda: self.losses,
+            representation_layers=self.representation_layers(),
         )
 
     def test_step(self, data: Any) -> Any:
@@ -272,6 +284,23 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
         own = {id(v) for v in self.trainable_variables}
         extra = [v for v in self.objective.trainable_variables if id(v) not in own]
         return [*self.trainable_variables, *extra]
+
+    def representation_layers(self) -> list[Any]:
+        """The layers whose outputs are the shared representation that every task reads.
+
+        The shared bottom (layer ``"bottom"``); else the experts of a mixture of experts;
+        else the shared experts of the last extraction level (CGC/PLE); else the encoded
+        features (layer ``"features"``: ESMM, AITM and models without a shared body).
+        """
+        names = {layer.name: layer for layer in self.layers}
+        if "bottom" in names:
+            return [names["bottom"]]
+        if "mixture_of_experts" in names:
+            return [names["mixture_of_experts"].experts]
+        levels = [layer for layer in self.layers if isinstance(layer, ExtractionLayer)]
+        if levels and levels[-1].shared_experts is not None:
+            return [levels[-1].shared_experts]
+        return [names["features"]]
 
     def _shared_candidates(self, variables: Sequence[tf.Variable]) -> list[tf.Variable]:
         names = getattr(self.balancer, "layers", None)

@@ -24,6 +24,7 @@ from tfmtl.balancing import LossBalancer, check_balancer
 from tfmtl.objective.arguments import build_metrics, resolve
 from tfmtl.objective.gradients import balanced_gradients, mean_over_replicas, scaled, unscaled
 from tfmtl.objective.labels import prepare_labels, shaped
+from tfmtl.objective.representation import LEVELS, recorded_outputs, representation_gradients
 from tfmtl.tasks.metrics import GroupAUC
 from tfmtl.tasks.task import Task
 
@@ -42,6 +43,10 @@ class MultiTaskObjective:
       loss_weights: Optional per-task static weights, replacing ``Task.loss_weight``.
       balancer: A :mod:`tfmtl.balancing` strategy (default ``FixedWeights()``).
       gauc_by: A feature to group binary tasks' evaluation AUC by (``<task>/gauc``).
+      gradients_at: Where a gradient strategy takes the per-task gradients:
+        ``"parameters"`` (the shared parameters) or ``"representation"`` (the shared
+        representation: one backward pass per task through its tower only; see
+        :mod:`tfmtl.objective.representation`).
       features: The model's feature names (to check ``gauc_by``).
 
     Example: the total loss of two tasks, one label missing.
@@ -66,6 +71,7 @@ class MultiTaskObjective:
         loss_weights: Any = None,
         balancer: LossBalancer | None = None,
         gauc_by: str | None = None,
+        gradients_at: str = "parameters",
         features: Sequence[str] | None = None,
     ) -> None:
         self.tasks = tuple(tasks)
@@ -77,8 +83,18 @@ class MultiTaskObjective:
         self.static_weights: tuple[float, ...] = arguments.static_weights
         self.balancer: LossBalancer = check_balancer(balancer)
         self.gauc_by = gauc_by
+        if gradients_at not in LEVELS:
+            raise ValueError(f"gradients_at must be one of {LEVELS}, got {gradients_at!r}")
+        if gradients_at == "representation" and not self.balancer.uses_gradients:
+            raise ValueError(
+                f"gradients_at='representation' is for gradient strategies; {type(self.balancer).__name__} "
+                "combines the losses only"
+            )
+        self.gradients_at = gradients_at
         #: ``compile``'s arguments as given (task defaults stay defaults), for saving.
-        self.config: dict[str, Any] = {**arguments.given, "balancer": self.balancer, "gauc_by": gauc_by}
+        self.config: dict[str, Any] = {
+            **arguments.given, "balancer": self.balancer, "gauc_by": gauc_by, "gradients_at": gradients_at,
+        }
         self._given_metrics = arguments.metrics
         self._built = False
 
@@ -128,7 +144,8 @@ class MultiTaskObjective:
         out = []
         for task in self.tasks:
             prediction = tf.cast(predictions[task.name], tf.float32)
-            per_example = tf.reshape(self.per_example_losses[task.name](shaped(task, labels[task.name]), prediction), [-1])
+            per_example = self.per_example_losses[task.name](shaped(task, labels[task.name]), prediction)
+            per_example = tf.reshape(per_example, [-1])  # [B]
             weight = weights[task.name]
             out.append(tf.math.divide_no_nan(tf.reduce_sum(per_example * weight), tf.reduce_sum(weight)))
         return out
@@ -160,7 +177,7 @@ class MultiTaskObjective:
         return losses * tf.constant(self.static_weights, tf.float32)
 
     def task_weights(self) -> tf.Tensor:
-        """Each task's current total weight, ``[K]``: its static weight times the strategy's (logged ``<task>/weight``)."""
+        """Each task's current total weight ``[K]``: static weight times the strategy's (logged ``<task>/weight``)."""
         return tf.constant(self.static_weights, tf.float32) * self.balancer.task_weights()
 
     def training_step(
@@ -168,6 +185,7 @@ class MultiTaskObjective:
         optimizer: Any, variables: Sequence[tf.Variable],
         shared_candidates: Callable[[Sequence[tf.Variable]], list[tf.Variable]],
         layer_losses: Callable[[], Sequence[tf.Tensor]] = lambda: (),
+        representation_layers: Sequence[Any] = (),
     ) -> tuple[Any, tf.Tensor, tf.Tensor, list[Any]]:
         """One forward and backward pass: ``(predictions, [K] losses, total, gradients aligned with variables)``.
 
@@ -178,11 +196,16 @@ class MultiTaskObjective:
           variables: Every variable to update.
           shared_candidates: Picks, from ``variables``, those a gradient strategy may treat as shared.
           layer_losses: Returns the layers' ``add_loss`` terms of this forward pass.
+          representation_layers: The layers whose outputs are the shared representation
+            (used with ``gradients_at="representation"``).
         """
         balancer = self.balancer
+        at_representation = self.gradients_at == "representation"
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape(persistent=balancer.uses_gradients) as tape:
-            predictions = forward()
+            with recorded_outputs(representation_layers if at_representation else ()) as representation:
+                predictions = forward()
+            combine_weights = balancer.task_weights()
             task_losses = self.task_losses(labels, weights, predictions)  # K scalars, this replica's
             losses = tf.stack(task_losses)
             weighted = self.weighted(losses)
@@ -192,7 +215,13 @@ class MultiTaskObjective:
             scaled_total = scaled(optimizer, total / replicas)  # the optimizer sums the replicas' gradients
             if balancer.uses_gradients:
                 scaled_tasks = [scaled(optimizer, loss * w) for loss, w in zip(task_losses, self.static_weights)]
-        if balancer.uses_gradients:
+        if at_representation:
+            gradients = representation_gradients(
+                tape, balancer, optimizer, representation=representation, task_objectives=scaled_tasks,
+                task_losses=weighted, combine_weights=combine_weights, total_objective=scaled_total,
+                variables=variables,
+            )
+        elif balancer.uses_gradients:
             gradients = balanced_gradients(
                 tape, balancer, optimizer, task_objectives=scaled_tasks, task_losses=weighted,
                 total_objective=scaled_total, extra_loss=extra, variables=variables,
