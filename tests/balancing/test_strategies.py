@@ -220,7 +220,7 @@ _DISTRIBUTED = textwrap.dedent("""
     import tfmtl
     from tfmtl._compat import keras, tf
     sys.path.insert(0, sys.argv[1])
-    import test_balancing as t
+    import test_strategies as t
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
