@@ -127,6 +127,13 @@ class LossBalancer(tf.Module):
 class GradientBalancer(LossBalancer):
     """Base of the strategies that combine per-task gradients of the shared parameters (:meth:`balance`).
 
+    The shared parameters get :meth:`balance`'s combination; every other parameter (a
+    task's tower and head) gets the gradient of :meth:`combine`, by default the plain sum
+    of the (statically weighted) losses, so that a task's own parameters see its own
+    gradient unscaled. A strategy whose weights also scale the losses (GradNorm)
+    overrides :meth:`loss_weights`. The logged ``<task>/weight`` (:meth:`task_weights`)
+    is the task's coefficient in the shared update.
+
     Args:
       layers: Names of the layers whose variables are "the shared parameters"
         (default: every non-embedding variable that two tasks share).
@@ -140,3 +147,10 @@ class GradientBalancer(LossBalancer):
 
     def get_config(self) -> dict[str, Any]:
         return {"layers": None if self.layers is None else list(self.layers)}
+
+    def loss_weights(self) -> tf.Tensor:
+        """The weights :meth:`combine` puts on the losses ``[K]`` (default 1: the plain sum)."""
+        return tf.ones([len(self.tasks)])
+
+    def combine(self, losses: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_sum(self.loss_weights() * losses)

@@ -91,5 +91,9 @@ class GradNorm(GradientBalancer):
         self.weights.assign(updated * total / tf.reduce_sum(updated))
         return tf.linalg.matvec(gradients, weights, transpose_a=True)  # [P]
 
+    def loss_weights(self) -> tf.Tensor:
+        """GradNorm's weights scale the losses too (the towers' gradients), as in the paper."""
+        return tf.convert_to_tensor(self.weights)
+
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "alpha": self.alpha, "learning_rate": self.learning_rate}

@@ -205,7 +205,7 @@ class MultiTaskObjective:
         with tf.GradientTape(persistent=balancer.uses_gradients) as tape:
             with recorded_outputs(representation_layers if at_representation else ()) as representation:
                 predictions = forward()
-            combine_weights = balancer.task_weights()
+            combine_weights = balancer.loss_weights() if balancer.uses_gradients else None
             task_losses = self.task_losses(labels, weights, predictions)  # K scalars, this replica's
             losses = tf.stack(task_losses)
             weighted = self.weighted(losses)

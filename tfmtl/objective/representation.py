@@ -89,7 +89,7 @@ def representation_gradients(
       representation: The shared representation's tensors of this forward pass.
       task_objectives: Each task's (statically weighted, loss-scaled) loss.
       task_losses: ``[K]`` the statically weighted losses, for the strategy.
-      combine_weights: ``[K]`` the strategy's weights in the total loss (``task_weights()`` at combine time).
+      combine_weights: ``[K]`` the weights the strategy's ``combine`` put on the losses (``loss_weights()``).
       total_objective: The scaled total loss divided by the number of replicas.
       variables: Every variable to update.
     """
