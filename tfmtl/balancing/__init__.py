@@ -37,10 +37,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from tfmtl.balancing.aligned_mtl import AlignedMTL
 from tfmtl.balancing.base import GradientBalancer, LossBalancer, counter_uniform
 from tfmtl.balancing.dwa import DynamicWeightAverage
 from tfmtl.balancing.fixed import FixedWeights
 from tfmtl.balancing.gradnorm import GradNorm
+from tfmtl.balancing.gradvac import GradVac
+from tfmtl.balancing.imtl_g import IMTLG
+from tfmtl.balancing.metabalance import MetaBalance
 from tfmtl.balancing.pcgrad import PCGrad, project_conflicting
 from tfmtl.balancing.rlw import RandomLossWeighting
 from tfmtl.balancing.uncertainty import UncertaintyWeighting
@@ -64,14 +68,21 @@ def check_balancer(balancer: Any) -> LossBalancer:
 
 
 #: Every strategy, in the order the docs and benchmarks list them.
-STRATEGIES = (FixedWeights, UncertaintyWeighting, DynamicWeightAverage, RandomLossWeighting, GradNorm, PCGrad)
+STRATEGIES = (
+    FixedWeights, UncertaintyWeighting, DynamicWeightAverage, RandomLossWeighting,
+    GradNorm, PCGrad, IMTLG, AlignedMTL, GradVac, MetaBalance,
+)
 
 __all__ = [
+    "AlignedMTL",
     "DynamicWeightAverage",
     "GradientBalancer",
     "FixedWeights",
     "GradNorm",
+    "GradVac",
+    "IMTLG",
     "LossBalancer",
+    "MetaBalance",
     "PCGrad",
     "RandomLossWeighting",
     "STRATEGIES",

@@ -69,10 +69,6 @@ class AlignedMTL(GradientBalancer):
             raise ValueError(f"AlignedMTL: scale must be one of {', '.join(map(repr, SCALES))}, got {scale!r}")
         self.scale = scale
 
-    def combine(self, losses: tf.Tensor) -> tf.Tensor:
-        # The weights only describe the shared update; task-specific parameters get plain gradients.
-        return tf.reduce_sum(losses)
-
     def balance(self, gradients: tf.Tensor, losses: tf.Tensor) -> tf.Tensor:
         gradients = tf.convert_to_tensor(gradients, tf.float32)
         alpha = aligned_weights(gradients, self.scale)

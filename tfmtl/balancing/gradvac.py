@@ -90,10 +90,6 @@ class GradVac(GradientBalancer):
         self.target = state_variable(tf.zeros([k, k]), "target")  # rho^
         self.step = state_variable(0, "step", tf.int64)
 
-    def combine(self, losses: tf.Tensor) -> tf.Tensor:
-        # The weights only describe the shared update; task-specific parameters get plain gradients.
-        return tf.reduce_sum(losses)
-
     def balance(self, gradients: tf.Tensor, losses: tf.Tensor) -> tf.Tensor:
         gradients = tf.convert_to_tensor(gradients, tf.float32)
         k = len(self.tasks)

@@ -60,10 +60,6 @@ class IMTLG(GradientBalancer):
     def __init__(self, layers: Sequence[str] | None = None, name: str | None = None) -> None:
         super().__init__(layers=layers, name=name)
 
-    def combine(self, losses: tf.Tensor) -> tf.Tensor:
-        # The weights only describe the shared update; task-specific parameters get plain gradients.
-        return tf.reduce_sum(losses)
-
     def balance(self, gradients: tf.Tensor, losses: tf.Tensor) -> tf.Tensor:
         gradients = tf.convert_to_tensor(gradients, tf.float32)
         alpha = imtl_g_weights(gradients)

@@ -96,10 +96,6 @@ class MetaBalance(GradientBalancer):
         self.target_index = 0 if self.target is None else names.index(self.target)
         self.norms = state_variable(tf.zeros([len(self.tasks)]), "norms")  # m_i
 
-    def combine(self, losses: tf.Tensor) -> tf.Tensor:
-        # The weights act on the shared parameters only; task-specific parameters get plain gradients.
-        return tf.reduce_sum(losses)
-
     def balance(self, gradients: tf.Tensor, losses: tf.Tensor) -> tf.Tensor:
         gradients = tf.convert_to_tensor(gradients, tf.float32)
         k = len(self.tasks)
