@@ -22,6 +22,10 @@ BALANCERS = {
     "uncertainty": tfmtl.balancing.UncertaintyWeighting,
     "dwa": tfmtl.balancing.DynamicWeightAverage,
     "rlw": tfmtl.balancing.RandomLossWeighting,
+    "gls": tfmtl.balancing.GeometricLossStrategy,
+    "imtl_l": tfmtl.balancing.IMTLL,
+    "stch": lambda: tfmtl.balancing.SmoothTchebycheff(warmup_epochs=0),  # train_on_batch ends no epoch: warm-up
+    "famo": tfmtl.balancing.FAMO,
     "gradnorm": tfmtl.balancing.GradNorm,
     "pcgrad": tfmtl.balancing.PCGrad,
 }

@@ -13,7 +13,13 @@ Loss-only strategies (cheap: one backward pass):
 * :class:`UncertaintyWeighting`: learned task uncertainties (Kendall et al., 2018);
 * :class:`DynamicWeightAverage`: weights from the rate at which each loss falls
   (Liu et al., 2019);
-* :class:`RandomLossWeighting`: random weights every step (Lin et al., 2021).
+* :class:`RandomLossWeighting`: random weights every step (Lin et al., 2021);
+* :class:`GeometricLossStrategy`: the geometric mean of the losses (Chennupati et al., 2019);
+* :class:`IMTLL`: learned loss scales that bring every scaled loss to 1 (IMTL-L; Liu et al., 2021);
+* :class:`SmoothTchebycheff`: a smooth maximum of the losses normalised by their
+  means after a warm-up (STCH; Lin et al., 2024);
+* :class:`FAMO`: weights that make every loss fall at the same rate, from one extra
+  forward pass per step (Liu et al., 2023).
 
 Gradient strategies look at each task's gradient on the *shared* parameters (one
 backward pass per task) and work inside ``tf.distribute`` replica contexts: the
@@ -21,7 +27,14 @@ per-task gradients are all-reduced across replicas before they are combined, so
 every replica applies the same update.
 
 * :class:`GradNorm`: weights that equalise the tasks' gradient norms (Chen et al., 2018);
-* :class:`PCGrad`: conflicting gradient components projected away (Yu et al., 2020).
+* :class:`PCGrad`: conflicting gradient components projected away (Yu et al., 2020);
+* :class:`IMTLG`: the update whose projections on every task's unit gradient are equal
+  (IMTL-G; Liu et al., 2021);
+* :class:`AlignedMTL`: the task gradients aligned to orthogonal components of equal norm
+  (Senushkin et al., 2023);
+* :class:`GradVac`: gradients moved toward each pair's running cosine similarity (Wang et al., 2021);
+* :class:`MetaBalance`: auxiliary tasks' gradients rescaled toward the target task's norm
+  (He et al., 2022).
 
 The shared parameters are the trainable variables (outside the feature
 embeddings, by default) that receive a gradient from at least two tasks; pass
@@ -38,15 +51,19 @@ from __future__ import annotations
 from typing import Any
 
 from tfmtl.balancing.aligned_mtl import AlignedMTL
-from tfmtl.balancing.base import GradientBalancer, LossBalancer, counter_uniform
+from tfmtl.balancing.base import GradientBalancer, LossBalancer, counter_uniform, with_gradient
 from tfmtl.balancing.dwa import DynamicWeightAverage
+from tfmtl.balancing.famo import FAMO
 from tfmtl.balancing.fixed import FixedWeights
+from tfmtl.balancing.gls import GeometricLossStrategy
 from tfmtl.balancing.gradnorm import GradNorm
 from tfmtl.balancing.gradvac import GradVac
+from tfmtl.balancing.imtl import IMTLL
 from tfmtl.balancing.imtl_g import IMTLG
 from tfmtl.balancing.metabalance import MetaBalance
 from tfmtl.balancing.pcgrad import PCGrad, project_conflicting
 from tfmtl.balancing.rlw import RandomLossWeighting
+from tfmtl.balancing.stch import SmoothTchebycheff
 from tfmtl.balancing.uncertainty import UncertaintyWeighting
 
 
@@ -70,24 +87,30 @@ def check_balancer(balancer: Any) -> LossBalancer:
 #: Every strategy, in the order the docs and benchmarks list them.
 STRATEGIES = (
     FixedWeights, UncertaintyWeighting, DynamicWeightAverage, RandomLossWeighting,
+    GeometricLossStrategy, IMTLL, SmoothTchebycheff, FAMO,
     GradNorm, PCGrad, IMTLG, AlignedMTL, GradVac, MetaBalance,
 )
 
 __all__ = [
     "AlignedMTL",
     "DynamicWeightAverage",
+    "FAMO",
+    "GeometricLossStrategy",
     "GradientBalancer",
     "FixedWeights",
     "GradNorm",
     "GradVac",
     "IMTLG",
+    "IMTLL",
     "LossBalancer",
     "MetaBalance",
     "PCGrad",
     "RandomLossWeighting",
     "STRATEGIES",
+    "SmoothTchebycheff",
     "UncertaintyWeighting",
     "check_balancer",
     "counter_uniform",
     "project_conflicting",
+    "with_gradient",
 ]

@@ -45,6 +45,30 @@ def counter_uniform(seed: int, step: tf.Tensor, n: int) -> tf.Tensor:
     return (tf.cast(x, tf.float32) + 0.5) / 4294967296.0
 
 
+def with_gradient(value: tf.Tensor, losses: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+    """``value``, with ``weights`` (held constant) as its gradient with respect to the ``[K]`` ``losses``.
+
+    A strategy whose total is not linear in the losses (GLS, STCH, FAMO) stores in
+    :meth:`LossBalancer.observe` the total's gradient at the step's losses averaged
+    over replicas, and returns the total through this. Every replica then
+    back-propagates ``sum_k w_k L_k`` with the same ``w``, and the replicas' summed
+    gradients are the total's gradient at the global losses, as with one replica;
+    differentiating the total of each replica's own losses would not give that.
+
+    Example:
+
+    >>> import tfmtl, tensorflow as tf
+    >>> losses = tf.constant([4.0, 1.0])
+    >>> with tf.GradientTape() as tape:
+    ...     tape.watch(losses)
+    ...     total = tfmtl.balancing.with_gradient(tf.sqrt(tf.reduce_prod(losses)), losses, tf.constant([0.25, 1.0]))
+    >>> float(total), tape.gradient(total, losses).numpy()
+    (2.0, array([0.25, 1.  ], dtype=float32))
+    """
+    linear = tf.reduce_sum(tf.stop_gradient(weights) * losses)
+    return tf.stop_gradient(value - linear) + linear
+
+
 class LossBalancer(tf.Module):
     """Base class of the balancing strategies; subclasses override :meth:`combine` or :meth:`balance`.
 
