@@ -197,7 +197,7 @@ def test_gradient_balancers_name_shared_layers_and_refuse_unknown_ones():
 
 @pytest.mark.parametrize("strategy", STRATEGIES, ids=[cls.__name__ for cls in STRATEGIES])
 def test_every_strategy_trains_an_mmoe_without_nan_and_logs_weights(strategy, tmp_path):
-    data = tfmtl.data.synthetic_recsys(4000, seed=11)
+    data = tfmtl.data.synthetic_recsys(6000, seed=11)
     train, test = data.split(0.8)
     model = tfmtl.models.mmoe(train.schema.adapt(train.features), train.tasks, num_experts=2, expert_units=(16,))
     arguments = {"warmup_epochs": 1} if strategy is tfmtl.balancing.SmoothTchebycheff else {}  # past its warm-up
