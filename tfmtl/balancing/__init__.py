@@ -28,6 +28,12 @@ every replica applies the same update.
 
 * :class:`GradNorm`: weights that equalise the tasks' gradient norms (Chen et al., 2018);
 * :class:`PCGrad`: conflicting gradient components projected away (Yu et al., 2020);
+* :class:`MGDA`: the minimum-norm point of the tasks' gradients' convex hull (Sener and
+  Koltun, 2018; MGDA-UB with ``gradients_at="representation"``);
+* :class:`CAGrad`: the average gradient, moved to raise the worst task's improvement
+  (Liu et al., 2021);
+* :class:`NashMTL`: the Nash bargaining solution of the tasks (Navon et al., 2022);
+* :class:`ParetoWeights`: min-norm weights with a floor per task (PE-LTR; Lin et al., 2019);
 * :class:`IMTLG`: the update whose projections on every task's unit gradient are equal
   (IMTL-G; Liu et al., 2021);
 * :class:`AlignedMTL`: the task gradients aligned to orthogonal components of equal norm
@@ -52,6 +58,7 @@ from typing import Any
 
 from tfmtl.balancing.aligned_mtl import AlignedMTL
 from tfmtl.balancing.base import GradientBalancer, LossBalancer, counter_uniform, with_gradient
+from tfmtl.balancing.cagrad import CAGrad
 from tfmtl.balancing.dwa import DynamicWeightAverage
 from tfmtl.balancing.famo import FAMO
 from tfmtl.balancing.fixed import FixedWeights
@@ -61,7 +68,10 @@ from tfmtl.balancing.gradvac import GradVac
 from tfmtl.balancing.imtl import IMTLL
 from tfmtl.balancing.imtl_g import IMTLG
 from tfmtl.balancing.metabalance import MetaBalance
+from tfmtl.balancing.mgda import MGDA
+from tfmtl.balancing.nash_mtl import NashMTL
 from tfmtl.balancing.pcgrad import PCGrad, project_conflicting
+from tfmtl.balancing.pe_ltr import ParetoWeights
 from tfmtl.balancing.rlw import RandomLossWeighting
 from tfmtl.balancing.stch import SmoothTchebycheff
 from tfmtl.balancing.uncertainty import UncertaintyWeighting
@@ -88,11 +98,12 @@ def check_balancer(balancer: Any) -> LossBalancer:
 STRATEGIES = (
     FixedWeights, UncertaintyWeighting, DynamicWeightAverage, RandomLossWeighting,
     GeometricLossStrategy, IMTLL, SmoothTchebycheff, FAMO,
-    GradNorm, PCGrad, IMTLG, AlignedMTL, GradVac, MetaBalance,
+    GradNorm, PCGrad, MGDA, CAGrad, NashMTL, ParetoWeights, IMTLG, AlignedMTL, GradVac, MetaBalance,
 )
 
 __all__ = [
     "AlignedMTL",
+    "CAGrad",
     "DynamicWeightAverage",
     "FAMO",
     "GeometricLossStrategy",
@@ -103,8 +114,11 @@ __all__ = [
     "IMTLG",
     "IMTLL",
     "LossBalancer",
+    "MGDA",
     "MetaBalance",
+    "NashMTL",
     "PCGrad",
+    "ParetoWeights",
     "RandomLossWeighting",
     "STRATEGIES",
     "SmoothTchebycheff",

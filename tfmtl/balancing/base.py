@@ -172,9 +172,10 @@ class GradientBalancer(LossBalancer):
     def get_config(self) -> dict[str, Any]:
         return {"layers": None if self.layers is None else list(self.layers)}
 
-    def loss_weights(self) -> tf.Tensor:
-        """The weights :meth:`combine` puts on the losses ``[K]`` (default 1: the plain sum)."""
-        return tf.ones([len(self.tasks)])
+    def loss_weights(self) -> tf.Tensor | None:
+        """The weights :meth:`combine` puts on the losses ``[K]``; None (the default) for the plain sum."""
+        return None
 
     def combine(self, losses: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_sum(self.loss_weights() * losses)
+        weights = self.loss_weights()
+        return tf.reduce_sum(losses if weights is None else weights * losses)

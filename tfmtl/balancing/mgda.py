@@ -83,11 +83,6 @@ class MGDA(GradientBalancer):
         self.normalization = normalization
         self.max_iterations = int(max_iterations)
 
-    def combine(self, losses: tf.Tensor) -> tf.Tensor:
-        # The weights act on the shared parameters only (through balance); every task-specific
-        # parameter gets its own task's plain gradient.
-        return tf.reduce_sum(losses)
-
     def balance(self, gradients: tf.Tensor, losses: tf.Tensor) -> tf.Tensor:
         gradients = tf.convert_to_tensor(gradients, tf.float32)
         losses = tf.convert_to_tensor(losses, tf.float32)

@@ -88,11 +88,6 @@ class NashMTL(GradientBalancer):
         self.alpha = state_variable(tf.ones([len(self.tasks)]), "alpha")
         self.step = state_variable(0, "step", tf.int64)
 
-    def combine(self, losses: tf.Tensor) -> tf.Tensor:
-        # The weights act on the shared parameters only (through balance); every task-specific
-        # parameter gets its own task's plain gradient.
-        return tf.reduce_sum(losses)
-
     def balance(self, gradients: tf.Tensor, losses: tf.Tensor) -> tf.Tensor:
         gradients = tf.convert_to_tensor(gradients, tf.float32)
         previous = tf.convert_to_tensor(self.alpha)

@@ -90,11 +90,6 @@ class ParetoWeights(GradientBalancer):
             )
         super().build(tasks)
 
-    def combine(self, losses: tf.Tensor) -> tf.Tensor:
-        # The weights act on the shared parameters only (through balance); every task-specific
-        # parameter gets its own task's plain gradient.
-        return tf.reduce_sum(losses)
-
     def balance(self, gradients: tf.Tensor, losses: tf.Tensor) -> tf.Tensor:
         gradients = tf.convert_to_tensor(gradients, tf.float32)
         k = len(self.tasks)

@@ -76,7 +76,7 @@ def representation_gradients(
     representation: Sequence[tf.Tensor],
     task_objectives: Sequence[tf.Tensor],
     task_losses: tf.Tensor,
-    combine_weights: tf.Tensor,
+    combine_weights: tf.Tensor | None,
     total_objective: tf.Tensor,
     variables: Sequence[tf.Variable],
 ) -> list[Any]:
@@ -89,7 +89,8 @@ def representation_gradients(
       representation: The shared representation's tensors of this forward pass.
       task_objectives: Each task's (statically weighted, loss-scaled) loss.
       task_losses: ``[K]`` the statically weighted losses, for the strategy.
-      combine_weights: ``[K]`` the weights the strategy's ``combine`` put on the losses (``loss_weights()``).
+      combine_weights: ``[K]`` the weights the strategy's ``combine`` put on the losses (``loss_weights()``;
+        None: 1 each).
       total_objective: The scaled total loss divided by the number of replicas.
       variables: Every variable to update.
     """
@@ -109,7 +110,8 @@ def representation_gradients(
     augmented = tf.concat([summed, eps * tf.eye(k, dtype=summed.dtype)], axis=1)  # [K, D + K]
     combined = balancer.balance(augmented, mean_over_replicas(task_losses))
     coefficients = tf.math.divide_no_nan(combined[-k:], eps)  # [K]
-    correction = coefficients - tf.cast(combine_weights, coefficients.dtype)  # [K]
+    plain = tf.ones([k]) if combine_weights is None else tf.cast(combine_weights, tf.float32)  # d(total)/dz's
+    correction = coefficients - plain  # [K]
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     output_gradients = [
         tf.add_n([correction[i] * per_task[i][j] for i in range(k)]) / replicas for j in range(len(representation))
