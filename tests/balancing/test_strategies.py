@@ -232,7 +232,7 @@ _DISTRIBUTED = textwrap.dedent("""
     kinds = [("PCGrad", "parameters", {}), ("GradNorm", "parameters", {}), ("UncertaintyWeighting", "parameters", {}),
              ("PCGrad", "representation", {}), ("GeometricLossStrategy", "parameters", {}),
              ("IMTLL", "parameters", {}), ("SmoothTchebycheff", "parameters", {"warmup_epochs": 0}),
-             ("FAMO", "parameters", {})]
+             ("FAMO", "parameters", {}), ("NashMTL", "representation", {}), ("MGDA", "parameters", {})]
     for kind, at, arguments in kinds:
         finals = []
         for strategy in strategies:

@@ -88,7 +88,18 @@ def mixed(out: str) -> None:
         losses=np.array([history.history["loss"][-1], *[history.history[f"{t.name}/loss"][-1] for t in train.tasks]]),
         weights_finite=np.array(all(np.all(np.isfinite(w)) for w in model.get_weights())),
         loss_scale=float(optimizer.loss_scale),
+        balanced_losses=_balanced_at_the_representation(schema, train),
     )
+
+
+def _balanced_at_the_representation(schema, train) -> np.ndarray:
+    """A gradient strategy at the (float16) experts' outputs under loss scaling: its losses after one epoch."""
+    model = tfmtl.models.mmoe(schema, train.tasks, num_experts=2, expert_units=(8,))
+    model.compile(optimizer=keras.mixed_precision.LossScaleOptimizer(keras.optimizers.Adam(0.01)),
+                  balancer=tfmtl.balancing.MGDA(), gradients_at="representation")
+    history = model.fit(train.to_dataset(128), epochs=1, verbose=0).history
+    finite = all(np.all(np.isfinite(w)) for w in model.get_weights())
+    return np.array([history["loss"][-1], *[history[f"{t.name}/weight"][-1] for t in train.tasks], float(finite)])
 
 
 if __name__ == "__main__":

@@ -115,3 +115,18 @@ def _refused(tmp_path, edit, message):
     with pytest.raises(ValueError, match=message):
         config = tfmtl.training.load_config(path)
         config.read("train")  # the format is checked when the files are read
+
+
+def test_the_balancer_table_names_the_strategy_its_arguments_and_where_gradients_are_taken(tmp_path):
+    text = EXAMPLE.read_text().replace(
+        'class = "UncertaintyWeighting"', 'class = "ParetoWeights"\nmin_weights = [0.1, 0.2]\ngradients_at = "representation"'
+    )
+    path = tmp_path / "pareto.toml"
+    path.write_text(text)
+    config = tfmtl.training.load_config(path)
+    balancer = config.build_balancer()
+    assert isinstance(balancer, tfmtl.balancing.ParetoWeights) and config.gradients_at == "representation"
+    assert balancer.get_config()["min_weights"] == [0.1, 0.2]
+    model = config.build_model(config.schema.adapt(tfmtl.data.synthetic_recsys(200, seed=0).features))
+    model.compile(balancer=balancer, gradients_at=config.gradients_at)
+    assert model.objective.gradients_at == "representation"

@@ -73,6 +73,9 @@ def test_mixed_float16_mmoe_trains_without_nan_and_answers_in_float32(tmp_path):
     assert out["variable_dtypes"].tolist() == ["float32"]  # master weights stay float32
     assert np.all(np.isfinite(out["losses"])) and bool(out["weights_finite"])
     assert float(out["loss_scale"]) > 1.0
+    # MGDA at the representation, whose gradients are float16 and loss-scaled: finite, its weights on the simplex
+    loss, *weights, finite = out["balanced_losses"].tolist()
+    assert np.isfinite(loss) and finite == 1.0 and abs(sum(weights) - 1.0) < 1e-3, out["balanced_losses"]
 
 
 @pytest.mark.slow

@@ -29,7 +29,7 @@ every replica applies the same update.
 * :class:`GradNorm`: weights that equalise the tasks' gradient norms (Chen et al., 2018);
 * :class:`PCGrad`: conflicting gradient components projected away (Yu et al., 2020);
 * :class:`MGDA`: the minimum-norm point of the tasks' gradients' convex hull (Sener and
-  Koltun, 2018; MGDA-UB with ``gradients_at="representation"``);
+  Koltun, 2018; at the representation in LibMTL's ``rep_grad`` form);
 * :class:`CAGrad`: the average gradient, moved to raise the worst task's improvement
   (Liu et al., 2021);
 * :class:`NashMTL`: the Nash bargaining solution of the tasks (Navon et al., 2022);

@@ -45,6 +45,31 @@ def counter_uniform(seed: int, step: tf.Tensor, n: int) -> tf.Tensor:
     return (tf.cast(x, tf.float32) + 0.5) / 4294967296.0
 
 
+def adam_direction(
+    gradient: tf.Tensor, first_moment: tf.Variable, second_moment: tf.Variable, updates: tf.Variable,
+    beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+) -> tf.Tensor:
+    """One Adam update of the moment variables by ``gradient``; returns the bias-corrected step direction.
+
+    A strategy's own small parameters (GradNorm's weights, FAMO's logits) move by
+    ``-learning_rate`` times it. ``updates`` counts the steps taken.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> m, v, t = tf.Variable([0.0]), tf.Variable([0.0]), tf.Variable(0.0)
+    >>> round(float(adam_direction(tf.constant([-3.0]), m, v, t)[0]), 4)  # the first step: about the gradient's sign
+    -1.0
+    """
+    step = updates + 1.0
+    first = beta_1 * first_moment + (1 - beta_1) * gradient
+    second = beta_2 * second_moment + (1 - beta_2) * gradient * gradient
+    first_moment.assign(first)
+    second_moment.assign(second)
+    updates.assign(step)
+    return (first / (1 - beta_1**step)) / (tf.sqrt(second / (1 - beta_2**step)) + epsilon)
+
+
 def with_gradient(value: tf.Tensor, losses: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
     """``value``, with ``weights`` (held constant) as its gradient with respect to the ``[K]`` ``losses``.
 
@@ -156,7 +181,10 @@ class GradientBalancer(LossBalancer):
     of the (statically weighted) losses, so that a task's own parameters see its own
     gradient unscaled. A strategy whose weights also scale the losses (GradNorm)
     overrides :meth:`loss_weights`. The logged ``<task>/weight`` (:meth:`task_weights`)
-    is the task's coefficient in the shared update.
+    is the task's coefficient in the shared update for the strategies that weight the
+    gradients (MGDA, CAGrad, Nash-MTL, PE-LTR, IMTL-G, Aligned-MTL, GradVac,
+    MetaBalance); PCGrad, which projects them, logs 1; GradNorm logs its weights after
+    the step's update.
 
     Args:
       layers: Names of the layers whose variables are "the shared parameters"

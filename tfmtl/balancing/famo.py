@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tfmtl._compat import keras, tf
-from tfmtl.balancing.base import LossBalancer, state_variable, with_gradient
+from tfmtl.balancing.base import LossBalancer, adam_direction, state_variable, with_gradient
 
 _EPS = 1e-8  # added to every loss before the log, as the reference code does
 
@@ -24,7 +24,9 @@ class FAMO(LossBalancer):
        ``grad L_i`` is ``z_i / (c D_i)``, and these weights sum to 1;
     2. after the model's update, computes the same batch's losses ``L'`` again
        (``needs_updated_losses``: the model calls :meth:`after_update`) and the
-       log-loss decrease ``delta_i = log(L_i - L*_i + 1e-8) - log(L'_i - L*_i + 1e-8)``;
+       log-loss decrease ``delta_i = log(L_i - L*_i + 1e-8) - log(L'_i - L*_i + 1e-8)``
+       (that forward pass runs in training mode, as the reference code's does: dropout
+       draws a new mask, which adds noise to ``delta``);
     3. takes one Adam step (bias-corrected; ``beta = (0.9, 0.999)``, ``eps = 1e-8``)
        on ``xi`` with the gradient ``z * (delta - z . delta) + gamma * xi``: a task
        whose loss fell more than the others' loses weight.
@@ -67,7 +69,6 @@ class FAMO(LossBalancer):
     array([-0.025,  0.025], dtype=float32)
     """
 
-    BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-8
     needs_updated_losses = True
 
     def __init__(self, learning_rate: float = 0.025, gamma: float = 1e-3, name: str | None = None) -> None:
@@ -111,13 +112,7 @@ class FAMO(LossBalancer):
         logits = tf.convert_to_tensor(self.logits)
         z = tf.nn.softmax(logits)
         grad = z * (delta - tf.reduce_sum(z * delta)) + self.gamma * logits  # softmax's Jacobian^T delta, + L2
-        step = self.updates + 1.0
-        first = self.BETA_1 * self.first_moment + (1 - self.BETA_1) * grad
-        second = self.BETA_2 * self.second_moment + (1 - self.BETA_2) * grad * grad
-        self.first_moment.assign(first)
-        self.second_moment.assign(second)
-        self.updates.assign(step)
-        adam = (first / (1 - self.BETA_1**step)) / (tf.sqrt(second / (1 - self.BETA_2**step)) + self.EPSILON)
+        adam = adam_direction(grad, self.first_moment, self.second_moment, self.updates)
         self.logits.assign(logits - self.learning_rate * adam)
 
     def get_config(self) -> dict[str, Any]:

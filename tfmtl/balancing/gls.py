@@ -27,7 +27,9 @@ class GeometricLossStrategy(LossBalancer):
     :meth:`total` with these weights as its gradient: under ``MirroredStrategy``
     the update is the one a single replica would make (see
     :func:`~tfmtl.balancing.with_gradient`). A loss below ``floor`` gets weight 0
-    (the clip cuts its gradient).
+    (the clip cuts its gradient). A task with no labels in a batch has loss 0 there,
+    which pulls the geometric mean, and so the whole step, toward 0: with sparse
+    labels (a task ``space``), batches large enough to hold every task's labels matter.
 
     Args:
       floor: Losses are clipped at this positive value before the log.

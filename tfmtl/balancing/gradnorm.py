@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from tfmtl._compat import keras, tf
-from tfmtl.balancing.base import GradientBalancer, state_variable
+from tfmtl.balancing.base import GradientBalancer, adam_direction, state_variable
 
 
 @keras.utils.register_keras_serializable(package="tfmtl")
@@ -46,8 +46,6 @@ class GradNorm(GradientBalancer):
     array([0.9, 1.1], dtype=float32)
     """
 
-    BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-8
-
     def __init__(
         self, alpha: float = 1.5, learning_rate: float = 0.025, layers: Sequence[str] | None = None,
         name: str | None = None,
@@ -79,13 +77,7 @@ class GradNorm(GradientBalancer):
         relative = tf.math.divide_no_nan(inverse_rate, tf.reduce_mean(inverse_rate))
         target = tf.stop_gradient(tf.reduce_mean(weighted_norms) * relative**self.alpha)
         grad = tf.sign(weighted_norms - target) * norms  # d/dw_k of sum_k |G_k - target_k|
-        step = self.updates + 1.0
-        first = self.BETA_1 * self.first_moment + (1 - self.BETA_1) * grad
-        second = self.BETA_2 * self.second_moment + (1 - self.BETA_2) * grad * grad
-        self.first_moment.assign(first)
-        self.second_moment.assign(second)
-        self.updates.assign(step)
-        adam = (first / (1 - self.BETA_1**step)) / (tf.sqrt(second / (1 - self.BETA_2**step)) + self.EPSILON)
+        adam = adam_direction(grad, self.first_moment, self.second_moment, self.updates)
         total = tf.reduce_sum(weights)
         updated = tf.maximum(weights - self.learning_rate * adam, 1e-3 * total)
         self.weights.assign(updated * total / tf.reduce_sum(updated))

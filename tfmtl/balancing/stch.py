@@ -34,7 +34,8 @@ class SmoothTchebycheff(LossBalancer):
     ``model.fit`` (``train_on_batch`` alone never leaves the warm-up).
 
     The logged weight of a task is the effective weight on its loss's gradient:
-    ``1 / L_i`` in the warm-up, ``K softmax(l / mu)_i / L_i`` after.
+    ``1 / L_i`` in the warm-up, ``K softmax(l / mu)_i / L_i`` after (a task with
+    no labels in a batch has loss 0 there: its weight is then huge, its gradient 0).
     :meth:`observe` sets it from each training step's losses (averaged over
     replicas), and :meth:`combine` returns :meth:`total` with these weights as
     its gradient: under ``MirroredStrategy`` the update is the one a single

@@ -174,8 +174,7 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
         )
         if not isinstance(jit_compile, bool):
             raise TypeError(f"jit_compile must be True or False, got {jit_compile!r}")
-        # What load_model needs to compile the model the same way (see get_compile_config).
-        self._tfmtl_compile_args = {**objective.config, "jit_compile": jit_compile, **kwargs}
+        given = dict(kwargs)  # as given (a default chosen below stays a default when loaded)
         if optimizer is None:
             from tfmtl.training.optimizers import LazyAdam
 
@@ -188,10 +187,12 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
         multi_worker = isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy) or bool(
             getattr(self.distribute_strategy, "_should_use_with_coordinator", False))
         kwargs.setdefault("steps_per_execution", 1 if multi_worker else DEFAULT_STEPS_PER_EXECUTION)
+        with self.distribute_strategy.scope():
+            objective.build()  # (checks the strategy against the tasks: nothing is changed if it fails)
+        # What load_model needs to compile the model the same way (see get_compile_config).
+        self._tfmtl_compile_args = {**objective.config, "jit_compile": jit_compile, **given}
         # Keras's own jit_compile would compile the lookups too: tfmtl compiles the trainable stage only.
         super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
-        with self.distribute_strategy.scope():
-            objective.build()
         # Kept off Keras's tracking, so model.weights / get_weights() stay the model's own;
         # model.save() stores the strategy's state (see save_own_variables).
         object.__setattr__(self, "_objective", objective)
@@ -300,7 +301,7 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
         levels = [layer for layer in self.layers if isinstance(layer, ExtractionLayer)]
         if levels and levels[-1].shared_experts is not None:
             return [levels[-1].shared_experts]
-        return [names["features"]]
+        return [layer for layer in self.layers if isinstance(layer, FeatureEncoder)]
 
     def _shared_candidates(self, variables: Sequence[tf.Variable]) -> list[tf.Variable]:
         names = getattr(self.balancer, "layers", None)

@@ -1,4 +1,4 @@
-"""Gradients for the gradient-based balancing strategies (GradNorm, PCGrad), replica-aware.
+"""Gradients for the gradient-based balancing strategies at the shared parameters, replica-aware.
 
 Each task's gradient on the shared variables is taken apart, averaged over
 replicas (so every replica balances the same global gradients), combined by the
@@ -53,7 +53,8 @@ def balanced_gradients(
     shared_vars = [candidates[i] for i in shared]
     flat = tf.stack([flatten([grads[i] for i in shared], shared_vars) for grads in per_task])  # [K, P]
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    combined = balancer.balance(mean_over_replicas(flat), mean_over_replicas(task_losses)) / replicas  # [P]
+    flat, losses = finite_or_zero(mean_over_replicas(flat), mean_over_replicas(task_losses))
+    combined = balancer.balance(flat, losses) / replicas
     shared_ids = {id(v) for v in shared_vars}
     others = [v for v in variables if id(v) not in shared_ids]
     gradients = dict(zip(map(id, others), unscaled(optimizer, tape.gradient(total_objective, others))))
@@ -66,6 +67,18 @@ def balanced_gradients(
         gradients[id(variable)] = grad
         offset += size
     return [gradients[id(v)] for v in variables]
+
+
+def finite_or_zero(gradients: tf.Tensor, losses: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Both as they are, or both zeros when any gradient or loss is Inf or NaN.
+
+    A loss-scale overflow step (mixed precision) has non-finite gradients; the loss-scale
+    optimizer skips its update, and a strategy shown zeros instead keeps finite state
+    (GradNorm's moments, MetaBalance's and GradVac's moving averages) where NaNs would
+    stay for the rest of training.
+    """
+    finite = tf.logical_and(tf.reduce_all(tf.math.is_finite(gradients)), tf.reduce_all(tf.math.is_finite(losses)))
+    return tf.where(finite, gradients, tf.zeros_like(gradients)), tf.where(finite, losses, tf.zeros_like(losses))
 
 
 def mean_over_replicas(value: tf.Tensor) -> tf.Tensor:

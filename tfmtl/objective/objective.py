@@ -90,6 +90,11 @@ class MultiTaskObjective:
                 f"gradients_at='representation' is for gradient strategies; {type(self.balancer).__name__} "
                 "combines the losses only"
             )
+        if gradients_at == "representation" and getattr(self.balancer, "layers", None) is not None:
+            raise ValueError(
+                f"{type(self.balancer).__name__}(layers=...) names shared parameters; at the representation the "
+                "model's representation_layers() are used: drop layers= or use gradients_at='parameters'"
+            )
         self.gradients_at = gradients_at
         #: ``compile``'s arguments as given (task defaults stay defaults), for saving.
         self.config: dict[str, Any] = {
@@ -203,13 +208,13 @@ class MultiTaskObjective:
         at_representation = self.gradients_at == "representation"
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape(persistent=balancer.uses_gradients) as tape:
-            with recorded_outputs(representation_layers if at_representation else ()) as representation:
+            with recorded_outputs(representation_layers if at_representation else (), tape.watch) as representation:
                 predictions = forward()
-            combine_weights = balancer.loss_weights() if balancer.uses_gradients else None
             task_losses = self.task_losses(labels, weights, predictions)  # K scalars, this replica's
             losses = tf.stack(task_losses)
             weighted = self.weighted(losses)
             balancer.observe(mean_over_replicas(weighted))
+            combine_weights = balancer.loss_weights() if balancer.uses_gradients else None  # what combine applies
             extra = self.extra_loss(predictions, layer_losses())
             total = balancer.combine(weighted) + extra
             scaled_total = scaled(optimizer, total / replicas)  # the optimizer sums the replicas' gradients
@@ -217,7 +222,8 @@ class MultiTaskObjective:
                 scaled_tasks = [scaled(optimizer, loss * w) for loss, w in zip(task_losses, self.static_weights)]
         if at_representation:
             gradients = representation_gradients(
-                tape, balancer, optimizer, representation=representation, task_objectives=scaled_tasks,
+                tape, balancer, optimizer, representation=representation,
+                task_names=[task.name for task in self.tasks], task_objectives=scaled_tasks,
                 task_losses=weighted, combine_weights=combine_weights, total_objective=scaled_total,
                 variables=variables,
             )

@@ -5,19 +5,21 @@ gradient with respect to the shared representation ``z`` (the shared bottom's ou
 the experts' outputs, the last extraction level's shared experts, or the encoded
 features) instead of the shared parameters. Each task then needs one backward pass
 through its own tower only, down to ``z``, and one backward pass of the whole network
-follows, as in MGDA-UB (Sener and Koltun, 2018) and MultiBalance (arXiv 2411.11871).
+follows, as in LibMTL's ``rep_grad`` and MultiBalance (arXiv 2411.11871).
 
 How the update is formed, for per-task representation gradients ``r_k = dL_k/dz``
 (``[B, ...]``, of the statically weighted losses):
 
 1. ``R_k = sum over the batch of r_k``, flattened to ``[K, D]`` and averaged over
-   replicas (LibMTL's ``rep_grad`` forms its Gram matrix the same way), so every
-   replica balances the same global matrix.
+   replicas, so every replica balances the same global matrix. LibMTL's ``rep_grad``
+   forms its Gram matrix the same way; MGDA-UB as published takes the Gram of the
+   full ``B x D`` gradients, a different matrix, so MGDA here is LibMTL's form.
 2. The strategy's :meth:`~tfmtl.balancing.GradientBalancer.balance` runs on ``R``; its
    result is a combination ``sum_k c_k R_k`` of the task gradients (true of every
    strategy tfmtl ships), whose coefficients ``c`` are read back exactly by giving the
-   strategy ``[R | eps I]``: the extra columns come back as ``eps c`` (they change the
-   Gram matrix by ``eps^2``, below float32 resolution).
+   strategy ``[R | eps I]``: the extra columns come back as ``eps c``. ``eps`` is 1e-4
+   of the smallest task's norm, so they change each Gram entry by at most 1e-8 of the
+   task's own squared norm, below float32 resolution.
 3. The gradient that reaches ``z`` becomes ``sum_k c_k r_k`` per row in place of the
    plain ``sum_k w_k r_k``, and flows on to every parameter below ``z`` in one backward
    pass: ``grad = d(total)/dθ + (dz/dθ)^T (sum_k (c_k - w_k) r_k)``. Parameters above
@@ -27,19 +29,26 @@ How the update is formed, for per-task representation gradients ``r_k = dL_k/dz`
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from tfmtl._compat import keras, tf
 from tfmtl.balancing.base import LossBalancer
-from tfmtl.objective.gradients import mean_over_replicas, unscaled
+from tfmtl.objective.gradients import finite_or_zero, mean_over_replicas, unscaled
 
 #: The values ``compile(gradients_at=...)`` takes.
 LEVELS = ("parameters", "representation")
 
 
 @contextlib.contextmanager
-def recorded_outputs(layers: Sequence[keras.layers.Layer]) -> Iterator[list[Any]]:
+def recorded_outputs(
+    layers: Sequence[keras.layers.Layer], watch: Callable[[Any], None] | None = None
+) -> Iterator[list[Any]]:
     """Record the outputs of ``layers``' calls inside the block (the tensors a tape can differentiate by).
+
+    Each layer's ``call`` is wrapped for the block only (an instance attribute shadows the
+    method) and restored exactly as it was afterwards. ``watch`` (a tape's ``watch``) is
+    called on every output as it is made, so that a tape differentiates by it even when no
+    trainable variable is upstream (encoded features without embeddings).
 
     Example:
 
@@ -52,20 +61,27 @@ def recorded_outputs(layers: Sequence[keras.layers.Layer]) -> Iterator[list[Any]
     [[2, 3]]
     """
     outputs: list[Any] = []
-    for layer in layers:
+    unique = list({id(layer): layer for layer in layers}.values())
+    saved = [layer.__dict__.get("call") for layer in unique]  # an instance `call` the layer already had
+    for layer in unique:
         original = layer.call
 
         def call(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
             output = _original(*args, **kwargs)
+            if watch is not None:
+                watch(output)
             outputs.append(output)
             return output
 
-        object.__setattr__(layer, "call", call)  # an instance attribute shadows the method
+        object.__setattr__(layer, "call", call)
     try:
         yield outputs
     finally:
-        for layer in layers:
-            object.__delattr__(layer, "call")
+        for layer, previous in zip(unique, saved):
+            if previous is None:
+                object.__delattr__(layer, "call")
+            else:
+                object.__setattr__(layer, "call", previous)
 
 
 def representation_gradients(
@@ -74,6 +90,7 @@ def representation_gradients(
     optimizer: Any,
     *,
     representation: Sequence[tf.Tensor],
+    task_names: Sequence[str],
     task_objectives: Sequence[tf.Tensor],
     task_losses: tf.Tensor,
     combine_weights: tf.Tensor | None,
@@ -87,34 +104,49 @@ def representation_gradients(
       balancer: A gradient strategy.
       optimizer: The model's optimizer (loss scaling is undone when it has any).
       representation: The shared representation's tensors of this forward pass.
+      task_names: The tasks' names, in order (for errors).
       task_objectives: Each task's (statically weighted, loss-scaled) loss.
       task_losses: ``[K]`` the statically weighted losses, for the strategy.
       combine_weights: ``[K]`` the weights the strategy's ``combine`` put on the losses (``loss_weights()``;
         None: 1 each).
       total_objective: The scaled total loss divided by the number of replicas.
       variables: Every variable to update.
+
+    Raises:
+      ValueError: a task's loss does not depend on the representation.
     """
+    name = type(balancer).__name__
     if not representation:
-        raise ValueError(f"{type(balancer).__name__}: the shared representation was not computed in this step")
-    per_task = [tape.gradient(objective, list(representation)) for objective in task_objectives]  # scaled units
-    per_task = [[tf.zeros_like(z) if g is None else tf.convert_to_tensor(g) for g, z in zip(grads, representation)]
-                for grads in per_task]
+        raise ValueError(f"{name}: the shared representation was not computed in this step")
+    per_task = []  # per task, per tensor: dL_k/dz in float32, still loss-scaled
+    for task, objective in zip(task_names, task_objectives):
+        grads = tape.gradient(objective, list(representation))
+        if all(g is None for g in grads):
+            raise ValueError(
+                f"{name} at the representation: task {task!r}'s loss does not depend on the shared representation "
+                "(it has no path through it); use gradients_at='parameters'"
+            )
+        per_task.append([tf.zeros(z.shape if z.shape.is_fully_defined() else tf.shape(z), tf.float32)
+                         if g is None else tf.cast(tf.convert_to_tensor(g), tf.float32)
+                         for g, z in zip(grads, representation)])
     summed = tf.stack([
         tf.concat([tf.reshape(tf.reduce_sum(g, axis=0), [-1]) for g in unscaled(optimizer, list(grads))], 0)
         for grads in per_task
-    ])  # [K, D]: batch sums, unscaled
-    summed = mean_over_replicas(summed)
+    ])  # [K, D]: batch sums, unscaled, float32
+    summed, losses = finite_or_zero(mean_over_replicas(summed), mean_over_replicas(task_losses))
     k = len(task_objectives)
-    norm = tf.reduce_max(tf.norm(summed, axis=1))
-    eps = 1e-4 * norm
+    norms = tf.norm(summed, axis=1)
+    # eps below every task's own norm, so the extra columns change no task's Gram entries measurably.
+    smallest = tf.reduce_min(tf.where(norms > 0, norms, tf.fill([k], float("inf"))))
+    eps = tf.where(tf.math.is_finite(smallest), 1e-4 * smallest, 0.0)
     augmented = tf.concat([summed, eps * tf.eye(k, dtype=summed.dtype)], axis=1)  # [K, D + K]
-    combined = balancer.balance(augmented, mean_over_replicas(task_losses))
-    coefficients = tf.math.divide_no_nan(combined[-k:], eps)  # [K]
     plain = tf.ones([k]) if combine_weights is None else tf.cast(combine_weights, tf.float32)  # d(total)/dz's
+    coefficients = tf.math.divide_no_nan(balancer.balance(augmented, losses)[-k:], eps)  # [K]
     correction = coefficients - plain  # [K]
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     output_gradients = [
-        tf.add_n([correction[i] * per_task[i][j] for i in range(k)]) / replicas for j in range(len(representation))
+        tf.cast(tf.add_n([correction[i] * per_task[i][j] for i in range(k)]) / replicas, z.dtype)
+        for j, z in enumerate(representation)
     ]
     gradients = tape.gradient(
         [total_objective, *representation], list(variables),

@@ -15,7 +15,8 @@ A config has one section per argument of the Python API (see ``examples/train.to
   ``RowWiseAdagrad``: :mod:`tfmtl.training.optimizers`) and its arguments;
   ``learning_rate`` may be a table with ``schedule`` (a ``keras.optimizers.schedules``
   class) and its arguments;
-* ``[balancer]``: ``class`` (a :mod:`tfmtl.balancing` strategy) and its arguments;
+* ``[balancer]``: ``class`` (a :mod:`tfmtl.balancing` strategy) and its arguments, and
+  ``gradients_at`` (``"parameters"`` or ``"representation"``: ``compile``'s);
 * ``[fit]``: ``epochs``, ``checkpoint_every``, ``keep_checkpoints``, and
   ``early_stopping = {score = {"val_click/auc" = 0.7, ...}, patience = 2}``;
 * ``[output]``: ``dir`` (``checkpoints/``, ``logs/`` and ``model.keras`` go there) and
@@ -231,8 +232,14 @@ class RunConfig:
     def build_balancer(self) -> Any:
         """A :mod:`tfmtl.balancing` strategy from ``[balancer]`` (default ``FixedWeights``)."""
         options = dict(self.raw.get("balancer", {"class": "FixedWeights"}))
+        options.pop("gradients_at", None)  # compile's, not the strategy's (see gradients_at)
         cls = _pick("balancer", options.pop("class", "FixedWeights"), BALANCERS, "class")
         return _call(f"balancer ({cls.__name__})", cls, options)
+
+    @property
+    def gradients_at(self) -> str:
+        """``[balancer]``'s ``gradients_at`` (``compile(gradients_at=...)``; default ``"parameters"``)."""
+        return self.raw.get("balancer", {}).get("gradients_at", "parameters")
 
 
 def _architecture(model: Mapping[str, Any]) -> tuple[Callable[..., Any], dict[str, Any]]:

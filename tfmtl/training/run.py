@@ -38,7 +38,8 @@ def train_from_config(path: str | pathlib.Path, *, verbose: Any = "auto", log: C
     log(f"learning vocabularies and statistics from {config.data['train']}")
     schema = config.schema.adapt(config.read("train"), verbose=verbose)
     model = config.build_model(schema)
-    model.compile(optimizer=config.build_optimizer(), balancer=config.build_balancer())
+    model.compile(optimizer=config.build_optimizer(), balancer=config.build_balancer(),
+                  gradients_at=config.gradients_at)
     options = config.fit
     callbacks: list[Any] = [TensorBoardLogs(out / "logs")]
     stopping = options.get("early_stopping")
