@@ -33,7 +33,8 @@ else:  # the user's own `import tensorflow` is quieted too
 __version__ = "0.1.0"
 
 _SUBPACKAGES = (
-    "balancing", "data", "demo", "diagnostics", "features", "layers", "models", "serving", "tasks", "training",
+    "balancing", "data", "demo", "diagnostics", "features", "layers", "models", "objective", "serving", "tasks",
+    "training",
 )
 _SHORTCUTS = {
     "Categorical": "tfmtl.features",

@@ -189,6 +189,19 @@ class GradientBalancer(LossBalancer):
     Args:
       layers: Names of the layers whose variables are "the shared parameters"
         (default: every non-embedding variable that two tasks share).
+
+    Example: a strategy that gives every task's gradient the same norm.
+
+    >>> import numpy as np, tfmtl
+    >>> class UnitGradients(tfmtl.balancing.GradientBalancer):
+    ...     def balance(self, gradients, losses):
+    ...         weights = 1.0 / tfmtl._compat.tf.norm(gradients, axis=1)
+    ...         self.weights.assign(weights)  # logged as <task>/weight
+    ...         return tfmtl._compat.tf.linalg.matvec(gradients, weights, transpose_a=True)
+    >>> unit = UnitGradients()
+    >>> unit.build([tfmtl.Task.binary("click"), tfmtl.Task.binary("buy")])
+    >>> unit.balance(np.array([[3.0, 4.0], [0.0, 2.0]], np.float32), np.ones(2, np.float32)).numpy()
+    array([0.6, 1.8], dtype=float32)
     """
 
     uses_gradients = True

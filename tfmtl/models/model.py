@@ -189,8 +189,9 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
         kwargs.setdefault("steps_per_execution", 1 if multi_worker else DEFAULT_STEPS_PER_EXECUTION)
         with self.distribute_strategy.scope():
             objective.build()  # (checks the strategy against the tasks: nothing is changed if it fails)
-        # What load_model needs to compile the model the same way (see get_compile_config).
-        self._tfmtl_compile_args = {**objective.config, "jit_compile": jit_compile, **given}
+        # What load_model needs to compile the model the same way (see get_compile_config). Kept off Keras's
+        # tracking: the strategy in it would otherwise add its variables to model.weights / get_weights().
+        object.__setattr__(self, "_tfmtl_compile_args", {**objective.config, "jit_compile": jit_compile, **given})
         # Keras's own jit_compile would compile the lookups too: tfmtl compiles the trainable stage only.
         super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
         # Kept off Keras's tracking, so model.weights / get_weights() stay the model's own;
