@@ -1,5 +1,7 @@
 """Shared by the balancing strategies' test files: gradients of ``combine``, a tiny two-task model, one SGD step."""
 
+from typing import Any, NamedTuple
+
 import numpy as np
 
 import tfmtl
@@ -34,11 +36,12 @@ def problem(seed=0):
     return x, y
 
 
-def model(seed=0):
-    """A shared bottom of 4 units with linear heads ``a`` (loss weight 1) and ``b`` (loss weight 0.5)."""
+def model(seed=0, b_weight=0.5):
+    """A shared bottom of 4 units with linear heads ``a`` (loss weight 1) and ``b`` (loss weight ``b_weight``)."""
     keras.utils.set_random_seed(seed)
     schema = Schema([Numeric(f"x{i}", mean=0.0, variance=1.0) for i in range(4)])
-    tasks = [tfmtl.Task.binary("a", tower_units=()), tfmtl.Task.regression("b", tower_units=(), loss_weight=0.5)]
+    tasks = [tfmtl.Task.binary("a", tower_units=()),
+             tfmtl.Task.regression("b", tower_units=(), loss_weight=b_weight)]
     return tfmtl.models.shared_bottom(schema, tasks, bottom_units=(4,))
 
 
@@ -80,3 +83,47 @@ def sgd_step(net, balancer, x, y):
         assert checked >= 2  # both heads' kernels at least
 
     return logs, STATIC * np.array([float(losses["a"]), float(losses["b"])]), check
+
+
+def batch():
+    """64 rows: ``a`` is ``x0 > 0``, ``b`` is ``-3 x0`` plus noise (the gradient strategies' model step)."""
+    rng = np.random.default_rng(0)
+    x = {f"x{i}": rng.normal(size=N).astype(np.float32) for i in range(4)}
+    y = {"a": (x["x0"] > 0).astype(np.float32), "b": (-3 * x["x0"] + rng.normal(size=N)).astype(np.float32)}
+    return x, y
+
+
+class Step(NamedTuple):
+    """What :func:`train_step` saw."""
+
+    logs: dict[str, float]
+    grads: list[list[np.ndarray]]  # per task (a, b): its plain loss's gradient per variable (zeros where none)
+    deltas: list[np.ndarray]  # per variable: the update applied (before - after)
+    variables: list[np.ndarray]  # per variable: its value after the step
+    names: list[str]  # per variable: its layer's name ("bottom", "a", "b")
+    balancer: Any
+
+
+def train_step(balancer, jit_compile=False, learning_rate=1.0):
+    """One SGD step on :func:`batch` of :func:`model` with both static weights 1, compiled with ``balancer``."""
+    x, y = batch()
+    net = model(0, b_weight=1.0)
+    net.compile(optimizer=keras.optimizers.SGD(learning_rate), balancer=balancer, jit_compile=jit_compile)
+    variables = net.trainable_variables
+    tape, losses = raw_losses(net, x, y)
+    grads = [[np.zeros(v.shape) if g is None else g.numpy() for g, v in zip(tape.gradient(loss, variables), variables)]
+             for loss in losses.values()]
+    before = [v.numpy() for v in variables]
+    logs = net.train_on_batch(x, y, return_dict=True)
+    after = [v.numpy() for v in variables]
+    names = [v.name.split("/")[0] for v in variables]
+    return Step(logs, grads, [b - a for b, a in zip(before, after)], after, names, balancer)
+
+
+def assert_same_step(eager, xla):
+    """Two :func:`train_step` results (without and with XLA) agree: the same log keys and values, the same variables."""
+    assert set(eager.logs) == set(xla.logs) and "a/weight" in eager.logs
+    for key in eager.logs:
+        np.testing.assert_allclose(xla.logs[key], eager.logs[key], rtol=1e-4, err_msg=key)
+    for value, xla_value in zip(eager.variables, xla.variables):
+        np.testing.assert_allclose(xla_value, value, rtol=1e-4, atol=1e-6)

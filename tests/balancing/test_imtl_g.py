@@ -2,10 +2,9 @@
 
 import numpy as np
 
+from balancing_checks import assert_same_step, train_step
 import tfmtl
-from tfmtl._compat import keras
 from tfmtl.balancing.imtl_g import IMTLG, imtl_g_weights
-from tfmtl.features import Numeric, Schema
 
 ATOL = 1e-5
 
@@ -89,31 +88,10 @@ def test_helper_and_task_specific_parameters():
     assert IMTLG.from_config(IMTLG(layers=["bottom"]).get_config()).layers == ("bottom",)
 
 
-def _tiny_model():
-    keras.utils.set_random_seed(0)
-    schema = Schema([Numeric(f"x{i}", mean=0.0, variance=1.0) for i in range(4)])
-    tasks = [tfmtl.Task.binary("a", tower_units=()), tfmtl.Task.regression("b", tower_units=())]
-    return tfmtl.models.shared_bottom(schema, tasks, bottom_units=(4,))
-
-
-def _batch():
-    rng = np.random.default_rng(0)
-    x = {f"x{i}": rng.normal(size=64).astype(np.float32) for i in range(4)}
-    y = {"a": (x["x0"] > 0).astype(np.float32), "b": (-3 * x["x0"] + rng.normal(size=64)).astype(np.float32)}
-    return x, y
-
-
 def test_model_trains_one_step_with_and_without_xla():
-    x, y = _batch()
-    results = []
-    for jit_compile in (False, True):
-        model, balancer = _tiny_model(), IMTLG()
-        model.compile(optimizer=keras.optimizers.SGD(0.1), balancer=balancer, jit_compile=jit_compile)
-        logs = model.train_on_batch(x, y, return_dict=True)
-        assert all(np.isfinite(value) for value in logs.values()), logs
-        weights = balancer.task_weights().numpy()
+    steps = [train_step(IMTLG(), jit_compile, learning_rate=0.1) for jit_compile in (False, True)]
+    for step in steps:
+        assert all(np.isfinite(value) for value in step.logs.values()), step.logs
+        weights = step.balancer.task_weights().numpy()
         assert np.all(np.isfinite(weights)) and abs(weights.sum() - 1.0) < 1e-4
-        results.append(logs)
-    assert set(results[0]) == set(results[1]) and "a/weight" in results[0]
-    for key in results[0]:
-        np.testing.assert_allclose(results[1][key], results[0][key], rtol=1e-4, err_msg=key)
+    assert_same_step(*steps)

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from balancing_checks import assert_same_step, model, train_step
 import tfmtl
-from tfmtl._compat import keras, tf
+from tfmtl._compat import tf
 from tfmtl.balancing.pe_ltr import ParetoWeights, pareto_weights
 from tfmtl.balancing.simplex import project_to_simplex
-from tfmtl.features import Numeric, Schema
 
 
 def _project_numpy(v, total):
@@ -117,7 +117,7 @@ def test_bad_arguments_are_named():
     pareto.build([tfmtl.Task.binary(name) for name in "abc"])  # still usable: nothing was built
     assert len(pareto.tasks) == 3
     with pytest.raises(ValueError, match=r"ParetoWeights: min_weights has 3 values but the model has 2 tasks"):
-        _tiny_model().compile(optimizer="sgd", balancer=ParetoWeights(min_weights=[0.1, 0.1, 0.1]))
+        model(0, b_weight=1.0).compile(optimizer="sgd", balancer=ParetoWeights(min_weights=[0.1, 0.1, 0.1]))
     config = ParetoWeights(min_weights=(0.2, 0.1), layers=["bottom"]).get_config()
     assert config == {"layers": ["bottom"], "min_weights": [0.2, 0.1]}
     assert ParetoWeights.from_config(config).get_config() == config
@@ -125,56 +125,16 @@ def test_bad_arguments_are_named():
     assert float(ParetoWeights().combine(tf.constant([0.5, 2.0]))) == 2.5  # weights act through balance only
 
 
-def _tiny_model():
-    keras.utils.set_random_seed(0)
-    schema = Schema([Numeric(f"x{i}", mean=0.0, variance=1.0) for i in range(4)])
-    tasks = [tfmtl.Task.binary("a", tower_units=()), tfmtl.Task.regression("b", tower_units=())]
-    return tfmtl.models.shared_bottom(schema, tasks, bottom_units=(4,))
-
-
-def _data():
-    rng = np.random.default_rng(0)
-    x = {f"x{i}": rng.normal(size=64).astype(np.float32) for i in range(4)}
-    y = {"a": (x["x0"] > 0).astype(np.float32), "b": (-3 * x["x0"] + rng.normal(size=64)).astype(np.float32)}
-    return x, y
-
-
-def _task_gradients(model, x, y):
-    variables = model.trainable_variables
-    with tf.GradientTape(persistent=True) as tape:
-        out = model(x, training=True)
-        p = tf.clip_by_value(tf.reshape(out["a"], [-1]), 1e-7, 1 - 1e-7)
-        la = -tf.reduce_mean(y["a"] * tf.math.log(p) + (1 - y["a"]) * tf.math.log(1 - p))
-        lb = tf.reduce_mean((tf.reshape(out["b"], [-1]) - y["b"]) ** 2)
-    return [
-        [np.zeros(v.shape) if g is None else g.numpy() for g, v in zip(tape.gradient(loss, variables), variables)]
-        for loss in (la, lb)
-    ]
-
-
-def _train_step(balancer, jit_compile):
-    """One SGD(1.0) step of the tiny model: (logs, per-task gradients, applied deltas, variables after, names)."""
-    x, y = _data()
-    model = _tiny_model()
-    model.compile(optimizer=keras.optimizers.SGD(1.0), balancer=balancer, jit_compile=jit_compile)
-    grads = _task_gradients(model, x, y)
-    before = [v.numpy() for v in model.trainable_variables]
-    logs = model.train_on_batch(x, y, return_dict=True)
-    after = [v.numpy() for v in model.trainable_variables]
-    names = [v.name.split("/")[0] for v in model.trainable_variables]
-    return logs, grads, [b - a for b, a in zip(before, after)], after, names
-
-
 FLOORS = [0.3, 0.3]  # the tiny model's "b" gradient dominates: without a floor "a" would take ~all the weight
 
 
 @pytest.fixture(scope="module")
 def eager_step():
-    return _train_step(ParetoWeights(min_weights=FLOORS), jit_compile=False)
+    return train_step(ParetoWeights(min_weights=FLOORS))
 
 
 def test_model_step_uses_pareto_weights_on_the_shared_layer(eager_step):
-    logs, grads, deltas, _, names = eager_step
+    logs, grads, deltas, _, names, _ = eager_step
     assert all(np.isfinite(value) for value in logs.values())
     shared = [i for i, name in enumerate(names) if name == "bottom"]
     g = np.array([np.concatenate([task[i].ravel() for i in shared]) for task in grads], float)
@@ -187,8 +147,4 @@ def test_model_step_uses_pareto_weights_on_the_shared_layer(eager_step):
 
 
 def test_model_step_is_the_same_under_xla(eager_step):
-    logs, _, _, variables, _ = eager_step
-    xla_logs, _, _, xla_variables, _ = _train_step(ParetoWeights(min_weights=FLOORS), jit_compile=True)
-    np.testing.assert_allclose([xla_logs[key] for key in logs], list(logs.values()), rtol=1e-4)
-    for value, xla_value in zip(variables, xla_variables):
-        np.testing.assert_allclose(xla_value, value, rtol=1e-4, atol=1e-6)
+    assert_same_step(eager_step, train_step(ParetoWeights(min_weights=FLOORS), jit_compile=True))
