@@ -8,6 +8,8 @@ import textwrap
 import numpy as np
 import pytest
 
+from balancing_checks import N, problem
+from balancing_checks import model as tiny_model
 import tfmtl
 from tfmtl._compat import keras, tf
 from tfmtl.balancing import (
@@ -19,26 +21,6 @@ from tfmtl.balancing import (
     RandomLossWeighting,
     UncertaintyWeighting,
 )
-from tfmtl.features import Numeric, Schema
-
-N = 64
-
-
-def _problem(seed=0):
-    """Two tasks on four numeric features whose shared-layer gradients conflict."""
-    rng = np.random.default_rng(seed)
-    x = {f"x{i}": rng.normal(size=N).astype(np.float32) for i in range(4)}
-    signal = x["x0"] + 0.5 * x["x1"]
-    y = {"a": (signal > 0).astype(np.float32), "b": (-3.0 * signal + rng.normal(size=N)).astype(np.float32)}
-    return x, y
-
-
-def _model(seed=0, b_weight=0.5):
-    keras.utils.set_random_seed(seed)
-    schema = Schema([Numeric(f"x{i}", mean=0.0, variance=1.0) for i in range(4)])
-    tasks = [tfmtl.Task.binary("a", tower_units=()), tfmtl.Task.regression("b", tower_units=(), loss_weight=b_weight)]
-    return tfmtl.models.shared_bottom(schema, tasks, bottom_units=(4,))
-
 
 def _numpy_task_gradients(model, x, y):
     """Per-task gradients of the statically weighted losses, by a plain tape outside tfmtl's train step."""
@@ -79,7 +61,7 @@ def _pcgrad_numpy(ga, gb):
 def _conflicting_seed(x, y):
     """The first initialisation whose two task gradients on the shared layer conflict (negative dot)."""
     for seed in range(50):
-        model = _model(seed)
+        model = tiny_model(seed)
         variables, grads, _, _ = _numpy_task_gradients(model, x, y)
         shared = [i for i, v in enumerate(variables) if v.name.startswith("bottom/")]
         if _flat(grads["a"], shared) @ _flat(grads["b"], shared) < 0:
@@ -88,8 +70,8 @@ def _conflicting_seed(x, y):
 
 
 def test_pcgrad_step_equals_numpy_projection_of_conflicting_gradients():
-    x, y = _problem()
-    model = _model(_conflicting_seed(x, y))
+    x, y = problem()
+    model = tiny_model(_conflicting_seed(x, y))
     variables, grads, deltas, shared, _ = _step(model, PCGrad(), x, y)
     ga, gb = _flat(grads["a"], shared), _flat(grads["b"], shared)
     assert ga @ gb < 0
@@ -104,8 +86,8 @@ def test_pcgrad_step_equals_numpy_projection_of_conflicting_gradients():
 
 
 def test_gradnorm_weight_update_after_one_step_equals_numpy():
-    x, y = _problem(1)
-    model = _model(1)
+    x, y = problem(1)
+    model = tiny_model(1)
     balancer = GradNorm(alpha=1.5, learning_rate=0.05)
     variables, grads, deltas, shared, losses = _step(model, balancer, x, y)
     norms = np.array([np.linalg.norm(_flat(grads[t], shared)) for t in "ab"])
@@ -126,8 +108,8 @@ def test_gradnorm_weight_update_after_one_step_equals_numpy():
 
 
 def test_uncertainty_weighting_loss_formula():
-    x, y = _problem(2)
-    model = _model(2, b_weight=1.0)
+    x, y = problem(2)
+    model = tiny_model(2, b_weight=1.0)
     balancer = UncertaintyWeighting()
     model.compile(optimizer="sgd", balancer=balancer)
     balancer.log_variances.assign([0.3, -0.2])
@@ -144,8 +126,8 @@ def test_uncertainty_weighting_loss_formula():
 
 
 def test_dynamic_weight_average_follows_the_epoch_losses():
-    x, y = _problem(3)
-    model = _model(3, b_weight=1.0)
+    x, y = problem(3)
+    model = tiny_model(3, b_weight=1.0)
     model.compile(optimizer=keras.optimizers.Adam(0.05), balancer=DynamicWeightAverage(temperature=2.0))
     history = model.fit(x, y, batch_size=16, epochs=4, verbose=0).history
     assert history["a/weight"][:2] == [1.0, 1.0] and history["b/weight"][:2] == [1.0, 1.0]
@@ -156,10 +138,10 @@ def test_dynamic_weight_average_follows_the_epoch_losses():
 
 
 def test_random_loss_weighting_draws_seeded_weights_summing_to_k():
-    x, y = _problem(4)
+    x, y = problem(4)
     draws = []
     for _ in range(2):
-        model = _model(4)
+        model = tiny_model(4)
         model.compile(optimizer="sgd", balancer=RandomLossWeighting(seed=7))
         history = model.fit(x, y, batch_size=16, epochs=3, verbose=0).history
         draws.append(np.array([history["a/weight"], history["b/weight"]]))
@@ -170,8 +152,8 @@ def test_random_loss_weighting_draws_seeded_weights_summing_to_k():
 
 
 def test_fixed_weights_is_the_default_and_strings_are_refused():
-    x, y = _problem(5)
-    model = _model(5)
+    x, y = problem(5)
+    model = tiny_model(5)
     model.compile()
     assert isinstance(model.balancer, FixedWeights)
     logs = model.evaluate(x, y, batch_size=N, return_dict=True, verbose=0)
@@ -185,8 +167,8 @@ def test_fixed_weights_is_the_default_and_strings_are_refused():
 
 
 def test_gradient_balancers_name_shared_layers_and_refuse_unknown_ones():
-    x, y = _problem(6)
-    model = _model(6)
+    x, y = problem(6)
+    model = tiny_model(6)
     model.compile(optimizer="sgd", balancer=PCGrad(layers=["nope"]))
     with pytest.raises(ValueError, match="no layer 'nope'"):
         model.train_on_batch(x, y)
@@ -221,11 +203,11 @@ _DISTRIBUTED = textwrap.dedent("""
     import tfmtl
     from tfmtl._compat import keras, tf
     sys.path.insert(0, sys.argv[1])
-    import test_strategies as t
+    import balancing_checks as t
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    x, y = t._problem(8)
+    x, y = t.problem(8)
     results = {}
     # One MirroredStrategy for all models (separate ones in one process can mix up their collectives).
     strategies = (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
@@ -237,7 +219,7 @@ _DISTRIBUTED = textwrap.dedent("""
         finals = []
         for strategy in strategies:
             with strategy.scope():
-                model = t._model(8)
+                model = t.model(8)
                 balancer = getattr(tfmtl.balancing, kind)(**arguments)
                 model.compile(optimizer=keras.optimizers.SGD(0.5), balancer=balancer,
                               **({"gradients_at": at} if balancer.uses_gradients else {}))
