@@ -125,11 +125,6 @@ class MultiTaskObjective:
         ]
 
     @property
-    def uses_gradients(self) -> bool:
-        """Whether each task's gradient is taken apart (a gradient strategy): the tape must be persistent."""
-        return self.balancer.uses_gradients
-
-    @property
     def trainable_variables(self) -> list[tf.Variable]:
         """The strategy's own trained variables (e.g. learned uncertainties), updated by the model's optimizer."""
         return list(self.balancer.trainable_variables)
