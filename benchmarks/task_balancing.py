@@ -10,8 +10,8 @@ Adam 1e-3, batch 1024) from the same initialisation for every strategy:
 * ``census2``: census-income task group 2 (education, marital; Ma et al. 2018), from
   ``../shared/data`` (skipped when absent).
 
-Each row is a strategy (gradient strategies twice: ``@parameters`` and
-``@representation``); cells are the held-out metric's mean over the seeds and its
+Each row is a strategy (gradient strategies at each level they work at:
+``@parameters`` and ``@representation``); cells are the held-out metric's mean over the seeds and its
 min-max. "mean rank" ranks the rows per task by their mean metric (1 = best; AUC higher,
 RMSE lower) and averages over the tasks. "FixedWeights (tuned)" picks, per seed, the
 second task's static weight from a small grid by the validation data's mean rank, then
@@ -24,6 +24,7 @@ FixedWeights in the same run.
 
     python benchmarks/task_balancing.py                         # both tables, defaults below
     python benchmarks/task_balancing.py --quality --rows 20000 --seeds 0 --datasets scale
+    python benchmarks/task_balancing.py --only DBMTL GradDrop   # those rows beside the baselines
 """
 
 from __future__ import annotations
@@ -47,14 +48,18 @@ GRID = (0.1, 0.3, 1.0, 3.0)  # the second task's static weight, for tuned fixed 
 OVERRIDES: dict[type, dict[str, Any]] = {SmoothTchebycheff: {"warmup_epochs": 1}}
 
 
-def rows_to_run() -> list[tuple[str, Callable[[], Any], str]]:
-    """(row name, strategy factory, gradients_at) for every strategy and level."""
+def rows_to_run(only: list[str] | None = None) -> list[tuple[str, Callable[[], Any], str]]:
+    """(row name, strategy factory, gradients_at) for every strategy and the levels it works at.
+
+    ``only``: those strategies' rows, beside FixedWeights (the baseline, always first).
+    """
     out = []
     for cls in STRATEGIES:
+        if only and cls is not FixedWeights and cls.__name__ not in only:
+            continue
         make = (lambda cls=cls: cls(**OVERRIDES.get(cls, {})))
         if cls.uses_gradients:
-            out += [(f"{cls.__name__} @parameters", make, "parameters"),
-                    (f"{cls.__name__} @representation", make, "representation")]
+            out += [(f"{cls.__name__} @{level}", make, level) for level in cls.levels]
         else:
             out.append((cls.__name__, make, "parameters"))
     return out
@@ -121,7 +126,7 @@ def ranks(table: dict[str, dict[str, float]], tasks: list[Any]) -> dict[str, flo
     return dict(zip(names, total / len(tasks)))
 
 
-def quality(name: str, rows: int, epochs: int, seeds: list[int]) -> None:
+def quality(name: str, rows: int, epochs: int, seeds: list[int], only: list[str] | None = None) -> None:
     runs: dict[str, list[dict[str, Any]]] = {}
     tasks = None
     for seed in seeds:
@@ -134,7 +139,7 @@ def quality(name: str, rows: int, epochs: int, seeds: list[int]) -> None:
         chosen = ranks({str(w): r["validation"] for w, r in grid.items()}, tasks)
         best = min(GRID, key=lambda w: chosen[str(w)])
         runs.setdefault("FixedWeights (tuned)", []).append({**grid[best], "choice": best})
-        for row, make, level in rows_to_run():
+        for row, make, level in rows_to_run(only):
             runs.setdefault(row, []).append(train_one(data, seed, epochs, make(), level))
             print(f"  {name} seed {seed}: {row} done", flush=True)
     means = {row: {t.name: float(np.mean([r["test"][t.name] for r in rs])) for t in tasks} for row, rs in runs.items()}
@@ -153,7 +158,7 @@ def quality(name: str, rows: int, epochs: int, seeds: list[int]) -> None:
         print(f"| {row}{extra} | {' | '.join(cells)} | {mean_ranks[row]:.1f} | {seconds:.1f} |", flush=True)
 
 
-def speed(rows: int, steps: int) -> None:
+def speed(rows: int, steps: int, only: list[str] | None = None) -> None:
     import workload  # benchmarks/workload.py
 
     features, labels, _ = workload.generate(rows, seed=0)
@@ -166,7 +171,7 @@ def speed(rows: int, steps: int) -> None:
     data = tfmtl.data.MultiTaskData(features, labels, schema, tuple(tasks))
     batch = 4096
     results = {}
-    for row, make, level in rows_to_run():  # FixedWeights first: the baseline
+    for row, make, level in rows_to_run(only):  # FixedWeights first: the baseline
         keras.utils.set_random_seed(0)
         model = tfmtl.models.mmoe(schema, tasks, num_experts=4, expert_units=(64,))
         model.compile(optimizer=keras.optimizers.Adam(1e-3), balancer=make(), gradients_at=level, steps_per_execution=1)
@@ -206,6 +211,8 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["scale", "census2"], choices=["scale", "census2"])
     parser.add_argument("--speed-rows", type=int, default=100_000)
     parser.add_argument("--speed-steps", type=int, default=20)
+    parser.add_argument("--only", nargs="+", metavar="STRATEGY", choices=[cls.__name__ for cls in STRATEGIES],
+                        help="only these strategies' rows, beside FixedWeights and the tuned fixed weights")
     args = parser.parse_args()
     both = not (args.quality or args.speed)
     if args.quality or both:
@@ -216,9 +223,9 @@ def main() -> None:
                 except FileNotFoundError as error:
                     print(f"census2 skipped: {error}")
                     continue
-            quality(name, args.census_rows if name == "census2" else args.rows, args.epochs, args.seeds)
+            quality(name, args.census_rows if name == "census2" else args.rows, args.epochs, args.seeds, args.only)
     if args.speed or both:
-        speed(args.speed_rows, args.speed_steps)
+        speed(args.speed_rows, args.speed_steps, args.only)
 
 
 if __name__ == "__main__":

@@ -169,9 +169,8 @@ def test_fixed_weights_is_the_default_and_strings_are_refused():
 def test_gradient_balancers_name_shared_layers_and_refuse_unknown_ones():
     x, y = problem(6)
     model = tiny_model(6)
-    model.compile(optimizer="sgd", balancer=PCGrad(layers=["nope"]))
     with pytest.raises(ValueError, match="no layer 'nope'"):
-        model.train_on_batch(x, y)
+        model.compile(optimizer="sgd", balancer=PCGrad(layers=["nope"]))
     model.compile(optimizer="sgd", balancer=PCGrad(layers=["a"]))  # a head: used by one task only
     with pytest.raises(ValueError, match="no variables are shared by two tasks"):
         model.train_on_batch(x, y)
@@ -214,7 +213,8 @@ _DISTRIBUTED = textwrap.dedent("""
     kinds = [("PCGrad", "parameters", {}), ("GradNorm", "parameters", {}), ("UncertaintyWeighting", "parameters", {}),
              ("PCGrad", "representation", {}), ("GeometricLossStrategy", "parameters", {}),
              ("IMTLL", "parameters", {}), ("SmoothTchebycheff", "parameters", {"warmup_epochs": 0}),
-             ("FAMO", "parameters", {}), ("NashMTL", "representation", {}), ("MGDA", "parameters", {})]
+             ("FAMO", "parameters", {}), ("NashMTL", "representation", {}), ("MGDA", "parameters", {}),
+             ("DBMTL", "parameters", {}), ("GradDrop", "representation", {})]
     for kind, at, arguments in kinds:
         finals = []
         for strategy in strategies:

@@ -5,7 +5,7 @@ import pytest
 
 import tfmtl
 from tfmtl._compat import keras, tf
-from tfmtl.balancing import GradNorm, PCGrad
+from tfmtl.balancing import GradDrop, GradNorm, PCGrad
 from tfmtl.features import Numeric, Schema
 
 N = 64
@@ -67,6 +67,33 @@ def test_pcgrad_at_the_representation_projects_batch_summed_gradients_and_backpr
                                        err_msg=variable.name)
 
 
+def test_graddrop_at_the_representation_masks_each_unit_by_its_sign_purity():
+    """The elementwise path: a_k = sum_b r_k sign(z), U drawn per unit, dz = sum_k M_k r_k per row."""
+    x, y = _problem(5)
+    model = _model(bottom_units=(8,))
+    model.compile(optimizer=keras.optimizers.SGD(1.0), balancer=GradDrop(seed=4), gradients_at="representation")
+    tape, z, variables, (la, lb), (ra, rb) = _representation_and_grads(model, x, y)
+    sign = np.sign(z.numpy())
+    a = np.stack([(ra * sign).sum(0), (rb * sign).sum(0)]).astype(np.float64)  # [2, 8]
+    u = tfmtl.balancing.counter_uniform(4, tf.constant(0, tf.int64), 8).numpy()
+    purity = 0.5 * (1 + a.sum(0) / (np.abs(a).sum(0) + 1e-7))
+    masks = (purity > u) * (a > 0) + (purity < u) * (a < 0)  # [2, 8]
+    assert 0 < masks.mean() < 1, "some units must drop a task's gradient for the test to mean anything"
+    combined = masks[0] * ra + masks[1] * rb
+    bottom_vars = model.get_layer("bottom").trainable_variables
+    expected_bottom = tape.gradient(z, bottom_vars, output_gradients=tf.constant(combined, tf.float32))
+    expected = {id(v): g for v, g in zip(bottom_vars, expected_bottom)}
+    for head, loss in (("a", la), ("b", lb)):
+        layer_vars = model.get_layer(head).trainable_variables
+        expected.update({id(v): g for v, g in zip(layer_vars, tape.gradient(loss, layer_vars))})
+    before = [v.numpy().copy() for v in variables]
+    logs = model.train_on_batch(x, y, return_dict=True)
+    for variable, old in zip(variables, before):
+        np.testing.assert_allclose(old - variable.numpy(), expected[id(variable)].numpy(), rtol=2e-4, atol=1e-6,
+                                   err_msg=variable.name)
+    np.testing.assert_allclose([logs["a/weight"], logs["b/weight"] / 0.5], masks.mean(1), rtol=1e-6)
+
+
 def test_a_combination_equal_to_the_plain_sum_leaves_the_plain_gradient():
     """GradNorm's update uses the step's starting weights (1, 1): the same gradient as no balancing."""
     x, y = _problem(1)
@@ -79,13 +106,14 @@ def test_a_combination_equal_to_the_plain_sum_leaves_the_plain_gradient():
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.name)
 
 
-@pytest.mark.parametrize("build, kwargs, layer", [
-    (tfmtl.models.shared_bottom, {"bottom_units": (4,)}, "bottom"),
-    (tfmtl.models.mmoe, {"num_experts": 2, "expert_units": (4,)}, "experts"),
-    (tfmtl.models.ple, {"num_levels": 2, "expert_units": (4,)}, "shared_experts"),
-    (tfmtl.models.esmm, {}, "features"),
-], ids=["shared_bottom", "mmoe", "ple", "esmm"])
-def test_every_architecture_has_a_representation_and_trains_there_under_xla(build, kwargs, layer):
+@pytest.mark.parametrize("build, kwargs, layer, balancer", [
+    (tfmtl.models.shared_bottom, {"bottom_units": (4,)}, "bottom", PCGrad),
+    (tfmtl.models.mmoe, {"num_experts": 2, "expert_units": (4,)}, "experts", PCGrad),
+    (tfmtl.models.mmoe, {"num_experts": 2, "expert_units": (4,)}, "experts", GradDrop),  # [B, E, U] units
+    (tfmtl.models.ple, {"num_levels": 2, "expert_units": (4,)}, "shared_experts", PCGrad),
+    (tfmtl.models.esmm, {}, "features", PCGrad),
+], ids=["shared_bottom", "mmoe", "mmoe-graddrop", "ple", "esmm"])
+def test_every_architecture_has_a_representation_and_trains_there_under_xla(build, kwargs, layer, balancer):
     x, y = _problem(2)
     if build is tfmtl.models.esmm:
         y = {"a": y["a"], "b": y["a"] * (x["x2"] > 0)}
@@ -102,7 +130,7 @@ def test_every_architecture_has_a_representation_and_trains_there_under_xla(buil
     for jit in (False, True):
         model = make()
         assert [found.name for found in model.representation_layers()] == [layer]
-        model.compile(optimizer=keras.optimizers.SGD(0.1), balancer=PCGrad(), gradients_at="representation",
+        model.compile(optimizer=keras.optimizers.SGD(0.1), balancer=balancer(), gradients_at="representation",
                       jit_compile=jit)
         results.append(model.train_on_batch(x, y, return_dict=True))
     for key in results[0]:

@@ -40,7 +40,11 @@ every replica applies the same update.
   (Senushkin et al., 2023);
 * :class:`GradVac`: gradients moved toward each pair's running cosine similarity (Wang et al., 2021);
 * :class:`MetaBalance`: auxiliary tasks' gradients rescaled toward the target task's norm
-  (He et al., 2022).
+  (He et al., 2022);
+* :class:`DBMTL`: log losses, and moving averages of the task gradients scaled to the
+  largest norm (DB-MTL; Lin et al., 2023; at the parameters only);
+* :class:`GradDrop`: at each unit, the task gradients of one sign kept, chosen by their
+  sign purity (Chen et al., 2020; at the representation as published).
 
 The shared parameters are the trainable variables (outside the feature
 embeddings, by default) that receive a gradient from at least two tasks; pass
@@ -59,10 +63,12 @@ from typing import Any
 from tfmtl.balancing.aligned_mtl import AlignedMTL
 from tfmtl.balancing.base import GradientBalancer, LossBalancer, counter_uniform, with_gradient
 from tfmtl.balancing.cagrad import CAGrad
+from tfmtl.balancing.db_mtl import DBMTL
 from tfmtl.balancing.dwa import DynamicWeightAverage
 from tfmtl.balancing.famo import FAMO
 from tfmtl.balancing.fixed import FixedWeights
 from tfmtl.balancing.gls import GeometricLossStrategy
+from tfmtl.balancing.graddrop import GradDrop
 from tfmtl.balancing.gradnorm import GradNorm
 from tfmtl.balancing.gradvac import GradVac
 from tfmtl.balancing.imtl import IMTLL
@@ -98,14 +104,17 @@ def check_balancer(balancer: Any) -> LossBalancer:
 STRATEGIES = (
     FixedWeights, UncertaintyWeighting, DynamicWeightAverage, RandomLossWeighting,
     GeometricLossStrategy, IMTLL, SmoothTchebycheff, FAMO,
-    GradNorm, PCGrad, MGDA, CAGrad, NashMTL, ParetoWeights, IMTLG, AlignedMTL, GradVac, MetaBalance,
+    GradNorm, PCGrad, MGDA, CAGrad, NashMTL, ParetoWeights, IMTLG, AlignedMTL, GradVac, MetaBalance, DBMTL,
+    GradDrop,
 )
 
 __all__ = [
     "AlignedMTL",
     "CAGrad",
+    "DBMTL",
     "DynamicWeightAverage",
     "FAMO",
+    "GradDrop",
     "GeometricLossStrategy",
     "GradientBalancer",
     "FixedWeights",

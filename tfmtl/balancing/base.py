@@ -205,10 +205,24 @@ class GradientBalancer(LossBalancer):
     """
 
     uses_gradients = True
+    #: Where the strategy can take the per-task gradients (``compile(gradients_at=...)``).
+    levels: tuple[str, ...] = ("parameters", "representation")
+    #: Whether the strategy acts per unit of the representation (:meth:`multipliers`) rather than
+    #: by a combination of the task gradients (GradDrop).
+    elementwise = False
 
     def __init__(self, layers: Sequence[str] | None = None, name: str | None = None) -> None:
         super().__init__(name=name)
         self.layers = None if layers is None else tuple(layers)
+
+    def build_shared(self, size: int) -> None:
+        """Called by ``compile`` (after :meth:`build`) with the number of candidate shared parameters,
+        an upper bound of the ``P`` that :meth:`balance` sees; for strategies with ``[K, P]`` state (DB-MTL)."""
+
+    def multipliers(self, signed: tf.Tensor, losses: tf.Tensor) -> tf.Tensor:
+        """Elementwise strategies: ``[K, D]`` factors of each task's representation gradient per unit, from the
+        batch sums of ``r_k * sign(z)`` ``[K, D]`` (see :mod:`tfmtl.objective.representation`)."""
+        raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
         return {"layers": None if self.layers is None else list(self.layers)}

@@ -188,7 +188,9 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
             getattr(self.distribute_strategy, "_should_use_with_coordinator", False))
         kwargs.setdefault("steps_per_execution", 1 if multi_worker else DEFAULT_STEPS_PER_EXECUTION)
         with self.distribute_strategy.scope():
-            objective.build()  # (checks the strategy against the tasks: nothing is changed if it fails)
+            shared = self._shared_candidates(self.trainable_variables, objective.balancer)
+            # (checks the strategy against the tasks: nothing is changed if it fails)
+            objective.build(shared_size=sum(v.shape.num_elements() for v in shared))
         # What load_model needs to compile the model the same way (see get_compile_config). Kept off Keras's
         # tracking: the strategy in it would otherwise add its variables to model.weights / get_weights().
         object.__setattr__(self, "_tfmtl_compile_args", {**objective.config, "jit_compile": jit_compile, **given})
@@ -304,12 +306,13 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
             return [levels[-1].shared_experts]
         return [layer for layer in self.layers if isinstance(layer, FeatureEncoder)]
 
-    def _shared_candidates(self, variables: Sequence[tf.Variable]) -> list[tf.Variable]:
-        names = getattr(self.balancer, "layers", None)
+    def _shared_candidates(self, variables: Sequence[tf.Variable], balancer: Any = None) -> list[tf.Variable]:
+        balancer = self.balancer if balancer is None else balancer
+        names = getattr(balancer, "layers", None)
         if names is None:
             encoder = {id(v) for layer in self.layers if isinstance(layer, FeatureEncoder) for v in layer.variables}
-            balancer = {id(v) for v in self.objective.trainable_variables}
-            return [v for v in variables if id(v) not in encoder | balancer]
+            own = {id(v) for v in balancer.trainable_variables}
+            return [v for v in variables if id(v) not in encoder | own]
         chosen = set()
         for name in names:
             try:

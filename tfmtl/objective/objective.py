@@ -90,6 +90,12 @@ class MultiTaskObjective:
                 f"gradients_at='representation' is for gradient strategies; {type(self.balancer).__name__} "
                 "combines the losses only"
             )
+        levels = getattr(self.balancer, "levels", LEVELS)
+        if self.balancer.uses_gradients and gradients_at not in levels:
+            raise ValueError(
+                f"{type(self.balancer).__name__} takes the gradients at the {' or '.join(levels)} only, not "
+                f"gradients_at={gradients_at!r} (see its docstring)"
+            )
         if gradients_at == "representation" and getattr(self.balancer, "layers", None) is not None:
             raise ValueError(
                 f"{type(self.balancer).__name__}(layers=...) names shared parameters; at the representation the "
@@ -103,9 +109,16 @@ class MultiTaskObjective:
         self._given_metrics = arguments.metrics
         self._built = False
 
-    def build(self) -> None:
-        """Create the metrics and the strategy's state (in the model's distribution strategy scope)."""
+    def build(self, shared_size: int | None = None) -> None:
+        """Create the metrics and the strategy's state (in the model's distribution strategy scope).
+
+        Args:
+          shared_size: The number of candidate shared parameters (for a gradient strategy with
+            ``[K, P]`` state at the parameters; ``compile`` gives it).
+        """
         self.balancer.build(self.tasks)
+        if shared_size is not None and self.balancer.uses_gradients and self.gradients_at == "parameters":
+            self.balancer.build_shared(shared_size)
         self.loss_tracker = keras.metrics.Mean("loss")
         self.task_loss_trackers = [keras.metrics.Mean(f"{task.name}/loss") for task in self.tasks]
         self.order_trackers = {

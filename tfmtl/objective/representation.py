@@ -24,6 +24,13 @@ How the update is formed, for per-task representation gradients ``r_k = dL_k/dz`
    plain ``sum_k w_k r_k``, and flows on to every parameter below ``z`` in one backward
    pass: ``grad = d(total)/dθ + (dz/dθ)^T (sum_k (c_k - w_k) r_k)``. Parameters above
    ``z`` (towers, gates) get their plain gradient.
+
+An elementwise strategy (``elementwise = True``: GradDrop) gets instead the batch sums
+of ``r_k * sign(z)`` (``[K, D]``, averaged over replicas) and returns a factor per task
+and unit (:meth:`~tfmtl.balancing.GradientBalancer.multipliers`); the gradient that reaches
+``z`` is then ``sum_k m_k * r_k`` per row, the same factors for every row.
+
+DB-MTL works at the parameters only (its update is a moving average of past gradients).
 """
 
 from __future__ import annotations
@@ -129,23 +136,17 @@ def representation_gradients(
         per_task.append([tf.zeros(z.shape if z.shape.is_fully_defined() else tf.shape(z), tf.float32)
                          if g is None else tf.cast(tf.convert_to_tensor(g), tf.float32)
                          for g, z in zip(grads, representation)])
-    summed = tf.stack([
-        tf.concat([tf.reshape(tf.reduce_sum(g, axis=0), [-1]) for g in unscaled(optimizer, list(grads))], 0)
-        for grads in per_task
-    ])  # [K, D]: batch sums, unscaled, float32
-    summed, losses = finite_or_zero(mean_over_replicas(summed), mean_over_replicas(task_losses))
     k = len(task_objectives)
-    norms = tf.norm(summed, axis=1)
-    # eps below every task's own norm, so the extra columns change no task's Gram entries measurably.
-    smallest = tf.reduce_min(tf.where(norms > 0, norms, tf.fill([k], float("inf"))))
-    eps = tf.where(tf.math.is_finite(smallest), 1e-4 * smallest, 0.0)
-    augmented = tf.concat([summed, eps * tf.eye(k, dtype=summed.dtype)], axis=1)  # [K, D + K]
     plain = tf.ones([k]) if combine_weights is None else tf.cast(combine_weights, tf.float32)  # d(total)/dz's
-    coefficients = tf.math.divide_no_nan(balancer.balance(augmented, losses)[-k:], eps)  # [K]
-    correction = coefficients - plain  # [K]
+    if getattr(balancer, "elementwise", False):
+        factors = _unit_factors(balancer, optimizer, representation, per_task, task_losses)
+        corrections = [[factors[i][j] - plain[i] for i in range(k)] for j in range(len(representation))]
+    else:
+        coefficients = _coefficients(balancer, optimizer, per_task, task_losses)
+        corrections = [[coefficients[i] - plain[i] for i in range(k)]] * len(representation)
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     output_gradients = [
-        tf.cast(tf.add_n([correction[i] * per_task[i][j] for i in range(k)]) / replicas, z.dtype)
+        tf.cast(tf.add_n([corrections[j][i] * per_task[i][j] for i in range(k)]) / replicas, z.dtype)
         for j, z in enumerate(representation)
     ]
     gradients = tape.gradient(
@@ -153,6 +154,41 @@ def representation_gradients(
         output_gradients=[tf.ones_like(total_objective), *output_gradients],
     )
     return unscaled(optimizer, list(gradients))
+
+
+def _coefficients(balancer: LossBalancer, optimizer: Any, per_task: list[list[tf.Tensor]],
+                  task_losses: tf.Tensor) -> tf.Tensor:
+    """``[K]``: the coefficients of the strategy's combination of the batch-summed task gradients (steps 1-2)."""
+    summed = tf.stack([
+        tf.concat([tf.reshape(tf.reduce_sum(g, axis=0), [-1]) for g in unscaled(optimizer, list(grads))], 0)
+        for grads in per_task
+    ])  # [K, D]: batch sums, unscaled, float32
+    summed, losses = finite_or_zero(mean_over_replicas(summed), mean_over_replicas(task_losses))
+    k = len(per_task)
+    norms = tf.norm(summed, axis=1)
+    # eps below every task's own norm, so the extra columns change no task's Gram entries measurably.
+    smallest = tf.reduce_min(tf.where(norms > 0, norms, tf.fill([k], float("inf"))))
+    eps = tf.where(tf.math.is_finite(smallest), 1e-4 * smallest, 0.0)
+    augmented = tf.concat([summed, eps * tf.eye(k, dtype=summed.dtype)], axis=1)  # [K, D + K]
+    return tf.math.divide_no_nan(balancer.balance(augmented, losses)[-k:], eps)  # [K]
+
+
+def _unit_factors(balancer: Any, optimizer: Any, representation: Sequence[tf.Tensor],
+                  per_task: list[list[tf.Tensor]], task_losses: tf.Tensor) -> list[list[tf.Tensor]]:
+    """Per task, per tensor: the elementwise strategy's factors ``[1, ...]`` (one per unit, broadcast over the batch),
+    from the batch sums of ``r_k * sign(z)`` averaged over replicas."""
+    signs = [tf.sign(tf.cast(z, tf.float32)) for z in representation]
+    shapes = [g.shape[1:] for g in per_task[0]]
+    signed = tf.stack([
+        tf.concat([tf.reshape(tf.reduce_sum(g * sign, axis=0), [-1])
+                   for g, sign in zip(unscaled(optimizer, list(grads)), signs)], 0)
+        for grads in per_task
+    ])  # [K, D]
+    signed, losses = finite_or_zero(mean_over_replicas(signed), mean_over_replicas(task_losses))
+    factors = balancer.multipliers(signed, losses)  # [K, D]
+    sizes = [shape.num_elements() for shape in shapes]
+    return [[tf.reshape(part, [1, *shape]) for part, shape in zip(tf.split(row, sizes), shapes)]
+            for row in tf.unstack(factors)]
 
 
 __all__ = ["LEVELS", "recorded_outputs", "representation_gradients"]
