@@ -74,6 +74,52 @@ class MultiTaskData:
         cut = int(round(fraction * len(self)))
         return self.take(order[:cut]), self.take(order[cut:])
 
+    def downsample_negatives(self, rates: Mapping[str, float] | None = None, *, seed: int = 0) -> "MultiTaskData":
+        """Keep a share of each named binary task's negatives, as production training sets do.
+
+        Per task, every negative label (0) is kept with probability ``rate`` and made
+        missing otherwise (the row still trains the other tasks); rows left with no label
+        for any task (inside its ``space``) are dropped. The returned data's tasks declare the rates
+        (``Task.negative_sampling_rate``), so a model built from them answers corrected
+        probabilities (:mod:`tfmtl.tasks.sampling`).
+
+        Args:
+          rates: Task name to the share of its negatives kept, in (0, 1]; default: the
+            rates the tasks declare.
+          seed: Seed of the draws.
+
+        Example:
+
+        >>> import numpy as np, tfmtl
+        >>> data = tfmtl.data.synthetic_recsys(20_000, seed=0)
+        >>> sampled = data.downsample_negatives({"click": 0.1})
+        >>> share = np.sum(sampled.labels["click"] == 0) / np.sum(data.labels["click"] == 0)
+        >>> sampled.tasks[0].negative_sampling_rate, bool(abs(share - 0.1) < 0.01)
+        (0.1, True)
+        """
+        by_name = {task.name: task for task in self.tasks}
+        if rates is None:
+            rates = {task.name: task.negative_sampling_rate for task in self.tasks if task.negative_sampling_rate < 1}
+        unknown = sorted(set(rates) - set(by_name))
+        if unknown:
+            raise ValueError(f"downsample_negatives: no task {unknown[0]!r}; tasks: {sorted(by_name)}")
+        rng = np.random.default_rng(seed)
+        labels = dict(self.labels)
+        tasks = list(self.tasks)
+        for name, rate in rates.items():
+            task = dataclasses.replace(by_name[name], negative_sampling_rate=rate)  # checks the rate and the kind
+            label = labels[task.label_key]
+            dropped = (label == 0) & (rng.random(len(label)) >= task.negative_sampling_rate)
+            labels[task.label_key] = np.where(dropped, np.nan, label).astype(label.dtype)
+            tasks[tasks.index(by_name[name])] = task
+        counted = np.zeros(len(self), bool)  # rows some task still learns from: label present, inside its space
+        for task in tasks:
+            present = ~np.isnan(labels[task.label_key]) & (labels[task.label_key] >= 0)
+            counted |= present if task.space is None else present & (labels[task.space] == 1)
+        sampled = copy.copy(self)
+        sampled.labels, sampled.tasks = labels, tuple(tasks)
+        return sampled.take(counted)
+
     def to_dataset(
         self, batch_size: int = 512, *, shuffle: bool = False, seed: int | None = None, preprocess: bool | None = None
     ) -> tf.data.Dataset:

@@ -67,6 +67,11 @@ def esmm(
     for step in steps:
         if step.kind is not TaskKind.BINARY:
             raise ValueError(f"ESMM funnel steps are binary; task {step.name!r} is {step.kind.value}")
+        if step is not steps[0] and step.negative_sampling_rate < 1:
+            raise ValueError(
+                f"ESMM: task {step.name!r} is a product of the funnel's probabilities; a negative_sampling_rate "
+                f"goes on the first step ({steps[0].name!r}), whose corrected probability the products then use"
+            )
     conditionals = [conditional_name(step, prev) for prev, step in zip(steps, steps[1:])]
     check_names(schema, steps, extra_outputs=conditionals)
     inputs, shared = encode_features(schema, interaction)  # [B, D]: embeddings shared by all steps

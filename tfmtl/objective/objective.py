@@ -4,7 +4,9 @@
 and test steps call. It owns every part of "what the model is trained to do":
 
 * label preparation (missing labels, task spaces, sample weights: :mod:`.labels`);
-* each task's per-example loss (the task kind's, or one given to ``compile``: :mod:`.arguments`);
+* each task's per-example loss (the task kind's, or one given to ``compile``: :mod:`.arguments`),
+  on the sampled probability for a task with a ``negative_sampling_rate``, whose metrics count
+  each negative ``1 / rate`` times (:mod:`tfmtl.tasks.sampling`);
 * the static weights (``Task.loss_weight`` or ``compile(loss_weights=...)``), multiplied in
   here only, and the balancing strategy (:mod:`tfmtl.balancing`), the only owner of the
   dynamic weights, which sees the statically weighted losses everywhere;
@@ -26,6 +28,7 @@ from tfmtl.objective.gradients import balanced_gradients, mean_over_replicas, sc
 from tfmtl.objective.labels import prepare_labels, shaped
 from tfmtl.objective.representation import LEVELS, recorded_outputs, representation_gradients
 from tfmtl.tasks.metrics import GroupAUC
+from tfmtl.tasks.sampling import population_weights, to_sampled
 from tfmtl.tasks.task import Task
 
 
@@ -157,6 +160,8 @@ class MultiTaskObjective:
         out = []
         for task in self.tasks:
             prediction = tf.cast(predictions[task.name], tf.float32)
+            if task.negative_sampling_rate < 1:  # corrected predictions, sampled labels: the loss of the sampled p
+                prediction = to_sampled(prediction, task.negative_sampling_rate)
             per_example = self.per_example_losses[task.name](shaped(task, labels[task.name]), prediction)
             per_example = tf.reshape(per_example, [-1])  # [B]
             weight = weights[task.name]
@@ -274,14 +279,16 @@ class MultiTaskObjective:
         for index, task in enumerate(self.tasks):
             self.task_loss_trackers[index].update_state(losses[index])
             label = shaped(task, labels[task.name])
+            weight = weights[task.name]
+            if task.negative_sampling_rate < 1:  # metrics estimate the data before sampling
+                weight = weight * population_weights(labels[task.name], task.negative_sampling_rate)
             for metric in self.task_metrics[task.name]:
                 if isinstance(metric, GroupAUC):
                     group_aucs.add(metric.name)
                     if not training:
-                        metric.update_state(label, predictions[task.name], weights[task.name],
-                                            groups=features[metric.group_by])
+                        metric.update_state(label, predictions[task.name], weight, groups=features[metric.group_by])
                 else:
-                    metric.update_state(label, predictions[task.name], weights[task.name])
+                    metric.update_state(label, predictions[task.name], weight)
         logs = {metric.name: metric.result() for metric in self.metrics if metric.name not in group_aucs}
         if training:
             logs.update(self.weight_logs())

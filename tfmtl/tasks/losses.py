@@ -6,6 +6,7 @@ from typing import Any
 
 from tfmtl._compat import keras, tf
 from tfmtl.tasks.kinds import TaskKind
+from tfmtl.tasks.sampling import check_rate, to_sampled
 
 
 def label_present(y_true: tf.Tensor, kind: TaskKind = TaskKind.BINARY) -> tf.Tensor:
@@ -63,6 +64,8 @@ class MaskedLoss(keras.losses.Loss):
 
     Args:
       kind: ``TaskKind.BINARY``, ``TaskKind.REGRESSION`` or ``TaskKind.MULTICLASS``.
+      negative_sampling_rate: A binary task's :attr:`~tfmtl.Task.negative_sampling_rate`:
+        the loss is taken on the sampled probability the corrected prediction came from.
 
     Example:
 
@@ -72,14 +75,20 @@ class MaskedLoss(keras.losses.Loss):
     4.0
     """
 
-    def __init__(self, kind: TaskKind | str = TaskKind.BINARY, name: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, kind: TaskKind | str = TaskKind.BINARY, name: str | None = None, negative_sampling_rate: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
         kwargs.pop("reduction", None)
         # SUM: `call` already divides by the number of present labels (and replicas).
         super().__init__(reduction=keras.losses.Reduction.SUM, name=name or "masked_loss", **kwargs)
         self.kind = TaskKind(kind)
+        self.negative_sampling_rate = check_rate(negative_sampling_rate, f"loss {self.name!r}")
 
     def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         y_pred = tf.convert_to_tensor(y_pred)
+        if self.negative_sampling_rate < 1:  # the head answers corrected probabilities; the labels are sampled
+            y_pred = to_sampled(y_pred, self.negative_sampling_rate)
         y_true = tf.reshape(tf.cast(y_true, y_pred.dtype), [-1])  # [B]
         y_clean, mask = label_mask(y_true, self.kind)
         per_example = per_example_loss(self.kind, y_clean, y_pred)  # [B]
@@ -91,4 +100,5 @@ class MaskedLoss(keras.losses.Loss):
         config = super().get_config()
         config.pop("reduction", None)
         config["kind"] = self.kind.value
+        config["negative_sampling_rate"] = self.negative_sampling_rate
         return config

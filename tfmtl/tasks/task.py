@@ -6,10 +6,11 @@ import dataclasses
 import math
 from typing import Any
 
-from tfmtl._compat import keras
+from tfmtl._compat import keras, tf
 from tfmtl.features.kinds import check_name, int_tuple
 from tfmtl.tasks.kinds import TaskKind
 from tfmtl.tasks.losses import MaskedLoss, per_example_loss
+from tfmtl.tasks.sampling import check_rate
 from tfmtl.tasks.metrics import (
     COPC,
     ExpectedCalibrationError,
@@ -66,6 +67,12 @@ class Task:
         tower output is mixed with the followed task's (after that task's own
         transfer) by an :class:`~tfmtl.layers.AdaptiveInformationTransfer`
         layer named ``<task>_transfer`` before the head.
+      negative_sampling_rate: For a binary task whose training (and evaluation) data keeps
+        only this share of its negative rows (every positive): the model is trained on
+        the sampled labels as they are, and every prediction it returns (``predict``,
+        ``evaluate``, exported signatures) is corrected back to the true probability,
+        ``p / (p + (1 - p) / rate)``; the task's metrics count each negative ``1 / rate``
+        times (:mod:`tfmtl.tasks.sampling`). 1 (default): no sampling.
 
     Example:
 
@@ -75,6 +82,7 @@ class Task:
     >>> buy = tfmtl.Task.binary("buy", follows="ctr", transfer=True, order_weight=0.6)  # AITM on a funnel step
     >>> ctr.label_key, [m.name for m in ctr.metrics()]
     ('click', ['ctr/auc', 'ctr/logloss', 'ctr/copc', 'ctr/ece'])
+    >>> sampled = tfmtl.Task.binary("click", negative_sampling_rate=0.1)  # 10% of the negatives kept
     >>> genre = tfmtl.Task.multiclass("genre", num_classes=20)
     >>> [m.name for m in genre.metrics()]
     ['genre/accuracy', 'genre/top5_accuracy', 'genre/logloss']
@@ -92,6 +100,7 @@ class Task:
     follows: str | None = None
     order_weight: float = 0.0
     transfer: bool = False
+    negative_sampling_rate: float = 1.0
 
     def __post_init__(self) -> None:
         check_name(self.name, "task")
@@ -125,6 +134,12 @@ class Task:
             raise ValueError(f"task {self.name!r}: transfer must be True or False, got {self.transfer!r}")
         if self.transfer and self.follows is None:
             raise ValueError(f"task {self.name!r}: transfer=True needs follows= (the step it takes information from)")
+        rate = check_rate(self.negative_sampling_rate, f"task {self.name!r}")
+        if rate < 1 and self.kind is not TaskKind.BINARY:
+            raise ValueError(
+                f"task {self.name!r}: negative_sampling_rate is for binary tasks, this one is {self.kind.value}"
+            )
+        object.__setattr__(self, "negative_sampling_rate", rate)
 
     def _check_classes(self) -> None:
         if self.kind is not TaskKind.MULTICLASS:
@@ -202,7 +217,7 @@ class Task:
 
     def loss(self) -> MaskedLoss:
         """A Keras Loss with this task's masked loss, for models trained with plain Keras."""
-        return MaskedLoss(self.kind, name=f"{self.name}_loss")
+        return MaskedLoss(self.kind, name=f"{self.name}_loss", negative_sampling_rate=self.negative_sampling_rate)
 
     def per_example_loss(self, y_true: Any, y_pred: Any) -> Any:
         """This task's loss for each example (labels already cleaned of missing values), ``[B]``."""
@@ -233,6 +248,9 @@ class TaskHead(keras.layers.Dense):
     """A task's output layer in float32: ``Dense(1)`` with sigmoid (binary) or none
     (regression), or ``Dense(num_classes)`` with softmax (multi-class).
 
+    A binary task with a ``negative_sampling_rate`` ``r < 1`` answers the corrected
+    probability ``sigmoid(z + log r)``, ``z`` being the logit the sampled labels train.
+
     It carries its :class:`Task`, so a saved model knows its tasks again after loading.
 
     Example:
@@ -245,13 +263,19 @@ class TaskHead(keras.layers.Dense):
 
     def __init__(self, task: Task | dict[str, Any], **kwargs: Any) -> None:
         self.task = task if isinstance(task, Task) else Task.from_config(task)
+        self._log_rate = math.log(self.task.negative_sampling_rate)
         kwargs.update(
             units=self.task.output_units,
-            activation=_ACTIVATIONS[self.task.kind],
+            activation=_ACTIVATIONS[self.task.kind] if not self._log_rate else None,
             name=kwargs.get("name") or self.task.name,
             dtype="float32",
         )
         super().__init__(**kwargs)
+
+    def call(self, inputs: Any) -> Any:
+        if not self._log_rate:
+            return super().call(inputs)
+        return tf.sigmoid(super().call(inputs) + self._log_rate)  # logit(q) = logit(p) + log(r)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
