@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from balancing_checks import assert_same_step, built, model, train_step
+from balancing_checks import assert_same_step, built, model, problem, train_step
 import tfmtl
+from tfmtl._compat import keras
 from tfmtl.balancing.db_mtl import DBMTL
 
 
@@ -17,7 +18,7 @@ def _reference(steps, beta=0.9, sigma=0.0):
         averages = (1 - b) * h if averages is None else b * averages + (1 - b) * h
         norms = np.linalg.norm(averages, axis=1)
         alpha = norms.max() / (norms + 1e-8)
-        out.append((alpha @ averages, alpha / (np.asarray(losses, np.float64) + 1e-8)))
+        out.append((alpha @ averages, (1 - b) * alpha / (np.asarray(losses, np.float64) + 1e-8)))
     return out
 
 
@@ -31,7 +32,7 @@ def test_worked_example_two_steps():
     balancer = _db()
     g, losses = np.array([[2.0, 0.0], [-1.5, 2.0]], np.float32), np.array([2.0, 0.5], np.float32)
     np.testing.assert_allclose(balancer.balance(g, losses).numpy(), [0.2, 0.4], atol=1e-6)
-    np.testing.assert_allclose(balancer.task_weights().numpy(), [2.5, 2.0], rtol=1e-6)  # [5, 1] / L
+    np.testing.assert_allclose(balancer.task_weights().numpy(), [0.25, 0.2], rtol=1e-6)  # 0.1 [5, 1] / L
     np.testing.assert_allclose(balancer.balance(g, losses).numpy(), [0.38, 0.76], atol=1e-6)
 
 
@@ -46,6 +47,37 @@ def test_three_tasks_four_steps_against_numpy(beta, sigma):
                                    err_msg=f"step {index}")
         np.testing.assert_allclose(balancer.task_weights().numpy(), want_w, rtol=1e-5, err_msg=f"step {index}")
     np.testing.assert_array_equal(balancer.averages.numpy()[:, 7:], 0.0)
+
+
+def test_static_weights_cancel_and_a_task_without_labels_or_a_skipped_step_waits():
+    rng = np.random.default_rng(2)
+    g, losses = rng.normal(size=(2, 5)).astype(np.float32), np.array([0.7, 2.0], np.float32)
+    plain, weighted = _db(size=5), _db(size=5)
+    scale = np.array([[1.0], [0.5]], np.float32)  # static weights multiply both the gradient and the loss
+    np.testing.assert_allclose(weighted.balance(g * scale, losses * scale[:, 0]).numpy(),
+                               plain.balance(g, losses).numpy(), rtol=1e-5)
+    before, weights = plain.averages.numpy().copy(), plain.task_weights().numpy().copy()
+    plain.balance(np.stack([rng.normal(size=5), np.zeros(5)]).astype(np.float32), np.array([0.9, 0.0], np.float32))
+    np.testing.assert_array_equal(plain.averages.numpy()[1], before[1])  # task 1 had no labels: kept
+    assert plain.task_weights().numpy()[1] == weights[1] and np.all(plain.averages.numpy()[0] != before[0])
+    step = float(plain.step.numpy())
+    plain.balance(np.zeros((2, 5), np.float32), np.zeros(2, np.float32))  # an overflow step (finite_or_zero)
+    np.testing.assert_array_equal(plain.averages.numpy()[1], before[1])
+    assert float(plain.step.numpy()) == step and np.all(np.isfinite(plain.task_weights().numpy()))
+
+
+def test_the_moving_averages_survive_save_and_load(tmp_path):
+    x, y = problem(3)
+    net = model()
+    net.compile(optimizer="sgd", balancer=DBMTL())
+    net.train_on_batch(x, y)
+    net.train_on_batch(x, y)
+    averages = net.balancer.averages.numpy()
+    assert np.any(averages != 0)
+    net.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded.balancer.averages.numpy(), averages)
+    assert float(loaded.balancer.step.numpy()) == 2.0
 
 
 def test_towers_train_on_the_log_losses_and_the_shared_update_is_the_scaled_average():

@@ -64,6 +64,9 @@ def test_the_head_answers_the_corrected_probability_and_the_loss_is_the_sampled_
     np.testing.assert_allclose(logs["click/logloss"], logloss, rtol=1e-4)
     loss = sampled.tasks[0].loss()  # the plain-Keras loss too
     np.testing.assert_allclose(float(loss(y[:, None], q[:, None])), bce, rtol=1e-4)
+    sampled.compile(loss={"click": loss})  # given to compile, it is the objective's loss (not corrected twice)
+    np.testing.assert_allclose(sampled.evaluate(x, {"click": y}, return_dict=True, verbose=0)["click/loss"], bce,
+                               rtol=1e-4)
 
 
 def test_downsample_negatives_keeps_the_share_and_names_unknown_tasks():
@@ -78,8 +81,11 @@ def test_downsample_negatives_keeps_the_share_and_names_unknown_tasks():
     assert len(only_click.downsample_negatives({"click": 0.1}, seed=1)) == np.sum(~np.isnan(kept))  # rows dropped
     with pytest.raises(ValueError, match="downsample_negatives: no task 'ctr'"):
         data.downsample_negatives({"ctr": 0.1})
-    with pytest.raises(ValueError, match="task 'click': negative_sampling_rate must be"):
+    with pytest.raises(ValueError, match="downsample_negatives: task 'click': negative_sampling_rate must be"):
         data.downsample_negatives({"click": 0.0})
+    twice = sampled.downsample_negatives({"click": 0.5}, seed=2)  # half of the tenth: a twentieth, declared so
+    assert twice.tasks[0].negative_sampling_rate == pytest.approx(0.05)
+    assert abs(np.sum(twice.labels["click"] == 0) / np.sum(click == 0) - 0.05) < 0.01
 
 
 @pytest.mark.slow

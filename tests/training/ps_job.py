@@ -6,6 +6,7 @@ sharded over the parameter servers (checkpoints in ``OUT/checkpoints``, resumed 
 then writes ``OUT/result_<EPOCHS>.npz`` (shards, logs, held-out AUC, in-memory predictions) and exports
 to ``OUT/export`` (and with int8 tables to ``OUT/export_int8``).
 ``python ps_job.py single OUT EPOCHS``: the same model, data and steps in one process.
+``python ps_job.py balancers OUT``: the ``chief``: gradient balancing strategies train the MMoE on the cluster.
 """
 
 from __future__ import annotations
@@ -98,6 +99,36 @@ def _which_batches_each_worker_reads(strategy) -> np.ndarray:
     return np.array([[int(value) for value in step.fetch()] for step in scheduled])
 
 
+#: The gradient strategies checked under ParameterServerStrategy, with the level each runs at.
+GRADIENT_STRATEGIES = (("PCGrad", "parameters"), ("MGDA", "representation"), ("DBMTL", "parameters"),
+                       ("GradDrop", "representation"), ("GradNorm", "parameters"))
+
+
+def balancers(out: str) -> None:
+    """Each of GRADIENT_STRATEGIES trains the MMoE for 2 epochs on the cluster; writes OUT/balancers.npz."""
+    train, test, schema = data()
+    strategy = tfmtl.training.parameter_server_strategy(min_shard_bytes=8 << 10)
+    results = {}
+    for kind, level in GRADIENT_STRATEGIES:
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            model = tfmtl.models.mmoe(schema, train.tasks, num_experts=2, expert_units=(32,))
+            model.compile(optimizer=tfmtl.training.LazyAdam(0.005), balancer=getattr(tfmtl.balancing, kind)(),
+                          gradients_at=level)
+        history = tfmtl.training.fit(model, lambda epoch: train.to_dataset(BATCH, shuffle=True, seed=epoch),
+                                     epochs=2, verbose=0)
+        single = tfmtl.models.mmoe(schema, train.tasks, num_experts=2, expert_units=(32,))
+        single.compile()
+        single.set_weights(tfmtl.training.full_weights(model))
+        name = f"{kind}_{level}"
+        results.update({f"{name}_steps": int(model.optimizer.iterations.numpy()),
+                        **{f"{name}_log_{key.replace('/', '_')}": np.array(values)
+                           for key, values in history.history.items()},
+                        **{f"{name}_{key}": value for key, value in _auc(single, test).items()}})
+        print(f"{name} done", flush=True)
+    np.savez(pathlib.Path(out) / "balancers.npz", **results)
+
+
 def single_process(out: str, epochs: str) -> None:
     train, test, schema = data()
     model = build(schema, train.tasks)
@@ -111,4 +142,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "server":
         tfmtl.training.start_server()
     else:
-        {"coordinator": coordinator, "single": single_process}[sys.argv[1]](*sys.argv[2:])
+        {"coordinator": coordinator, "single": single_process, "balancers": balancers}[sys.argv[1]](*sys.argv[2:])

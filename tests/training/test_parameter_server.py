@@ -14,6 +14,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 from cluster import finish, free_ports
+from ps_job import GRADIENT_STRATEGIES
 
 import tfmtl
 from tfmtl._compat import tf
@@ -138,6 +139,24 @@ def test_parameter_server_cluster_shards_tables_trains_resumes_and_exports(tmp_p
                                                    signatures=["serving_default"])
     for task in ("click", "conversion"):
         np.testing.assert_allclose(small["serving_default"][task], out[f"pred_{task}"], atol=0.02)
+
+
+@pytest.mark.slow
+def test_gradient_balancing_strategies_train_on_the_cluster_at_both_levels(tmp_path):
+    """Per-task gradients of the shared parameters or representation on each worker, state on the
+    parameter servers (DB-MTL's [K, P] buffer sharded over both): the logs stay finite, the strategies
+    move their weights, and the trained model ranks above chance."""
+    with _cluster() as (cluster, _):
+        finish(_start(cluster, "chief", 0, "balancers", str(tmp_path)), timeout=600)
+    out = np.load(tmp_path / "balancers.npz")
+    for kind, level in GRADIENT_STRATEGIES:
+        name = f"{kind}_{level}"
+        assert int(out[f"{name}_steps"]) == 2 * int(np.ceil(12_000 / 128)), name
+        for key in ("loss", "click_loss", "conversion_loss", "click_weight", "conversion_weight"):
+            assert np.all(np.isfinite(out[f"{name}_log_{key}"])), (name, key)
+        if kind != "PCGrad":  # PCGrad projects, and logs 1
+            assert np.any(out[f"{name}_log_click_weight"] != 1.0), name
+        assert out[f"{name}_auc_click"] > 0.6, (name, float(out[f"{name}_auc_click"]))
 
 
 def test_parameter_server_strategy_needs_ps_and_worker_tasks():

@@ -104,8 +104,8 @@ def check_balancer(balancer: Any) -> LossBalancer:
 STRATEGIES = (
     FixedWeights, UncertaintyWeighting, DynamicWeightAverage, RandomLossWeighting,
     GeometricLossStrategy, IMTLL, SmoothTchebycheff, FAMO,
-    GradNorm, PCGrad, MGDA, CAGrad, NashMTL, ParetoWeights, IMTLG, AlignedMTL, GradVac, MetaBalance, DBMTL,
-    GradDrop,
+    GradNorm, PCGrad, MGDA, CAGrad, NashMTL, ParetoWeights, IMTLG, AlignedMTL, GradVac, MetaBalance,
+    DBMTL, GradDrop,
 )
 
 __all__ = [
@@ -114,8 +114,8 @@ __all__ = [
     "DBMTL",
     "DynamicWeightAverage",
     "FAMO",
-    "GradDrop",
     "GeometricLossStrategy",
+    "GradDrop",
     "GradientBalancer",
     "FixedWeights",
     "GradNorm",

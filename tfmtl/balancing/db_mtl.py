@@ -30,8 +30,14 @@ class DBMTL(GradientBalancer):
     candidate shared parameter (``compile`` sizes it); with ``layers=`` only those
     layers' variables count.
 
-    The logged ``<task>/weight`` is the task's coefficient on its current gradient,
-    ignoring the moving average: ``alpha_i / (L_i + 1e-8)`` (times the static weight).
+    Static loss weights cancel in the log (``d log(s L) = dL / L``), as in GLS: a task's
+    ``loss_weight`` does not change DB-MTL's update. A task with no label in the batch
+    (loss 0), and a step whose gradients overflowed (mixed precision; the optimizer skips
+    it), leave the task's average, and the step count, as they were.
+
+    The logged ``<task>/weight`` is the task's coefficient on the gradient of its
+    unweighted loss this step, ignoring the moving average: ``(1 - beta_t) alpha_i / L_i``
+    (the static weight cancels, as above).
 
     Args:
       beta: The moving average's factor in ``[0, 1)`` (LibMTL's ``DB_beta``: 0.9).
@@ -95,15 +101,18 @@ class DBMTL(GradientBalancer):
         size, total = gradients.shape[1], self.averages.shape[1]
         if size > total:
             raise ValueError(f"DBMTL: {size} shared parameters, but its buffer was sized for {total}")
-        inverse = 1.0 / (tf.convert_to_tensor(losses, tf.float32) + 1e-8)
-        step = self.step + 1.0
+        losses = tf.convert_to_tensor(losses, tf.float32)
+        present = losses > 0  # [K]: a task without labels in the batch (or a skipped step: all zeros) waits
+        inverse = 1.0 / (losses + 1e-8)
+        step = self.step + tf.cast(tf.reduce_any(present), tf.float32)
         self.step.assign(step)
-        beta = self.beta / step**self.beta_sigma
-        averages = beta * self.averages[:, :size] + (1.0 - beta) * gradients * inverse[:, None]  # [K, P]
+        beta = self.beta / tf.maximum(step, 1.0)**self.beta_sigma
+        previous = tf.convert_to_tensor(self.averages)[:, :size]  # (a ShardedVariable under ParameterServerStrategy)
+        averages = tf.where(present[:, None], beta * previous + (1.0 - beta) * gradients * inverse[:, None], previous)
         self.averages.assign(averages if size == total else tf.pad(averages, [[0, 0], [0, total - size]]))
         norms = tf.norm(averages, axis=1)
         alpha = tf.reduce_max(norms) / (norms + 1e-8)
-        self.weights.assign(alpha * inverse)
+        self.weights.assign(tf.where(present, (1.0 - beta) * alpha * inverse, tf.convert_to_tensor(self.weights)))
         return tf.linalg.matvec(averages, alpha, transpose_a=True)  # [P]
 
     def get_config(self) -> dict[str, Any]:

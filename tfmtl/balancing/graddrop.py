@@ -13,8 +13,10 @@ class GradDrop(GradientBalancer):
     """GradDrop (Chen, Ngiam, Huang, Luong, Kretzschmar, Chai and Anguelov, "Just Pick a Sign: Optimizing Deep
     Multitask Models with Gradient Sign Dropout", NeurIPS 2020).
 
-    At every unit ``u`` of the shared representation ``z`` (``compile(gradients_at=
-    "representation")``, the paper's and LibMTL's place), with ``r_i`` task ``i``'s gradient
+    The published form works at the shared representation: compile with
+    ``gradients_at="representation"`` (the default level, the parameters, runs TorchJD's
+    variant, below). At every unit ``u`` of the shared representation ``z``, with ``r_i``
+    task ``i``'s gradient
     of its statically weighted loss with respect to ``z`` (``[B, D]``)::
 
         a_i = sum over the batch of r_i * sign(z)                       [D]

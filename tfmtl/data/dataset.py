@@ -11,6 +11,7 @@ import numpy as np
 from tfmtl._compat import tf
 from tfmtl.features.preprocessing import dataset_preprocessor
 from tfmtl.features.schema import Schema, conform_input
+from tfmtl.tasks.sampling import check_rate
 from tfmtl.tasks.task import Task, check_tasks
 
 
@@ -74,18 +75,18 @@ class MultiTaskData:
         cut = int(round(fraction * len(self)))
         return self.take(order[:cut]), self.take(order[cut:])
 
-    def downsample_negatives(self, rates: Mapping[str, float] | None = None, *, seed: int = 0) -> "MultiTaskData":
+    def downsample_negatives(self, rates: Mapping[str, float], *, seed: int = 0) -> "MultiTaskData":
         """Keep a share of each named binary task's negatives, as production training sets do.
 
         Per task, every negative label (0) is kept with probability ``rate`` and made
         missing otherwise (the row still trains the other tasks); rows left with no label
         for any task (inside its ``space``) are dropped. The returned data's tasks declare the rates
         (``Task.negative_sampling_rate``), so a model built from them answers corrected
-        probabilities (:mod:`tfmtl.tasks.sampling`).
+        probabilities (:mod:`tfmtl.tasks.sampling`). Sampling data whose task already
+        declares a rate ``r0`` keeps ``r0 * rate`` of the original negatives, and declares that.
 
         Args:
-          rates: Task name to the share of its negatives kept, in (0, 1]; default: the
-            rates the tasks declare.
+          rates: Task name to the share of its (remaining) negatives kept, in (0, 1].
           seed: Seed of the draws.
 
         Example:
@@ -98,8 +99,6 @@ class MultiTaskData:
         (0.1, True)
         """
         by_name = {task.name: task for task in self.tasks}
-        if rates is None:
-            rates = {task.name: task.negative_sampling_rate for task in self.tasks if task.negative_sampling_rate < 1}
         unknown = sorted(set(rates) - set(by_name))
         if unknown:
             raise ValueError(f"downsample_negatives: no task {unknown[0]!r}; tasks: {sorted(by_name)}")
@@ -107,9 +106,11 @@ class MultiTaskData:
         labels = dict(self.labels)
         tasks = list(self.tasks)
         for name, rate in rates.items():
-            task = dataclasses.replace(by_name[name], negative_sampling_rate=rate)  # checks the rate and the kind
+            rate = check_rate(rate, f"downsample_negatives: task {name!r}")
+            old = by_name[name]
+            task = dataclasses.replace(old, negative_sampling_rate=old.negative_sampling_rate * rate)  # checks the kind
             label = labels[task.label_key]
-            dropped = (label == 0) & (rng.random(len(label)) >= task.negative_sampling_rate)
+            dropped = (label == 0) & (rng.random(len(label)) >= rate)
             labels[task.label_key] = np.where(dropped, np.nan, label).astype(label.dtype)
             tasks[tasks.index(by_name[name])] = task
         counted = np.zeros(len(self), bool)  # rows some task still learns from: label present, inside its space

@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from tfmtl._compat import keras, tf
 from tfmtl.tasks.kinds import TaskKind
+from tfmtl.tasks.losses import MaskedLoss, per_example_loss
 from tfmtl.tasks.metrics import GroupAUC
 from tfmtl.tasks.task import Task
 
@@ -106,6 +107,9 @@ def _per_example(task: Task, given: Any) -> LossFn:
             given = keras.losses.get(given)
         except ValueError:
             raise ValueError(f"loss for task {task.name!r}: {given!r} is not a Keras loss name") from None
+    if isinstance(given, MaskedLoss):  # its masking, mean and sampling correction are the objective's own
+        kind = given.kind
+        return lambda labels, predictions: per_example_loss(kind, labels, predictions)
     if isinstance(given, keras.losses.Loss):
         return given.call
     if callable(given):

@@ -9,17 +9,24 @@ share per task. A model trained on such labels predicts the *sampled* probabilit
     q = p / (p + (1 - p) / r)        i.e.  logit(q) = logit(p) + log(r)
 
 (He et al., "Practical Lessons from Predicting Clicks on Ads at Facebook", 2014). The
-task's loss is still taken on ``p`` against the sampled labels (:func:`to_sampled`), so
-training is unchanged; the task's metrics (AUC, logloss, COPC, ECE, GAUC) are taken on
+task's loss is still taken on ``p`` against the sampled labels (:func:`to_sampled`); what
+reads the task's prediction inside the model (an ESMM product, a task that ``follows``
+it) reads ``q``. Inside a :class:`~tfmtl.models.MultiTaskModel`, the task's metrics (AUC, logloss, COPC, ECE, GAUC) are taken on
 ``q`` with each negative counted ``1 / r`` times (:func:`population_weights`), which
 estimates them on the data before sampling, when the data given to ``fit`` or
-``evaluate`` was sampled at that rate. :meth:`tfmtl.data.MultiTaskData.downsample_negatives`
-samples a data set that way.
+``evaluate`` was sampled at that rate (evaluate unsampled data with ``predict``).
+
+The correction assumes that the task's own negatives were sampled: its dropped labels
+made missing, as :meth:`tfmtl.data.MultiTaskData.downsample_negatives` does, the row still
+training the other tasks. Where a pipeline drops whole rows instead, the other tasks'
+labels on those rows are sampled too (unevenly: only on the first task's negatives), and
+no rate declared on one task corrects them.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from tfmtl._compat import tf
@@ -33,7 +40,7 @@ def check_rate(rate: Any, where: str) -> float:
     >>> check_rate(0.25, "task 'click'")
     0.25
     """
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or not 0 < rate <= 1:
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not math.isfinite(rate) or not 0 < rate <= 1:
         raise ValueError(f"{where}: negative_sampling_rate must be a number in (0, 1], got {rate!r}")
     return float(rate)
 

@@ -68,11 +68,12 @@ class Task:
         transfer) by an :class:`~tfmtl.layers.AdaptiveInformationTransfer`
         layer named ``<task>_transfer`` before the head.
       negative_sampling_rate: For a binary task whose training (and evaluation) data keeps
-        only this share of its negative rows (every positive): the model is trained on
+        only this share of its negative labels (every positive; the others made missing,
+        see :meth:`~tfmtl.data.MultiTaskData.downsample_negatives`): the model is trained on
         the sampled labels as they are, and every prediction it returns (``predict``,
         ``evaluate``, exported signatures) is corrected back to the true probability,
-        ``p / (p + (1 - p) / rate)``; the task's metrics count each negative ``1 / rate``
-        times (:mod:`tfmtl.tasks.sampling`). 1 (default): no sampling.
+        ``p / (p + (1 - p) / rate)``; in a ``MultiTaskModel`` the task's metrics count each
+        negative ``1 / rate`` times (:mod:`tfmtl.tasks.sampling`). 1 (default): no sampling.
 
     Example:
 

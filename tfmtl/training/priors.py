@@ -16,6 +16,8 @@ def set_label_priors(model: Any, labels: Any) -> dict[str, list[float]]:
     * regression: the labels' mean;
     * multi-class: the log class frequencies (plus-one smoothed).
 
+    For a task with a ``negative_sampling_rate``, give the sampled labels it trains on:
+    the head's bias is the logit the sampled labels train (its answers are corrected on top).
     Missing labels (NaN; -1 for class ids) are left out, and a task with a ``space``
     counts only the rows inside it. Tasks that ``follow`` another (funnel heads, whose
     output is conditional or combined) are left as they are.
