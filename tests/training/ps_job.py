@@ -100,8 +100,9 @@ def _which_batches_each_worker_reads(strategy) -> np.ndarray:
 
 
 #: The gradient strategies checked under ParameterServerStrategy, with the level each runs at.
-GRADIENT_STRATEGIES = (("PCGrad", "parameters"), ("MGDA", "representation"), ("DBMTL", "parameters"),
-                       ("GradDrop", "representation"), ("GradNorm", "parameters"))
+#: (one per path: the combination read back at the representation, [K, P] state at the parameters, the
+#: elementwise path at the representation)
+GRADIENT_STRATEGIES = (("MGDA", "representation"), ("DBMTL", "parameters"), ("GradDrop", "representation"))
 
 
 def balancers(out: str) -> None:

@@ -154,8 +154,7 @@ def test_gradient_balancing_strategies_train_on_the_cluster_at_both_levels(tmp_p
         assert int(out[f"{name}_steps"]) == 2 * int(np.ceil(12_000 / 128)), name
         for key in ("loss", "click_loss", "conversion_loss", "click_weight", "conversion_weight"):
             assert np.all(np.isfinite(out[f"{name}_log_{key}"])), (name, key)
-        if kind != "PCGrad":  # PCGrad projects, and logs 1
-            assert np.any(out[f"{name}_log_click_weight"] != 1.0), name
+        assert np.any(out[f"{name}_log_click_weight"] != 1.0), name  # the strategy moved its weights
         assert out[f"{name}_auc_click"] > 0.6, (name, float(out[f"{name}_auc_click"]))
 
 

@@ -16,8 +16,7 @@ class GradDrop(GradientBalancer):
     The published form works at the shared representation: compile with
     ``gradients_at="representation"`` (the default level, the parameters, runs TorchJD's
     variant, below). At every unit ``u`` of the shared representation ``z``, with ``r_i``
-    task ``i``'s gradient
-    of its statically weighted loss with respect to ``z`` (``[B, D]``)::
+    task ``i``'s gradient of its statically weighted loss with respect to ``z`` (``[B, D]``)::
 
         a_i = sum over the batch of r_i * sign(z)                       [D]
         P   = (1 + sum_i a_i / (sum_i |a_i| + 1e-7)) / 2                "positive sign purity", [D]
