@@ -156,14 +156,22 @@ def representation_gradients(
     return unscaled(optimizer, list(gradients))
 
 
+def _batch_sums(optimizer: Any, per_task: list[list[tf.Tensor]], task_losses: tf.Tensor,
+                signs: Sequence[tf.Tensor] | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+    """``([K, D] batch sums of each task's unscaled gradients (times ``signs``), [K] losses)``, both averaged over
+    replicas, and both zeros on a step whose gradients overflowed."""
+    summed = tf.stack([
+        tf.concat([tf.reshape(tf.reduce_sum(g if signs is None else g * signs[j], axis=0), [-1])
+                   for j, g in enumerate(unscaled(optimizer, list(grads)))], 0)
+        for grads in per_task
+    ])  # [K, D], float32
+    return finite_or_zero(mean_over_replicas(summed), mean_over_replicas(task_losses))
+
+
 def _coefficients(balancer: LossBalancer, optimizer: Any, per_task: list[list[tf.Tensor]],
                   task_losses: tf.Tensor) -> tf.Tensor:
     """``[K]``: the coefficients of the strategy's combination of the batch-summed task gradients (steps 1-2)."""
-    summed = tf.stack([
-        tf.concat([tf.reshape(tf.reduce_sum(g, axis=0), [-1]) for g in unscaled(optimizer, list(grads))], 0)
-        for grads in per_task
-    ])  # [K, D]: batch sums, unscaled, float32
-    summed, losses = finite_or_zero(mean_over_replicas(summed), mean_over_replicas(task_losses))
+    summed, losses = _batch_sums(optimizer, per_task, task_losses)
     k = len(per_task)
     norms = tf.norm(summed, axis=1)
     # eps below every task's own norm, so the extra columns change no task's Gram entries measurably.
@@ -179,12 +187,7 @@ def _unit_factors(balancer: Any, optimizer: Any, representation: Sequence[tf.Ten
     from the batch sums of ``r_k * sign(z)`` averaged over replicas."""
     signs = [tf.sign(tf.cast(z, tf.float32)) for z in representation]
     shapes = [g.shape[1:] for g in per_task[0]]
-    signed = tf.stack([
-        tf.concat([tf.reshape(tf.reduce_sum(g * sign, axis=0), [-1])
-                   for g, sign in zip(unscaled(optimizer, list(grads)), signs)], 0)
-        for grads in per_task
-    ])  # [K, D]
-    signed, losses = finite_or_zero(mean_over_replicas(signed), mean_over_replicas(task_losses))
+    signed, losses = _batch_sums(optimizer, per_task, task_losses, signs)
     factors = balancer.multipliers(signed, losses)  # [K, D]
     sizes = [shape.num_elements() for shape in shapes]
     return [[tf.reshape(part, [1, *shape]) for part, shape in zip(tf.split(row, sizes), shapes)]
