@@ -69,6 +69,26 @@ def test_the_head_answers_the_corrected_probability_and_the_loss_is_the_sampled_
                                rtol=1e-4)
 
 
+def test_evaluate_on_data_holding_every_negative_counts_each_row_once():
+    x = {"x": np.linspace(-2, 2, 8).astype(np.float32)}
+    y = np.array([1, 0, 0, 1, 0, 1, 0, 0], np.float32)
+    model = _tiny(0.2)
+    model.compile()
+    q = model.predict(x, verbose=0)["click"][:, 0]
+    sampled = model.evaluate(x, {"click": y}, return_dict=True, verbose=0)
+    full = model.evaluate(x, {"click": y}, return_dict=True, verbose=0, negatives_sampled=False)
+    np.testing.assert_allclose(full["click/copc"], y.sum() / q.sum(), rtol=1e-4)  # every row once, on q
+    np.testing.assert_allclose(full["click/loss"], -np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)), rtol=1e-4)
+    w = np.where(y == 1, 1.0, 5.0)
+    np.testing.assert_allclose(sampled["click/copc"], np.sum(w * y) / np.sum(w * q), rtol=1e-4)
+    # the switch holds for that call only: evaluate and fit afterwards take sampled data again
+    again = model.evaluate(x, {"click": y}, return_dict=True, verbose=0)
+    np.testing.assert_allclose(again["click/copc"], sampled["click/copc"], rtol=1e-6)
+    assert model.objective.negatives_sampled
+    with pytest.raises(TypeError, match="negatives_sampled must be True or False"):
+        model.evaluate(x, {"click": y}, verbose=0, negatives_sampled="no")
+
+
 def test_downsample_negatives_keeps_the_share_and_names_unknown_tasks():
     data = tfmtl.data.synthetic_recsys(20_000, seed=0)
     sampled = data.downsample_negatives({"click": 0.1}, seed=1)

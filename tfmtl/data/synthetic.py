@@ -114,6 +114,8 @@ def synthetic_recsys(
     history_length: int = 0,
     item_text_dim: int = 0,
     seed: int = 0,
+    day: int | None = None,
+    item_lifetime: int = 7,
 ) -> MultiTaskData:
     """Generate impressions with click and conversion labels from a hidden model.
 
@@ -131,6 +133,14 @@ def synthetic_recsys(
       item_text_dim: Add the item-appeal signal and its ``item_text`` feature
         (``[rows, item_text_dim]`` float32) (0 = off).
       seed: Seed of every random draw (same seed, same data).
+      day: Drifting items, for training day after day: the impressions of day
+        ``day`` (0, 1, ...) of a world where items live ``item_lifetime`` days.
+        ``num_items`` items are live each day; ``num_items // item_lifetime`` new
+        ones (ids after the previous days') appear every day and as many disappear.
+        An item keeps its hidden attributes from day to day; the users and their
+        attributes are the same every day; each day's impressions are drawn afresh.
+        ``None`` (default): one fixed set of items, as without drift.
+      item_lifetime: With ``day``: how many days an item lives.
 
     Returns:
       :class:`MultiTaskData` with labels ``click`` and ``conversion`` and
@@ -142,11 +152,18 @@ def synthetic_recsys(
     >>> data = tfmtl.data.synthetic_recsys(20_000, seed=1)
     >>> bool(data.labels["conversion"].mean() < data.labels["click"].mean() / 4)
     True
+    >>> day0, day1 = (tfmtl.data.synthetic_recsys(20_000, num_items=700, day=d) for d in (0, 1))
+    >>> [(min(k), max(k)) for k in ([int(i[1:]) for i in set(d.features["item_id"])] for d in (day0, day1))]
+    [(0, 699), (100, 799)]
     """
     if not 0.0 <= task_relatedness <= 1.0:
         raise ValueError(f"task_relatedness must be in [0, 1], got {task_relatedness}")
     if num_rows < 1:
         raise ValueError(f"num_rows must be >= 1, got {num_rows}")
+    if day is not None and (isinstance(day, bool) or not isinstance(day, (int, np.integer)) or day < 0):
+        raise ValueError(f"day must be an int >= 0, got {day!r}")
+    if day is not None and not 1 <= item_lifetime <= num_items:
+        raise ValueError(f"item_lifetime must be in [1, num_items={num_items}], got {item_lifetime}")
     rng = np.random.default_rng(seed)
 
     # -- users and items (hidden attributes) ------------------------------
@@ -158,9 +175,8 @@ def synthetic_recsys(
     user_age = rng.uniform(18, 70, size=num_users)
     item_category = rng.integers(num_categories, size=num_items)
     item_latent = category_centers[item_category] + _NOISE * rng.normal(size=(num_items, _LATENT))
-    item_private = rng.normal(size=(num_categories, _LATENT))[item_category] + 0.7 * rng.normal(
-        size=(num_items, _LATENT)
-    )
+    private_centers = rng.normal(size=(num_categories, _LATENT))
+    item_private = private_centers[item_category] + 0.7 * rng.normal(size=(num_items, _LATENT))
     item_quality = rng.normal(scale=0.6, size=num_items)
     segment_bias = rng.normal(scale=0.4, size=num_segments)
     category_bias = rng.normal(scale=0.5, size=num_categories)
@@ -171,8 +187,16 @@ def synthetic_recsys(
     # -- impressions (popular users and items appear more often) ---------
     user_weight = rng.pareto(1.5, size=num_users) + 1.0
     item_weight = rng.pareto(1.2, size=num_items) + 1.0
+    live = np.ones(num_items, bool)
+    if day is not None:  # drifting items: each day's cohort of new items, and that day's draws
+        item_category, item_latent, item_private, item_quality, item_price, item_weight, live = _drift(
+            seed, day, item_lifetime, category_centers, private_centers,
+            (item_category, item_latent, item_private, item_quality, item_price, item_weight),
+        )
+        rng = np.random.default_rng([seed, 4, day])
+    item_p = np.where(live, item_weight, 0.0)
     users = rng.choice(num_users, size=num_rows, p=user_weight / user_weight.sum())
-    items = rng.choice(num_items, size=num_rows, p=item_weight / item_weight.sum())
+    items = rng.choice(len(item_weight), size=num_rows, p=item_p / item_p.sum())
     device = rng.integers(len(_DEVICES), size=num_rows)
     hour = rng.integers(24, size=num_rows)
 
@@ -191,7 +215,13 @@ def synthetic_recsys(
         extra_features["history"] = _histories(extra_rng, intent, item_category, history_length)
     if item_text_dim:
         appeal = extra_rng.normal(size=(num_items, 4))
-        text = appeal @ extra_rng.normal(size=(4, item_text_dim)) + 0.1 * extra_rng.normal(size=(num_items, item_text_dim))
+        projection = extra_rng.normal(size=(4, item_text_dim))
+        noise = 0.1 * extra_rng.normal(size=(num_items, item_text_dim))
+        if len(item_category) > num_items:  # drifting items: the later cohorts' own draws
+            later = np.random.default_rng([seed, 5, day]).normal(size=(len(item_category) - num_items, 4 + item_text_dim))
+            appeal = np.concatenate([appeal, later[:, :4]])
+            noise = np.concatenate([noise, 0.1 * later[:, 4:]])
+        text = appeal @ projection + noise
         preference = extra_rng.normal(size=(num_segments, 4))
         click_logit = click_logit + np.einsum("nd,nd->n", preference[user_segment[users]], appeal[items]) / 2.0
         extra_features["item_text"] = text[items].astype(np.float32)
@@ -221,6 +251,34 @@ def synthetic_recsys(
         tasks=synthetic_tasks(),
         oracle={"click": p_click.astype(np.float32), "conversion": (p_click * p_cvr).astype(np.float32)},
     )
+
+
+def _drift(seed: int, day: int, lifetime: int, category_centers: np.ndarray, private_centers: np.ndarray,
+           items: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """The items of every cohort born by ``day`` (day 0's are ``items``) and which of them live on ``day``.
+
+    Cohort ``c`` (``per_day`` items, ids after cohort ``c - 1``'s) is drawn from its own seed, so an item
+    is the same on every day. Day 0's items are cohorts ``1 - lifetime .. 0``; cohort ``c`` lives on days
+    ``c .. c + lifetime - 1``.
+    """
+    category, latent, private, quality, price, weight = items
+    base = len(category)
+    per_day = base // lifetime
+    parts = [list(items)]
+    for cohort in range(1, day + 1):
+        rng = np.random.default_rng([seed, 3, cohort])
+        c = rng.integers(len(category_centers), size=per_day)
+        parts.append([
+            c, category_centers[c] + _NOISE * rng.normal(size=(per_day, _LATENT)),
+            private_centers[c] + 0.7 * rng.normal(size=(per_day, _LATENT)), rng.normal(scale=0.6, size=per_day),
+            rng.lognormal(mean=3.0, sigma=0.8, size=per_day), rng.pareto(1.2, size=per_day) + 1.0,
+        ])
+    arrays = [np.concatenate(column) for column in zip(*parts)]
+    index = np.arange(len(arrays[0]))
+    born = np.where(index < base, np.minimum(index // max(per_day, 1), lifetime - 1) - (lifetime - 1),
+                    (index - base) // max(per_day, 1) + 1)
+    live = (born <= day) & (day < born + lifetime)
+    return (*arrays, live)
 
 
 def _histories(rng: np.random.Generator, intent: np.ndarray, item_category: np.ndarray, max_len: int) -> np.ndarray:

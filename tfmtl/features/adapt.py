@@ -47,30 +47,35 @@ def _total_rows(data: Any, names: list[str]) -> int | None:
     return None  # a dataset of files: unknown until read
 
 
-def adapt_schema(schema: Schema, data: Any, *, batch_size: int = 65536, verbose: Any = "auto") -> Schema:
-    """See :meth:`Schema.adapt`."""
+def _check_verbose(verbose: Any) -> int:
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 0
     if verbose not in (0, 1, 2) or isinstance(verbose, bool):
         raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
-    groups: dict[str, list[Feature]] = {}
-    for spec in schema:
-        groups.setdefault(spec.adapt_group, []).append(spec)
-    accumulators = [
-        type(members[0]).accumulator(members)
-        for members in groups.values()
-        if not all(member.is_adapted for member in members)
-    ]
-    if not accumulators:
-        return schema
+    return verbose
+
+
+def _count(accumulators: list[Any], data: Any, batch_size: int, verbose: int, what: str, done: str,
+           required: Iterable[str] = ()) -> None:
+    """One pass over ``data`` feeding every accumulator its features; ``required`` inputs must be present."""
+    required = list(required)
     names = [name for accumulator in accumulators for name in accumulator.names]
+    if isinstance(data, Mapping):
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise ValueError(f"cannot {what}: feature(s) {missing} are missing from the data")
     progress = keras.utils.Progbar(_total_rows(data, names), unit_name="row") if verbose == 1 else None
-    rows, started = 0, time.perf_counter()
+    rows, started, first = 0, time.perf_counter(), True
     for batch in _batches(data, names, batch_size):
+        if first and required and not isinstance(data, Mapping):  # a dataset: its first batch's keys
+            missing = [name for name in required if name not in batch]
+            if missing:
+                raise ValueError(f"cannot {what}: feature(s) {missing} are missing from the data")
+        first = False
         for accumulator in accumulators:
             for name in accumulator.names:
                 if name not in batch:
-                    raise ValueError(f"cannot adapt feature {name!r}: it is missing from the data")
+                    raise ValueError(f"cannot {what} feature {name!r}: it is missing from the data")
                 accumulator.update(np.asarray(batch[name]), name)
         rows += len(np.asarray(batch[names[0]]))
         if progress is not None:
@@ -78,8 +83,51 @@ def adapt_schema(schema: Schema, data: Any, *, batch_size: int = 65536, verbose:
     if progress is not None:
         progress.update(rows, finalize=True)
     elif verbose == 2:  # one line, as Keras's verbose=2
-        print(f"adapted on {rows:,} rows in {time.perf_counter() - started:.1f} s", flush=True)
+        print(f"{done} on {rows:,} rows in {time.perf_counter() - started:.1f} s", flush=True)
+
+
+def _groups(schema: Schema) -> list[list[Feature]]:
+    groups: dict[str, list[Feature]] = {}
+    for spec in schema:
+        groups.setdefault(spec.adapt_group, []).append(spec)
+    return list(groups.values())
+
+
+def adapt_schema(schema: Schema, data: Any, *, batch_size: int = 65536, verbose: Any = "auto") -> Schema:
+    """See :meth:`Schema.adapt`."""
+    verbose = _check_verbose(verbose)
+    accumulators = [
+        type(members[0]).accumulator(members)
+        for members in _groups(schema)
+        if not all(member.is_adapted for member in members)
+    ]
+    if not accumulators:
+        return schema
+    _count(accumulators, data, batch_size, verbose, "adapt", "adapted")
     learned: dict[str, Feature] = {}
     for accumulator in accumulators:
         learned.update(accumulator.result())
     return schema.replace(**learned)
+
+
+def update_schema(schema: Schema, data: Any, *, batch_size: int = 65536, verbose: Any = "auto") -> Schema:
+    """See :meth:`Schema.update`."""
+    from tfmtl.features.categorical import Categorical
+
+    verbose = _check_verbose(verbose)
+    for spec in schema:
+        if not spec.is_adapted:
+            raise ValueError(f"cannot update feature {spec.name!r}: it was never adapted; call schema.adapt(data) first")
+    accumulators = [
+        members[0].accumulator(members)
+        for members in _groups(schema)
+        if isinstance(members[0], Categorical) and members[0].num_hash_bins is None
+    ]
+    if not accumulators:
+        return schema
+    _count(accumulators, data, batch_size, verbose, "update the vocabularies", "updated the vocabularies",
+           required=schema.input_specs())
+    grown: dict[str, Feature] = {}
+    for accumulator in accumulators:
+        grown.update(accumulator.grown())
+    return schema.replace(**grown)

@@ -50,6 +50,15 @@ class Categorical(_OneValuePerExample):
       salt: Salt of the hash (an int; Keras ``Hashing``'s keyed SipHash).
       table: Name of the embedding table; features naming the same table share
         it (one lookup, one embedding). Default: the feature's own name.
+      expire_after: With :meth:`Schema.update`, an id unseen in this many
+        consecutive updates loses its row: the id is answered as out of
+        vocabulary again and a new id takes the row. ``None``: ids never expire.
+      last_seen: Kept by :meth:`Schema.update`, not set by hand: per vocabulary
+        row, the update that last saw its id (``None``: every id at update 0).
+      updates: Kept by :meth:`Schema.update`: how many updates the vocabulary had.
+
+    After :meth:`Schema.update` a vocabulary may hold ``None`` at a row whose id
+    expired and that no new id has taken yet; no id maps to that row.
 
     Example:
 
@@ -72,6 +81,9 @@ class Categorical(_OneValuePerExample):
     num_hash_bins: int | None = None
     salt: int | None = None
     table: str | None = None
+    expire_after: int | None = None
+    last_seen: tuple[int, ...] | None = None
+    updates: int = 0
 
     kind = FeatureKind.CATEGORICAL
 
@@ -91,13 +103,26 @@ class Categorical(_OneValuePerExample):
                 raise ValueError(f"feature {self.name!r}: give a vocabulary or num_hash_bins, not both")
         elif self.salt is not None:
             raise ValueError(f"feature {self.name!r}: salt needs num_hash_bins")
+        if self.expire_after is not None:
+            _positive(self.name, "expire_after", self.expire_after)
+        if isinstance(self.updates, bool) or not isinstance(self.updates, int) or self.updates < 0:
+            raise ValueError(f"feature {self.name!r}: updates must be an int >= 0, got {self.updates!r}")
         if self.vocabulary is not None:
-            vocab = tuple(normalize_id(v, self.id_type, self.name) for v in self.vocabulary)
-            if not vocab:
+            vocab = tuple(None if v is None else normalize_id(v, self.id_type, self.name) for v in self.vocabulary)
+            ids = [v for v in vocab if v is not None]
+            if not ids:
                 raise ValueError(f"feature {self.name!r}: the vocabulary is empty")
-            if len(set(vocab)) != len(vocab):
+            if len(set(ids)) != len(ids):
                 raise ValueError(f"feature {self.name!r}: the vocabulary has duplicate ids")
             object.__setattr__(self, "vocabulary", vocab)
+        if self.last_seen is not None:
+            seen = tuple(self.last_seen)
+            if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0 for v in seen):
+                raise ValueError(f"feature {self.name!r}: last_seen must hold update numbers (ints >= 0)")
+            seen = tuple(int(v) for v in seen)
+            if self.vocabulary is None or len(seen) != len(self.vocabulary):
+                raise ValueError(f"feature {self.name!r}: last_seen needs one entry per vocabulary row")
+            object.__setattr__(self, "last_seen", seen)
 
     @property
     def table_name(self) -> str:
@@ -125,7 +150,7 @@ class Categorical(_OneValuePerExample):
         """What every feature sharing this feature's table must agree on."""
         return (
             self.embedding_dim, self.id_type, self.vocabulary, self.num_oov_buckets, self.max_vocabulary_size,
-            self.min_count, self.num_hash_bins, self.salt,
+            self.min_count, self.num_hash_bins, self.salt, self.expire_after, self.last_seen, self.updates,
         )
 
     # -- adapt: the members of a table learn one vocabulary ---------------------------
@@ -170,7 +195,7 @@ class CategoricalEncoder(TableEncoding):
 
 
 _TABLE_FIELDS = ("embedding_dim", "id_type", "vocabulary", "num_oov_buckets", "max_vocabulary_size", "min_count",
-                 "num_hash_bins", "salt")
+                 "num_hash_bins", "salt", "expire_after", "last_seen", "updates")
 
 
 class VocabularyCounter:
@@ -219,6 +244,51 @@ class VocabularyCounter:
         vocabulary = tuple(value for value, _ in items)
         return {member.name: dataclasses.replace(member, vocabulary=vocabulary) for member in self.members}
 
+    def grown(self) -> dict[str, Any]:
+        """The members with the vocabulary grown by the counted ids (see :meth:`Schema.update`).
+
+        Every known id keeps its row. With ``expire_after``, ids unseen for that many
+        updates free their rows. New ids seen at least ``min_count`` times, most frequent
+        first, take the free rows (lowest first), then new rows at the end, up to
+        ``max_vocabulary_size`` rows; the others stay out of vocabulary.
+        """
+        spec = self.spec
+        if spec.num_hash_bins is not None:
+            return {}
+        update = spec.updates + 1
+        vocabulary = list(spec.vocabulary)
+        last_seen = list(spec.last_seen) if spec.last_seen is not None else [0] * len(vocabulary)
+        index = {value: row for row, value in enumerate(vocabulary) if value is not None}
+        for value in self.counts:
+            if value in index:
+                last_seen[index[value]] = update
+        if spec.expire_after is not None:
+            for row, value in enumerate(vocabulary):
+                if value is not None and update - last_seen[row] >= spec.expire_after:
+                    vocabulary[row] = None
+        new = [(value, count) for value, count in self.counts.items()
+               if value not in index and count >= spec.min_count]
+        new.sort(key=lambda item: (-item[1], item[0]))
+        free = [row for row, value in enumerate(vocabulary) if value is None]
+        free.reverse()  # pop() takes the lowest
+        limit = spec.max_vocabulary_size
+        for value, _ in new:
+            if free:
+                row = free.pop()
+                vocabulary[row], last_seen[row] = value, update
+            elif limit is None or len(vocabulary) < limit:
+                vocabulary.append(value)
+                last_seen.append(update)
+            else:
+                break
+        if all(value is None for value in vocabulary):
+            raise ValueError(
+                f"feature(s) {self.names}: every id expired (expire_after={spec.expire_after}) and no new id was "
+                f"seen at least min_count={spec.min_count} times: the update data holds none of this table's ids"
+            )
+        grown = {"vocabulary": tuple(vocabulary), "last_seen": tuple(last_seen), "updates": update}
+        return {member.name: dataclasses.replace(member, **grown) for member in self.members}
+
 
 def normalize_id(value: Any, id_type: IdType, feature: str) -> Any:
     if id_type is IdType.STRING:
@@ -257,7 +327,15 @@ class _ContentNamedInitializer(tf.lookup.KeyValueTensorInitializer):
 
 
 class _SchemaVocabulary:
-    """Lookup layers whose vocabulary the schema carries (Keras's asset files are redundant)."""
+    """Lookup layers whose vocabulary the schema carries (Keras's asset files are redundant).
+
+    ``rows``: the table row of each vocabulary id, when they are not consecutive (a
+    vocabulary with free rows after :meth:`Schema.update` expired ids).
+    """
+
+    def __init__(self, *args: Any, rows: Any = None, **kwargs: Any) -> None:
+        object.__setattr__(self, "_tfmtl_rows", rows)  # read while Keras's __init__ builds the table
+        super().__init__(*args, **kwargs)
 
     def save_assets(self, dir_path: str) -> None:
         pass
@@ -270,8 +348,12 @@ class _SchemaVocabulary:
             return super()._lookup_table_from_tokens(tokens)
         # Keras's own, with a table named by its content (see _ContentNamedInitializer).
         with tf.init_scope():
-            start = self._token_start_index()
-            indices = tf.range(start, start + tf.size(tokens), dtype=self._value_dtype)
+            rows = self.__dict__.get("_tfmtl_rows")
+            if rows is None:
+                start = self._token_start_index()
+                indices = tf.range(start, start + tf.size(tokens), dtype=self._value_dtype)
+            else:
+                indices = tf.constant(rows, dtype=self._value_dtype)
             initializer = _ContentNamedInitializer(tokens, indices, self._key_dtype, self._value_dtype)
             return tf.lookup.StaticHashTable(initializer, self._default_value)
 
@@ -297,16 +379,24 @@ def _unused_oov_token(id_type: IdType, vocabulary: Any) -> object:
 
 
 def vocabulary_lookup(id_type: IdType, vocabulary: Any, num_oov: int, name: str) -> Any:
-    """A Keras lookup layer: known ids to rows ``num_oov..``, other ids hashed into rows ``0..num_oov-1``."""
+    """A Keras lookup layer: known ids to rows ``num_oov..``, other ids hashed into rows ``0..num_oov-1``.
+
+    A ``None`` in ``vocabulary`` is a free row (an expired id's): no id maps to it.
+    """
+    ids = [value for value in vocabulary if value is not None]
+    rows = None
+    if len(ids) != len(vocabulary):
+        rows = np.asarray([num_oov + index for index, value in enumerate(vocabulary) if value is not None], np.int64)
     lookup_cls = _StringLookup if id_type is IdType.STRING else _IntegerLookup
     return lookup_cls(
         # A numpy array, not a list: tf_keras tracks list attributes and walks
         # them on every layer call (seconds per call for a 1M-id vocabulary).
-        vocabulary=np.asarray(vocabulary, dtype=np.int64 if id_type is IdType.INT64 else str),
+        vocabulary=np.asarray(ids, dtype=np.int64 if id_type is IdType.INT64 else str),
         num_oov_indices=num_oov,
         mask_token=None,
-        oov_token=_unused_oov_token(id_type, vocabulary),
+        oov_token=_unused_oov_token(id_type, ids),
         name=name,
+        rows=rows,
     )
 
 

@@ -167,7 +167,7 @@ class Schema:
         for entry in config["features"]:
             entry = dict(entry)
             spec_cls = _SPECS[FeatureKind(entry.pop("kind"))]
-            for key in ("vocabulary", "boundaries", "clip", "attention_units"):
+            for key in ("vocabulary", "boundaries", "clip", "attention_units", "last_seen"):
                 if entry.get(key) is not None:
                     entry[key] = tuple(entry[key])
             specs.append(spec_cls(**entry))
@@ -194,6 +194,51 @@ class Schema:
         from tfmtl.features.adapt import adapt_schema
 
         return adapt_schema(self, data, batch_size=batch_size, verbose=verbose)
+
+    def update(self, data: Any, *, batch_size: int = 65536, verbose: Any = "auto") -> "Schema":
+        """Grow the id vocabularies with a new period's data, keeping every known id's row (append-only).
+
+        For daily (or hourly) training: the returned schema builds a model that
+        :func:`tfmtl.training.warm_start` fills with the previous model's weights.
+        Per embedding table (the members of a shared table grow together):
+
+        * every known id keeps its row, so a known id's embedding carries over;
+        * with ``expire_after=N`` on the feature, an id unseen in the last ``N``
+          updates is dropped (answered as out of vocabulary) and frees its row;
+        * new ids seen at least ``min_count`` times, most frequent first, take the
+          free rows, then rows appended at the end, up to ``max_vocabulary_size``
+          rows; the others stay out of vocabulary until a later update.
+
+        Hashed features (``num_hash_bins``), statistics (means, variances) and
+        bucket boundaries stay as they are, so the inputs keep their meaning. The
+        update count and each row's last update are in the specs (and so saved with
+        the model). After updates, a vocabulary is ordered oldest id first, not most
+        frequent first (see ``keep_ids`` in :func:`tfmtl.serving.export`).
+
+        Args:
+          data: The new data, as for :meth:`adapt`; it must hold every input of
+            the schema.
+          batch_size: Rows per chunk when ``data`` is a mapping of arrays.
+          verbose: As for :meth:`adapt`.
+
+        Returns:
+          A new Schema; raises a ValueError naming the feature if the data lacks
+          one, or if the schema was never adapted.
+
+        Example:
+
+        >>> import numpy as np, tfmtl
+        >>> schema = tfmtl.Schema([tfmtl.Categorical("item", embedding_dim=4, expire_after=2)])
+        >>> day0 = schema.adapt({"item": np.array(["a", "b", "a"])})
+        >>> day1 = day0.update({"item": np.array(["c", "a"])})
+        >>> day1["item"].vocabulary  # "a" and "b" keep their rows, "c" is appended
+        ('a', 'b', 'c')
+        >>> day1.update({"item": np.array(["a", "d"])})["item"].vocabulary  # "b" unseen twice: "d" takes its row
+        ('a', 'd', 'c')
+        """
+        from tfmtl.features.adapt import update_schema
+
+        return update_schema(self, data, batch_size=batch_size, verbose=verbose)
 
     # -- inputs and signatures ---------------------------------------------
     def input_specs(self) -> dict[str, tf.TensorSpec]:

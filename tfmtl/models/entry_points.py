@@ -56,13 +56,20 @@ class RawInputEntryPoints:
         with self._fitting_steps(x, kwargs.get("steps_per_epoch")), _fresh_function_after_failure(self, "train"):
             return super().fit(x, y, *args, **kwargs)
 
-    def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
-        """Keras ``evaluate``; raw feature dicts are checked by the schema first."""
+    def evaluate(self, x: Any = None, y: Any = None, *args: Any, negatives_sampled: bool = True, **kwargs: Any) -> Any:
+        """Keras ``evaluate``; raw feature dicts are checked by the schema first.
+
+        ``negatives_sampled=False`` says the data hold every negative (not downsampled as
+        the training data were): a task with a ``negative_sampling_rate`` then takes its
+        loss and metrics on its (corrected) predictions with every row counted once,
+        instead of counting each negative ``1 / rate`` times.
+        """
         if kwargs.get("_use_cached_eval_dataset"):  # fit's validation: its data were checked when fit began
             return super().evaluate(x, y, *args, **kwargs)
         x = self._conformed_data(x)
         _check_label_rows(x, y)
-        with self._fitting_steps(x, kwargs.get("steps")), _fresh_function_after_failure(self, "test"):
+        with self._fitting_steps(x, kwargs.get("steps")), _fresh_function_after_failure(self, "test"), \
+                _unsampled_negatives(self, negatives_sampled):
             return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
@@ -141,6 +148,24 @@ def _one_step_per_execution(model: Any) -> Iterator[None]:
     finally:
         counter.assign(before)
 
+
+
+@contextlib.contextmanager
+def _unsampled_negatives(model: Any, negatives_sampled: bool) -> Iterator[None]:
+    """Inside: the objective's losses and metrics take evaluation data holding every negative (traced afresh)."""
+    if not isinstance(negatives_sampled, bool):
+        raise TypeError(f"negatives_sampled must be True or False, got {negatives_sampled!r}")
+    objective = getattr(model, "objective", None)
+    if negatives_sampled or objective is None or all(t.negative_sampling_rate == 1 for t in objective.tasks):
+        yield
+        return
+    objective.negatives_sampled = False
+    model.test_function = None
+    try:
+        yield
+    finally:
+        objective.negatives_sampled = True
+        model.test_function = None
 
 
 @contextlib.contextmanager

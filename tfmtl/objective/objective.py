@@ -111,6 +111,10 @@ class MultiTaskObjective:
         }
         self._given_metrics = arguments.metrics
         self._built = False
+        #: False only inside ``evaluate(..., negatives_sampled=False)``: the evaluation data hold every
+        #: negative, so a task with a ``negative_sampling_rate`` takes its loss and metrics on the
+        #: corrected probability with every row counted once. (Read when the step is traced.)
+        self.negatives_sampled = True
 
     def build(self, shared_size: int | None = None) -> None:
         """Create the metrics and the strategy's state (in the model's distribution strategy scope).
@@ -149,6 +153,9 @@ class MultiTaskObjective:
         """``(features, clean labels by task, row weights by task)`` from a Keras batch (see :mod:`.labels`)."""
         return prepare_labels(self.tasks, data)
 
+    def _sampled(self, task: Task) -> bool:
+        return task.negative_sampling_rate < 1 and self.negatives_sampled
+
     def task_losses(
         self, labels: Mapping[str, tf.Tensor], weights: Mapping[str, tf.Tensor], predictions: Any
     ) -> list[tf.Tensor]:
@@ -160,7 +167,7 @@ class MultiTaskObjective:
         out = []
         for task in self.tasks:
             prediction = tf.cast(predictions[task.name], tf.float32)
-            if task.negative_sampling_rate < 1:  # corrected predictions, sampled labels: the loss of the sampled p
+            if self._sampled(task):  # corrected predictions, sampled labels: the loss of the sampled p
                 prediction = to_sampled(prediction, task.negative_sampling_rate)
             per_example = self.per_example_losses[task.name](shaped(task, labels[task.name]), prediction)
             per_example = tf.reshape(per_example, [-1])  # [B]
@@ -280,7 +287,7 @@ class MultiTaskObjective:
             self.task_loss_trackers[index].update_state(losses[index])
             label = shaped(task, labels[task.name])
             weight = weights[task.name]
-            if task.negative_sampling_rate < 1:  # metrics estimate the data before sampling
+            if self._sampled(task):  # metrics estimate the data before sampling
                 weight = weight * population_weights(labels[task.name], task.negative_sampling_rate)
             for metric in self.task_metrics[task.name]:
                 if isinstance(metric, GroupAUC):

@@ -1,4 +1,4 @@
-"""The training lifecycle: checkpointed, resumable ``fit`` (one process or a parameter-server cluster); metric combinations; staged training; TensorBoard scalars."""
+"""The training lifecycle: checkpointed, resumable ``fit`` (one process or a parameter-server cluster); metric combinations; staged training; TensorBoard scalars; warm starts from the previous version."""
 
 from tfmtl.training.config import ARCHITECTURES, BALANCERS, ConfigError, RunConfig, load_config, parse_config
 from tfmtl.training.checkpoint import CheckpointCallback, Checkpoints, Position
@@ -13,6 +13,7 @@ from tfmtl.training.selection import CombinedMetric
 from tfmtl.training.staging import layer_roles, set_trainable
 from tfmtl.training.run import evaluate_from_config, export_from_config, train_from_config
 from tfmtl.training.tensorboard import TensorBoardLogs
+from tfmtl.training.warm_start import warm_start
 
 __all__ = [
     "ARCHITECTURES",
@@ -43,4 +44,5 @@ __all__ = [
     "layer_roles",
     "set_label_priors",
     "set_trainable",
+    "warm_start",
 ]

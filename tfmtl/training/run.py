@@ -12,8 +12,8 @@ from tfmtl.training.config import RunConfig, load_config
 from tfmtl.training.fit import fit
 from tfmtl.training.selection import CombinedMetric
 from tfmtl.training.tensorboard import TensorBoardLogs
+from tfmtl.training.warm_start import MODEL_FILE
 
-MODEL_FILE = "model.keras"
 
 
 def train_from_config(path: str | pathlib.Path, *, verbose: Any = "auto", log: Callable[[str], None] = print) -> Any:

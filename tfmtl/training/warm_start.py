@@ -1,0 +1,205 @@
+"""Warm start: the next version of a model, built from an updated schema, starting from the previous weights.
+
+Daily (or hourly) training grows the vocabularies with :meth:`~tfmtl.features.Schema.update`
+and trains the next version from the previous one's weights instead of from scratch.
+:func:`warm_start` builds the same architecture from the updated schema and copies every
+weight over; embedding tables are copied row by row, by id:
+
+* a known id keeps its vector (after :meth:`~tfmtl.features.Schema.update` it also keeps
+  its row);
+* a new id starts from the vector of the out-of-vocabulary bucket the previous model
+  answered it with, so before any training the new model answers every id it still
+  knows exactly as the previous model did;
+* an expired id is answered by its out-of-vocabulary bucket; a free row starts at zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from typing import Any
+
+import numpy as np
+
+from tfmtl._compat import keras, tf
+from tfmtl.features.categorical import Categorical, vocabulary_lookup
+from tfmtl.features.encoder import FeatureEncoder
+from tfmtl.features.kinds import IdType
+from tfmtl.features.schema import Schema
+
+#: Fields a warm start lets change: the vocabulary and the rules it grows by.
+GROWTH_FIELDS = ("vocabulary", "last_seen", "updates", "min_count", "max_vocabulary_size", "expire_after")
+
+MODEL_FILE = "model.keras"
+
+
+def load_previous(previous: str | os.PathLike) -> Any:
+    """The model a warm start starts from: a ``.keras`` file, or a run folder holding ``model.keras``."""
+    path = pathlib.Path(previous)
+    if path.is_dir():
+        if (path / MODEL_FILE).exists():
+            path = path / MODEL_FILE
+        elif (path / "saved_model.pb").exists():
+            raise ValueError(
+                f"{previous} is a SavedModel export, which holds the serving graph but not the model's "
+                f"architecture: warm-start from the previous run's {MODEL_FILE} (its output.dir) instead"
+            )
+        else:
+            raise FileNotFoundError(f"no {MODEL_FILE} in {previous}: give the previous run's output.dir or its "
+                                    f"{MODEL_FILE}")
+    elif not path.exists():
+        raise FileNotFoundError(f"no previous model at {previous}")
+    return keras.models.load_model(path)
+
+
+def check_schema_change(previous: Schema, schema: Schema) -> None:
+    """Raise a ValueError naming the feature unless ``schema`` differs from ``previous`` only in vocabulary growth.
+
+    Example:
+
+    >>> import tfmtl
+    >>> old = tfmtl.Schema([tfmtl.Categorical("item", embedding_dim=4, vocabulary=("a",))])
+    >>> check_schema_change(old, tfmtl.Schema([tfmtl.Categorical("item", embedding_dim=4, vocabulary=("a", "b"))]))
+    >>> check_schema_change(old, tfmtl.Schema([tfmtl.Categorical("item", embedding_dim=8, vocabulary=("a",))]))
+    Traceback (most recent call last):
+    ValueError: feature 'item': warm start keeps everything but the vocabulary, and embedding_dim changed (4 before, 8 now)
+    """
+    if previous.names != schema.names:
+        added = [name for name in schema.names if name not in previous.names]
+        dropped = [name for name in previous.names if name not in schema.names]
+        detail = "; ".join(part for part in (added and f"added {added}", dropped and f"dropped {dropped}") if part)
+        raise ValueError(
+            f"warm start needs the previous model's features, in the same order ({detail or 'reordered'}): "
+            "train a new model when features change"
+        )
+    for old, new in zip(previous, schema):
+        if type(old) is not type(new):
+            raise ValueError(f"feature {new.name!r}: warm start keeps every feature's kind, and it changed "
+                             f"({old.kind.value} before, {new.kind.value} now)")
+        for field in dataclasses.fields(old):
+            if field.name in GROWTH_FIELDS and isinstance(old, Categorical):
+                continue
+            before, now = getattr(old, field.name), getattr(new, field.name)
+            if not _same(before, now):
+                raise ValueError(
+                    f"feature {new.name!r}: warm start keeps everything but the vocabulary, and {field.name} changed "
+                    f"({_shown(before)} before, {_shown(now)} now)"
+                )
+        if isinstance(old, Categorical) and (old.vocabulary is None) != (new.vocabulary is None):
+            raise ValueError(f"feature {new.name!r}: warm start keeps hashed features hashed and vocabularies as "
+                             "vocabularies")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(a, b)
+    try:
+        return bool(a == b)
+    except ValueError:  # e.g. objects holding arrays
+        return repr(a) == repr(b)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value.value if hasattr(value, "value") and not isinstance(value, (int, float)) else value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def warm_start(previous: Any, schema: Schema) -> Any:
+    """The previous model's architecture built from ``schema``, with the previous weights; not compiled.
+
+    Use it for the next version of a model trained every day (or hour): grow the
+    vocabularies with :meth:`Schema.update` on the new data, warm-start, compile and
+    train on the new data only. Every weight is copied; embedding tables are copied
+    by id (see the module docstring), so before training the new model answers every
+    id it still knows exactly as the previous one did, new ids included (from their
+    out-of-vocabulary bucket). The optimizer and the balancer start afresh (compile).
+
+    Call it inside ``strategy.scope()`` to train under a distribution strategy.
+
+    Args:
+      previous: A :class:`~tfmtl.models.MultiTaskModel`, its ``.keras`` file, or a
+        ``tfmtl train`` output folder holding ``model.keras``.
+      schema: ``previous.schema`` grown by :meth:`Schema.update` (or any schema
+        that differs from it only in vocabularies and their growth rules).
+
+    Returns:
+      A new, uncompiled model of the same class and architecture.
+
+    Raises:
+      ValueError: naming the feature, when ``schema`` changes anything but
+        vocabularies (an embedding dimension, a feature kind, a feature added).
+
+    Example:
+
+    >>> import numpy as np, tfmtl
+    >>> schema = tfmtl.Schema([tfmtl.Categorical("item", embedding_dim=2)]).adapt({"item": np.array(["a", "b"])})
+    >>> day0 = tfmtl.models.shared_bottom(schema, [tfmtl.Task.binary("click")], bottom_units=(4,))
+    >>> day1 = tfmtl.training.warm_start(day0, day0.schema.update({"item": np.array(["b", "c"])}))
+    >>> day1.schema["item"].vocabulary
+    ('a', 'b', 'c')
+    >>> x = {"item": np.array(["a", "b", "c"])}  # "c" was out of vocabulary for day0
+    >>> bool(np.allclose(day0.predict(x, verbose=0)["click"], day1.predict(x, verbose=0)["click"]))
+    True
+    """
+    if isinstance(previous, (str, os.PathLike)):
+        previous = load_previous(previous)
+    if not isinstance(schema, Schema):
+        raise TypeError(f"warm_start takes the updated Schema, got {type(schema).__name__}")
+    old_schema = getattr(previous, "schema", None)
+    if not isinstance(old_schema, Schema):
+        raise TypeError(f"warm_start takes a tfmtl model (with a schema), got {type(previous).__name__}")
+    check_schema_change(old_schema, schema)
+    config = previous.get_config()
+    for layer in config["layers"]:
+        if isinstance(layer.get("config"), dict) and "schema" in layer["config"]:
+            layer["config"]["schema"] = schema.get_config()
+    model = type(previous).from_config(config)
+    _copy_weights(previous, model)
+    return model
+
+
+def _encoder(model: Any) -> FeatureEncoder:
+    return next(layer for layer in model.layers if isinstance(layer, FeatureEncoder))
+
+
+def _copy_weights(previous: Any, model: Any) -> None:
+    old_encoder, new_encoder = _encoder(previous), _encoder(model)
+    tables = {id(layer.embeddings): name for name, layer in new_encoder.embeddings.items()
+              if hasattr(layer, "embeddings")}
+    old_weights, new_weights = previous.weights, model.weights
+    if len(old_weights) != len(new_weights):
+        raise ValueError(f"the rebuilt model has {len(new_weights)} weights, the previous one {len(old_weights)}: "
+                         "warm start needs the same architecture")
+    for old, new in zip(old_weights, new_weights):
+        value = np.asarray(tf.convert_to_tensor(old))
+        name = tables.get(id(new))
+        if name is not None:
+            value = _table_rows(_table_spec(old_encoder.schema, name), _table_spec(new_encoder.schema, name), value)
+        if tuple(value.shape) != tuple(new.shape):
+            raise ValueError(f"weight {new.name}: shape {tuple(new.shape)} in the rebuilt model, "
+                             f"{tuple(value.shape)} in the previous one")
+        new.assign(value)
+
+
+def _table_spec(schema: Schema, table: str) -> Any:
+    return next((spec for spec in schema if isinstance(spec, Categorical) and spec.table_name == table), None)
+
+
+def _table_rows(old: Any, new: Any, matrix: np.ndarray) -> np.ndarray:
+    """The previous table's rows rearranged for the new vocabulary (see the module docstring)."""
+    if old is None or new is None or new.vocabulary is None or old.vocabulary == new.vocabulary:
+        return matrix
+    oov = new.num_oov_buckets
+    ids = [value for value in new.vocabulary if value is not None]
+    rows = [oov + index for index, value in enumerate(new.vocabulary) if value is not None]
+    lookup = vocabulary_lookup(old.id_type, old.vocabulary, old.num_oov_buckets, f"{old.table_name}_warm_start")
+    keys = np.asarray(ids, dtype=np.int64 if old.id_type is IdType.INT64 else object)
+    previous_rows = np.asarray(lookup(tf.constant(keys)))
+    table = np.zeros((new.table_size, matrix.shape[1]), matrix.dtype)
+    table[:oov] = matrix[:oov]
+    table[rows] = matrix[previous_rows]
+    return table
+
+
+__all__ = ["check_schema_change", "load_previous", "warm_start"]
