@@ -27,7 +27,10 @@ def _demo(args: argparse.Namespace) -> int:
 def _lifecycle(args: argparse.Namespace) -> int:
     from tfmtl.training import run
 
-    action = {"train": run.train_from_config, "evaluate": run.evaluate_from_config, "export": run.export_from_config}
+    if args.command == "train":
+        run.train_from_config(args.config, warm_start=args.warm_start)
+        return 0
+    action = {"evaluate": run.evaluate_from_config, "export": run.export_from_config}
     action[args.command](args.config)
     return 0
 
@@ -59,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(command, help=text)
         sub.add_argument("config", help="run config (.toml); see examples/train.toml")
+        if command == "train":
+            sub.add_argument(
+                "--warm-start", metavar="PREVIOUS", default=None,
+                help="the next version of PREVIOUS (a run's output.dir, its model.keras, or an exported version "
+                     "folder): grow its vocabularies "
+                     "on the config's training files, start from its weights, train, save, and export the next "
+                     "version to output.export_dir when the config gives one",
+            )
         sub.set_defaults(handler=_lifecycle)
     serve = commands.add_parser(
         "serve", help="development server with TF Serving's gRPC/REST APIs (loopback; not for production)"

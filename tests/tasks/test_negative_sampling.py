@@ -85,6 +85,11 @@ def test_evaluate_on_data_holding_every_negative_counts_each_row_once():
     again = model.evaluate(x, {"click": y}, return_dict=True, verbose=0)
     np.testing.assert_allclose(again["click/copc"], sampled["click/copc"], rtol=1e-6)
     assert model.objective.negatives_sampled
+    full_again = model.evaluate(x, {"click": y}, return_dict=True, verbose=0, negatives_sampled=False)
+    np.testing.assert_allclose(full_again["click/copc"], full["click/copc"], rtol=1e-6)
+    model.compile()  # a new objective: its own functions
+    np.testing.assert_allclose(model.evaluate(x, {"click": y}, return_dict=True, verbose=0, negatives_sampled=False)
+                               ["click/copc"], full["click/copc"], rtol=1e-6)
     with pytest.raises(TypeError, match="negatives_sampled must be True or False"):
         model.evaluate(x, {"click": y}, verbose=0, negatives_sampled="no")
 

@@ -130,3 +130,42 @@ def test_the_balancer_table_names_the_strategy_its_arguments_and_where_gradients
     model = config.build_model(config.schema.adapt(tfmtl.data.synthetic_recsys(200, seed=0).features))
     model.compile(balancer=balancer, gradients_at=config.gradients_at)
     assert model.objective.gradients_at == "representation"
+
+
+@pytest.mark.slow
+def test_cli_warm_starts_the_next_day_from_the_previous_run_and_exports_the_next_version(tmp_path):
+    """Day 0 trains as usual; day 1 (new files, its own output.dir) grows day 0's vocabularies and starts from it."""
+    text = EXAMPLE.read_text()
+    for old, new in (("epochs = 3", "epochs = 1"), ("expert_units = [64, 32]", "expert_units = [8]"),
+                     ('"../export/example"', '"export/daily"')):
+        text = text.replace(old, new)
+    configs = []
+    for day in (0, 1):
+        folder = tmp_path / f"day{day}"
+        folder.mkdir()
+        data = tfmtl.data.synthetic_recsys(1500, num_items=200, day=day, seed=2)
+        train, valid = data.split(0.8, seed=0)
+        tfmtl.data.write_csv(train, folder / "train.csv")
+        tfmtl.data.write_csv(valid, folder / "valid.csv")
+        day_text = text.replace('"synthetic/train.csv"', f'"day{day}/train.csv"')
+        day_text = day_text.replace('"synthetic/valid.csv"', f'"day{day}/valid.csv"')
+        day_text = day_text.replace('dir = "runs/example"', f'dir = "runs/day{day}"')
+        configs.append(tmp_path / f"day{day}.toml")
+        configs[-1].write_text(day_text)
+    assert main(["train", str(configs[0])]) == 0
+    day0 = keras.models.load_model(tmp_path / "runs" / "day0" / "model.keras")
+    assert main(["train", str(configs[1]), "--warm-start", str(tmp_path / "runs" / "day0")]) == 0
+    day1 = keras.models.load_model(tmp_path / "runs" / "day1" / "model.keras")
+    old, new = day0.schema["item_id"].vocabulary, day1.schema["item_id"].vocabulary
+    assert new[: len(old)] == old and len(new) > len(old) and day1.schema["item_id"].updates == 1
+    assert day1.schema["user_activity"] == day0.schema["user_activity"]  # statistics stay
+    [version] = [path for path in (tmp_path / "export" / "daily").iterdir() if path.name.isdigit()]
+    features, _ = next(iter(tfmtl.training.load_config(configs[1]).read("validation")))
+    served = tf.saved_model.load(str(version)).signatures["serving_default"](**features)
+    np.testing.assert_allclose(served["click"].numpy().reshape(-1), day1.predict(features, verbose=0)["click"].reshape(-1),
+                               atol=1e-6)
+    # a config that changes more than the vocabularies is refused, naming the feature
+    configs[1].write_text(configs[1].read_text().replace('name = "device"\nembedding_dim = 4',
+                                                         'name = "device"\nembedding_dim = 6'))
+    with pytest.raises(ValueError, match=r"feature 'device': .* embedding_dim changed \(4 before, 6 now\)"):
+        main(["train", str(configs[1]), "--warm-start", str(tmp_path / "runs" / "day0" / "model.keras")])

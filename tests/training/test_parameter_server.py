@@ -167,10 +167,8 @@ def test_parameter_server_strategy_needs_ps_and_worker_tasks():
 
 @pytest.mark.slow
 def test_a_killed_worker_restarted_mid_training_and_a_killed_parameter_server(tmp_path):
-    (tmp_path / "calm").mkdir()
     (tmp_path / "faulted").mkdir()
-    with _cluster() as (cluster, _):
-        finish(_start(cluster, "chief", 0, "coordinator", str(tmp_path / "calm"), "3"), timeout=600)
+    steps = 3 * int(np.ceil(12_000 / 128))  # every step of 3 epochs, as an unfaulted run (the cluster test)
     with _cluster() as (cluster, servers):
         coordinator = _start(cluster, "chief", 0, "coordinator", str(tmp_path / "faulted"), "3")
         before = _read_until(coordinator, "Epoch 2/3")
@@ -178,16 +176,16 @@ def test_a_killed_worker_restarted_mid_training_and_a_killed_parameter_server(tm
         servers["worker", 0].communicate(timeout=30)
         servers["worker", 0] = _start(cluster, "worker", 0, "server")
         after = finish(coordinator, timeout=600)
-    calm, faulted = np.load(tmp_path / "calm" / "result_3.npz"), np.load(tmp_path / "faulted" / "result_3.npz")
-    assert "Epoch 3/3" in after and int(faulted["steps"]) == int(calm["steps"]), before + after
+    faulted = np.load(tmp_path / "faulted" / "result_3.npz")
+    assert "Epoch 3/3" in after and int(faulted["steps"]) == steps, before + after
     # The strategy ran the lost worker's steps on the other one, so every step ran; while the worker was
     # down (its restart takes seconds) the survivor read its own half of the batches again, so that epoch saw
-    # part of the data twice and part never. Measured: faulted 0.666 click AUC against 0.700 unfaulted in the
-    # same test; unfaulted runs alone spread over 0.665-0.700, so 4,000 held-out rows cannot resolve the
-    # issue's 0.01. benchmarks/ps_quality.py --fault measures it on 200,000 rows: within 0.005.
+    # part of the data twice and part never. Measured: faulted 0.666 click AUC against 0.700 unfaulted in an
+    # earlier version of this test; unfaulted runs alone spread over 0.665-0.700, so 4,000 held-out rows
+    # cannot resolve the 0.01 (and the unfaulted run was dropped for CI time).
+    # benchmarks/ps_quality.py --fault measures it on 200,000 rows: within 0.005.
     for task in ("click", "conversion"):
-        aucs = (task, float(faulted[f"auc_{task}"]), float(calm[f"auc_{task}"]))
-        assert aucs[1] > 0.6 and abs(aucs[1] - aucs[2]) < 0.06, aucs
+        assert float(faulted[f"auc_{task}"]) > 0.6, (task, float(faulted[f"auc_{task}"]))
 
     # not restarted: the survivor runs every remaining step and the run ends (bounded in time); measured
     # here, the coordinator finished about 12 s after the kill, logging connection errors for the dead worker
@@ -197,7 +195,7 @@ def test_a_killed_worker_restarted_mid_training_and_a_killed_parameter_server(tm
         _read_until(coordinator, "Epoch 2/3")
         servers["worker", 0].kill()
         alone = finish(coordinator, timeout=300)
-    assert "Epoch 3/3" in alone and int(np.load(tmp_path / "alone" / "result_3.npz")["steps"]) == int(calm["steps"])
+    assert "Epoch 3/3" in alone and int(np.load(tmp_path / "alone" / "result_3.npz")["steps"]) == steps
 
     (tmp_path / "lost").mkdir()
     with _cluster() as (cluster, servers):
@@ -214,4 +212,4 @@ def test_a_killed_worker_restarted_mid_training_and_a_killed_parameter_server(tm
     with _cluster() as (cluster, _):  # the whole cluster started again resumes from the last checkpoint
         resumed = finish(_start(cluster, "chief", 0, "coordinator", str(tmp_path / "lost"), "3"), timeout=600)
     assert "resuming from checkpoint" in resumed and "Epoch 3/3" in resumed and "Epoch 1/3" not in resumed
-    assert int(np.load(tmp_path / "lost" / "result_3.npz")["steps"]) == int(calm["steps"])
+    assert int(np.load(tmp_path / "lost" / "result_3.npz")["steps"]) == steps

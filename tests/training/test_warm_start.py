@@ -87,7 +87,37 @@ def test_a_schema_changed_other_than_by_vocabulary_growth_is_refused_naming_the_
     more = tfmtl.Schema([*schema, tfmtl.Numeric("extra", mean=0.0, variance=1.0)])
     with pytest.raises(ValueError, match=r"added \['extra'\]"):
         tfmtl.training.warm_start(day0_model, more)
-    (tmp_path / "export" / "1").mkdir(parents=True)
-    (tmp_path / "export" / "1" / "saved_model.pb").write_bytes(b"")
-    with pytest.raises(ValueError, match="is a SavedModel export"):
-        tfmtl.training.warm_start(tmp_path / "export" / "1", schema)
+    (tmp_path / "old" / "1").mkdir(parents=True)
+    (tmp_path / "old" / "1" / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(ValueError, match="is a SavedModel without the model's config"):
+        tfmtl.training.warm_start(tmp_path / "old" / "1", schema)
+    smaller = tfmtl.serving.export(day0_model, tmp_path / "export", table_dtype="int8", examples=False)
+    with pytest.raises(ValueError, match="stores its tables other than as trained"):
+        tfmtl.training.warm_start(smaller, schema)
+
+
+def test_an_export_is_a_previous_version_too(day0_model, tmp_path):
+    _, day1 = _days()
+    schema = day0_model.schema.update(day1.features)
+    path = tfmtl.serving.export(day0_model, tmp_path / "export", examples=False)
+    from_export = tfmtl.training.warm_start(path, schema)
+    from_memory = tfmtl.training.warm_start(day0_model, schema)
+    x = day1.take(slice(0, 64)).features
+    for name, value in from_memory.predict(x, verbose=0).items():
+        np.testing.assert_allclose(from_export.predict(x, verbose=0)[name], value, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("architecture", ["shared_bottom", "omoe", "ple", "esmm", "aitm"])
+def test_every_architecture_warm_starts_to_the_same_answers(architecture):
+    day0, day1 = _days(1_500)
+    keras.utils.set_random_seed(1)
+    schema = _schema().adapt(day0.features)
+    model = getattr(tfmtl.models, architecture)(schema, day0.tasks)
+    weights = [np.random.default_rng(i).normal(scale=0.3, size=w.shape) for i, w in enumerate(model.get_weights())]
+    model.set_weights(weights)  # not the initial values: every weight must be carried over
+    warm = tfmtl.training.warm_start(model, schema.update(day1.features))
+    x = day1.take(slice(0, 200)).features
+    before, after = model.predict(x, verbose=0), warm.predict(x, verbose=0)
+    assert sorted(after) == sorted(before)
+    for name in before:
+        np.testing.assert_allclose(after[name], before[name], rtol=1e-5, atol=1e-6)

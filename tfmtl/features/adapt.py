@@ -1,4 +1,8 @@
-"""One pass over the data to learn vocabularies, statistics and bucket boundaries.
+"""One pass over the data to learn vocabularies, statistics and bucket boundaries, or to grow vocabularies.
+
+:func:`adapt_schema` (``Schema.adapt``) learns what a schema leaves out;
+:func:`update_schema` (``Schema.update``) grows the id vocabularies of an adapted one with
+a new period's data (:meth:`~tfmtl.features.categorical.VocabularyCounter.grown`).
 
 Each feature kind brings its own :class:`~tfmtl.features.kinds.Accumulator`
 (:meth:`~tfmtl.features.kinds.FeatureSpec.accumulator`); features in one

@@ -152,20 +152,28 @@ def _one_step_per_execution(model: Any) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _unsampled_negatives(model: Any, negatives_sampled: bool) -> Iterator[None]:
-    """Inside: the objective's losses and metrics take evaluation data holding every negative (traced afresh)."""
+    """Inside: the objective's losses and metrics take evaluation data holding every negative.
+
+    The switch is read when the test step is traced, so the model keeps one test function per
+    setting (for its current objective: ``compile`` makes a new one) and swaps them.
+    """
     if not isinstance(negatives_sampled, bool):
         raise TypeError(f"negatives_sampled must be True or False, got {negatives_sampled!r}")
     objective = getattr(model, "objective", None)
     if negatives_sampled or objective is None or all(t.negative_sampling_rate == 1 for t in objective.tasks):
         yield
         return
+    sampled_function = model.test_function
+    cached = model.__dict__.get("_tfmtl_unsampled_test")
     objective.negatives_sampled = False
-    model.test_function = None
+    model.test_function = cached[1] if cached is not None and cached[0] is objective else None
     try:
         yield
     finally:
         objective.negatives_sampled = True
-        model.test_function = None
+        if model.test_function is not None:
+            model.__dict__["_tfmtl_unsampled_test"] = (objective, model.test_function)
+        model.test_function = sampled_function
 
 
 @contextlib.contextmanager

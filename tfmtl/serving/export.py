@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import pathlib
 import re
@@ -16,6 +17,28 @@ from tfmtl._compat import tf
 from tfmtl.serving.signatures import ModelState, ServingModule
 from tfmtl.serving.tables import StoredTables
 from tfmtl.serving.warmup import sample_features, warmup_logs, write_warmup
+
+#: The model's Keras config beside the export, for a warm start from it (TF Serving ignores the file).
+MODEL_CONFIG_PATH = os.path.join("assets.extra", "tfmtl_model.json")
+
+
+def write_model_config(version_dir: str | os.PathLike, model: Any, *, variables_as_trained: bool) -> None:
+    """Write the model's Keras config (``model.to_json()``) next to the SavedModel, if it has one.
+
+    With ``variables_as_trained``, the SavedModel's root ``model_variables`` are the model's
+    variables in order, as trained, so :func:`tfmtl.training.warm_start` can rebuild the model
+    from this export alone.
+    """
+    if getattr(model, "schema", None) is None:
+        return  # not a tfmtl model: nothing rebuilds it
+    try:
+        config = model.to_json()  # (written as is: a large vocabulary is not parsed again)
+    except (NotImplementedError, TypeError, ValueError):
+        return
+    path = pathlib.Path(version_dir) / MODEL_CONFIG_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'{{"variables_as_trained": {json.dumps(bool(variables_as_trained))}, "model": {config}}}')
+
 
 def next_version(base_dir: str | os.PathLike) -> int:
     """1 + the largest integer-named version under ``base_dir`` (1 if none).
@@ -91,7 +114,8 @@ def export(
         plus one float32 scale per row). The model itself is unchanged. See
         :mod:`tfmtl.serving.tables`.
       keep_ids: Table name to the number of its vocabulary's first ids to keep
-        (``{"user_id": 1_000_000}``; an adapted vocabulary's most frequent); the
+        (``{"user_id": 1_000_000}``; an adapted vocabulary's most frequent, one grown
+        by ``Schema.update`` its oldest); the
         others are answered as out-of-vocabulary ids. The table and the
         vocabulary shrink. While it traces, the export points the model's
         lookups at these copies: don't call or train the model from another
@@ -125,6 +149,7 @@ def export(
         with stored.in_place():
             signatures = module.signatures()
         step(f"saving the SavedModel ({len(signatures)} signatures)")
+        whole_state = True  # the root object is ModelState: the model's variables, in order
         try:
             tf.saved_model.save(ModelState(model, stored), str(staging), signatures=signatures)
         except (AssertionError, ValueError) as error:
@@ -138,6 +163,8 @@ def export(
             # A layer holds state ModelState does not know: save the whole model (slower).
             shutil.rmtree(staging, ignore_errors=True)
             tf.saved_model.save(module, str(staging), signatures=signatures)
+            whole_state = False
+        write_model_config(staging, model, variables_as_trained=whole_state and not stored.changed)
         step("writing the warmup requests")
         features = warmup_features if warmup_features is not None else sample_features(module.specs)
         logs = warmup_logs(module.signature_kinds(), module.specs, features, model_name or base.resolve().name)

@@ -2,25 +2,39 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 from typing import Any, Callable
 
 from tfmtl._compat import keras
+from tfmtl.features.categorical import Categorical
+from tfmtl.features.preprocessing import schema_fingerprint
+from tfmtl.features.schema import Schema
 from tfmtl.serving.export import export
 from tfmtl.training.config import RunConfig, load_config
 from tfmtl.training.fit import fit
 from tfmtl.training.selection import CombinedMetric
 from tfmtl.training.tensorboard import TensorBoardLogs
-from tfmtl.training.warm_start import MODEL_FILE
+from tfmtl.training.warm_start import MODEL_FILE, check_schema_change, load_previous
+from tfmtl.training.warm_start import warm_start as load_warm_start
 
 
 
-def train_from_config(path: str | pathlib.Path, *, verbose: Any = "auto", log: Callable[[str], None] = print) -> Any:
+def train_from_config(path: str | pathlib.Path, *, verbose: Any = "auto", log: Callable[[str], None] = print,
+                      warm_start: str | pathlib.Path | None = None) -> Any:
     """Adapt the schema on the training files, build, compile and fit (resuming from ``<dir>/checkpoints``), save.
 
     Returns the trained model; it is saved as ``<output.dir>/model.keras`` and its
     TensorBoard scalars are in ``<output.dir>/logs``.
+
+    With ``warm_start`` (the previous run's ``output.dir``, its ``model.keras``, or an exported
+    version folder), the next version instead: the previous model's vocabularies grow on the training files
+    (:meth:`~tfmtl.Schema.update`: known ids keep their rows), the model starts from its
+    weights (:func:`~tfmtl.training.warm_start`), trains on the new files, is saved, and,
+    when the config has ``output.export_dir``, is exported as the next version there.
+    The config's features must match the previous model's but for vocabularies (an
+    error names the feature otherwise).
 
     The config format is shown in ``examples/train.toml`` and the README ("Training at scale").
 
@@ -35,9 +49,24 @@ def train_from_config(path: str | pathlib.Path, *, verbose: Any = "auto", log: C
     out = config.output_dir
     if verbose == "auto":  # as fit: a bar on a terminal, one line per pass in logs
         verbose = 1 if os.isatty(1) else 2
-    log(f"learning vocabularies and statistics from {config.data['train']}")
-    schema = config.schema.adapt(config.read("train"), verbose=verbose)
-    model = config.build_model(schema)
+    checkpoint_dir = out / "checkpoints"
+    if warm_start is None:
+        log(f"learning vocabularies and statistics from {config.data['train']}")
+        schema = config.schema.adapt(config.read("train"), verbose=verbose)
+        model = config.build_model(schema)
+    else:
+        previous = load_previous(warm_start)
+        base = _as_learned(config.schema, previous.schema)  # the config's growth rules, the previous state
+        check_schema_change(previous.schema, base)
+        log(f"growing the vocabularies of {warm_start} with {config.data['train']}")
+        schema = base.update(config.read("train"), verbose=verbose)
+        for spec in schema:
+            if getattr(spec, "vocabulary", None) is not None:
+                before = previous.schema[spec.name].vocabulary
+                log(f"  {spec.name}: {_live(before):,} -> {_live(spec.vocabulary):,} ids ({spec.table_size:,} rows)")
+        model = load_warm_start(previous, schema)
+        # This version's checkpoints: a rerun of the same update resumes, another day's starts afresh.
+        checkpoint_dir = checkpoint_dir / f"warm-{schema_fingerprint(schema):016x}"
     model.compile(optimizer=config.build_optimizer(), balancer=config.build_balancer(),
                   gradients_at=config.gradients_at)
     options = config.fit
@@ -55,13 +84,35 @@ def train_from_config(path: str | pathlib.Path, *, verbose: Any = "auto", log: C
     log(f"training {model.name} ({model.count_params():,} parameters) for {options.get('epochs', 1)} epoch(s)")
     fit(
         model, lambda epoch: config.read("train", shuffle=True, epoch=epoch), epochs=int(options.get("epochs", 1)),
-        validation_data=validation, callbacks=callbacks, checkpoint_dir=out / "checkpoints",
+        validation_data=validation, callbacks=callbacks, checkpoint_dir=checkpoint_dir,
         checkpoint_every=options.get("checkpoint_every"), keep_checkpoints=int(options.get("keep_checkpoints", 2)),
         verbose=verbose,
     )
     model.save(out / MODEL_FILE)
     log(f"saved {out / MODEL_FILE}")
+    if warm_start is not None and "export_dir" in config.raw["output"]:
+        _export(config, model, log)
     return model
+
+
+def _live(vocabulary: Any) -> int:
+    return sum(value is not None for value in vocabulary)
+
+
+def _as_learned(configured: Schema, previous: Schema) -> Schema:
+    """The config's specs with what adapting learns (left out in the config) taken from the previous model."""
+    specs = []
+    for spec in configured:
+        old = previous[spec.name] if spec.name in previous else None
+        if old is None or type(old) is not type(spec):
+            specs.append(spec)
+            continue
+        learned = {field.name: getattr(old, field.name) for field in dataclasses.fields(spec)
+                   if getattr(spec, field.name) is None and getattr(old, field.name) is not None}
+        if isinstance(spec, Categorical):  # the growth state is the previous model's
+            learned.update(last_seen=old.last_seen, updates=old.updates)
+        specs.append(dataclasses.replace(spec, **learned))
+    return Schema(specs)
 
 
 def _load(config: RunConfig) -> Any:
@@ -100,9 +151,12 @@ def export_from_config(path: str | pathlib.Path, *, log: Callable[[str], None] =
     config = load_config(path)
     if "export_dir" not in config.raw["output"]:
         raise ValueError("output.export_dir: not given (the TF Serving base path to export to)")
-    model = _load(config)
-    log(f"exporting {model.name} to {config.path(config.raw['output']['export_dir'])} (SavedModel, signatures, warmup)")
+    return _export(config, _load(config), log)
+
+
+def _export(config: RunConfig, model: Any, log: Callable[[str], None]) -> pathlib.Path:
     output = config.raw["output"]
+    log(f"exporting {model.name} to {config.path(output['export_dir'])} (SavedModel, signatures, warmup)")
     version = export(model, config.path(output["export_dir"]), log=log, table_dtype=output.get("table_dtype", "float32"),
                      keep_ids=output.get("keep_ids"))
     log(f"exported {version}")

@@ -16,6 +16,7 @@ weight over; embedding tables are copied row by row, by id:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pathlib
 from typing import Any
@@ -27,6 +28,7 @@ from tfmtl.features.categorical import Categorical, vocabulary_lookup
 from tfmtl.features.encoder import FeatureEncoder
 from tfmtl.features.kinds import IdType
 from tfmtl.features.schema import Schema
+from tfmtl.serving.export import MODEL_CONFIG_PATH
 
 #: Fields a warm start lets change: the vocabulary and the rules it grows by.
 GROWTH_FIELDS = ("vocabulary", "last_seen", "updates", "min_count", "max_vocabulary_size", "expire_after")
@@ -35,22 +37,50 @@ MODEL_FILE = "model.keras"
 
 
 def load_previous(previous: str | os.PathLike) -> Any:
-    """The model a warm start starts from: a ``.keras`` file, or a run folder holding ``model.keras``."""
+    """The model a warm start starts from: a ``.keras`` file, a run folder holding ``model.keras``, or an export.
+
+    An export (a version folder that :func:`tfmtl.serving.export` wrote) carries the model's
+    Keras config beside the SavedModel; the model is rebuilt from it and takes the exported
+    variables. An export whose tables were stored smaller (``table_dtype``, ``keep_ids``) does
+    not hold the trained weights and is refused.
+    """
     path = pathlib.Path(previous)
     if path.is_dir():
         if (path / MODEL_FILE).exists():
             path = path / MODEL_FILE
         elif (path / "saved_model.pb").exists():
-            raise ValueError(
-                f"{previous} is a SavedModel export, which holds the serving graph but not the model's "
-                f"architecture: warm-start from the previous run's {MODEL_FILE} (its output.dir) instead"
-            )
+            return _from_export(path)
         else:
-            raise FileNotFoundError(f"no {MODEL_FILE} in {previous}: give the previous run's output.dir or its "
-                                    f"{MODEL_FILE}")
+            raise FileNotFoundError(f"no {MODEL_FILE} or saved_model.pb in {previous}: give the previous run's "
+                                    f"output.dir, its {MODEL_FILE}, or an export's version folder")
     elif not path.exists():
         raise FileNotFoundError(f"no previous model at {previous}")
     return keras.models.load_model(path)
+
+
+def _from_export(path: pathlib.Path) -> Any:
+    config_path = path / MODEL_CONFIG_PATH
+    if not config_path.exists():
+        raise ValueError(f"{path} is a SavedModel without the model's config ({MODEL_CONFIG_PATH}; exports of older "
+                         f"tfmtl versions): warm-start from the previous run's {MODEL_FILE} instead")
+    saved = json.loads(config_path.read_text())
+    if not saved["variables_as_trained"]:
+        raise ValueError(f"{path} stores its tables other than as trained (table_dtype or keep_ids): warm-start from "
+                         f"an export with float32 tables and every id, or from the previous run's {MODEL_FILE}")
+    config = saved["model"]
+    cls = keras.saving.get_registered_object(config.get("registered_name") or f"tfmtl>{config['class_name']}")
+    if cls is None:
+        raise ValueError(f"{path}: the model class {config['class_name']!r} is not registered with Keras")
+    model = cls.from_config(config["config"])
+    variables = list(tf.saved_model.load(str(path)).model_variables)
+    if len(variables) != len(model.variables):
+        raise ValueError(f"{path} holds {len(variables)} variables, its model config {len(model.variables)}")
+    for target, value in zip(model.variables, variables):
+        if tuple(target.shape) != tuple(value.shape):
+            raise ValueError(f"{path}: variable {target.name} is {tuple(value.shape)} in the export, "
+                             f"{tuple(target.shape)} in its model config")
+        target.assign(value)
+    return model
 
 
 def check_schema_change(previous: Schema, schema: Schema) -> None:
@@ -96,8 +126,8 @@ def _same(a: Any, b: Any) -> bool:
         return np.array_equal(a, b)
     try:
         return bool(a == b)
-    except ValueError:  # e.g. objects holding arrays
-        return repr(a) == repr(b)
+    except ValueError:  # an object holding arrays without its own __eq__: counted as changed, never as equal
+        return False
 
 
 def _shown(value: Any) -> str:
@@ -118,8 +148,9 @@ def warm_start(previous: Any, schema: Schema) -> Any:
     Call it inside ``strategy.scope()`` to train under a distribution strategy.
 
     Args:
-      previous: A :class:`~tfmtl.models.MultiTaskModel`, its ``.keras`` file, or a
-        ``tfmtl train`` output folder holding ``model.keras``.
+      previous: A :class:`~tfmtl.models.MultiTaskModel`, its ``.keras`` file, a
+        ``tfmtl train`` output folder holding ``model.keras``, or an export's
+        version folder (float32 tables, every id; see :func:`load_previous`).
       schema: ``previous.schema`` grown by :meth:`Schema.update` (or any schema
         that differs from it only in vocabularies and their growth rules).
 
