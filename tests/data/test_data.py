@@ -126,3 +126,19 @@ def test_mmoe_synthetic_alpha_std_sets_the_sine_frequencies():
     assert linear_residual(tfmtl.data.mmoe_synthetic(2000, correlation=0.5, seed=1)) > 0.5  # the default's sines are not
     with pytest.raises(ValueError, match="alpha_std must be a number >= 0"):
         tfmtl.data.mmoe_synthetic(10, alpha_std=-1.0)
+
+
+def test_drifting_items_keep_their_attributes_from_day_to_day():
+    days = [tfmtl.data.synthetic_recsys(6_000, num_items=140, item_lifetime=7, item_text_dim=3, day=d, seed=5)
+            for d in (0, 1, 2, 3)]
+    live = [{int(i[1:]) for i in d.features["item_id"]} for d in days]
+    assert max(live[0]) < 140 and min(live[3]) >= 3 * 20 - 20 and max(live[3]) >= 140 + 2 * 20  # 20 new a day
+    assert not live[3] & set(range(40))  # the first cohorts are gone
+    for a, b in ((1, 2), (2, 3), (1, 3)):
+        for name in ("item_text", "item_price", "item_category"):
+            first = {i: v for i, v in zip(days[a].features["item_id"], days[a].features[name].tolist())}
+            second = {i: v for i, v in zip(days[b].features["item_id"], days[b].features[name].tolist())}
+            shared = set(first) & set(second)
+            assert len(shared) > 50 and all(first[i] == second[i] for i in shared), (name, a, b)
+    default = tfmtl.data.synthetic_recsys(2_000, seed=5)  # without day: the fixed items, as before
+    assert len({i for i in default.features["item_id"]}) <= 1_000

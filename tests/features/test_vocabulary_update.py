@@ -67,6 +67,17 @@ def test_expired_ids_free_their_rows_for_new_ids_and_map_to_oov():
     np.testing.assert_array_equal(lookup, [1, 0, 2, 3])
 
 
+def test_a_free_row_between_ids_keeps_the_rows_after_it_through_save_and_load():
+    day1 = _schema(expire_after=1).adapt(_day(["a", "b", "c"])).update(_day(["a", "c"]))
+    assert day1["item"].vocabulary == ("a", None, "c")
+    again = tfmtl.Schema.from_config(day1.get_config())
+    for schema in (day1, again):
+        lookup = tfmtl.features.FeaturePreprocessor(schema)(_day(["a", "b", "c"]))["item"].numpy()
+        np.testing.assert_array_equal(lookup, [1, 0, 3])  # b: out of vocabulary; c keeps row 3
+        history = tfmtl.features.FeaturePreprocessor(schema)(_day(["a"], histories=[["c", "b", ""]]))["history"]
+        np.testing.assert_array_equal(history.numpy(), [[3, 0, -1]])
+
+
 def test_the_table_size_stays_stable_over_30_simulated_days_with_expiry():
     """Items live 5 days, 40 new ones a day: with expiry the table stops growing; without, it grows every day."""
     rng = np.random.default_rng(0)

@@ -164,6 +164,8 @@ def test_cli_warm_starts_the_next_day_from_the_previous_run_and_exports_the_next
     served = tf.saved_model.load(str(version)).signatures["serving_default"](**features)
     np.testing.assert_allclose(served["click"].numpy().reshape(-1), day1.predict(features, verbose=0)["click"].reshape(-1),
                                atol=1e-6)
+    with pytest.raises(ValueError, match="is this run's own output"):  # a rerun would start from its result
+        main(["train", str(configs[1]), "--warm-start", str(tmp_path / "runs" / "day1")])
     # a config that changes more than the vocabularies is refused, naming the feature
     configs[1].write_text(configs[1].read_text().replace('name = "device"\nembedding_dim = 4',
                                                          'name = "device"\nembedding_dim = 6'))

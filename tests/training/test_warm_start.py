@@ -121,3 +121,23 @@ def test_every_architecture_warm_starts_to_the_same_answers(architecture):
     assert sorted(after) == sorted(before)
     for name in before:
         np.testing.assert_allclose(after[name], before[name], rtol=1e-5, atol=1e-6)
+
+
+def test_the_cli_takes_the_configs_growth_rules_and_the_previous_state():
+    from tfmtl.training.run import _as_learned
+    from tfmtl.training.warm_start import check_schema_change
+
+    previous = tfmtl.Schema([
+        tfmtl.Categorical("device", embedding_dim=4, vocabulary=("ios", "android", "web"), expire_after=3,
+                          last_seen=(1, 1, 1), updates=1),
+        tfmtl.Numeric("price", mean=2.0, variance=4.0),
+    ])
+    configured = tfmtl.Schema([tfmtl.Categorical("device", embedding_dim=4, vocabulary=("ios", "android")),
+                               tfmtl.Numeric("price")])
+    base = _as_learned(configured, previous)
+    assert base["device"].vocabulary == ("ios", "android", "web") and base["device"].updates == 1  # grown state
+    assert base["device"].expire_after is None  # the config turned expiry off
+    assert (base["price"].mean, base["price"].variance) == (2.0, 4.0)  # statistics are learned state
+    clipped = tfmtl.Schema([configured["device"], tfmtl.Numeric("price", clip=(0.0, 10.0))])
+    with pytest.raises(ValueError, match=r"feature 'price': .* clip changed \(None before, \(0.0, 10.0\) now\)"):
+        check_schema_change(previous, _as_learned(clipped, previous))

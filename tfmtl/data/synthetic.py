@@ -135,8 +135,9 @@ def synthetic_recsys(
       seed: Seed of every random draw (same seed, same data).
       day: Drifting items, for training day after day: the impressions of day
         ``day`` (0, 1, ...) of a world where items live ``item_lifetime`` days.
-        ``num_items`` items are live each day; ``num_items // item_lifetime`` new
-        ones (ids after the previous days') appear every day and as many disappear.
+        ``num_items // item_lifetime`` new items (ids after the previous days') appear
+        every day and as many disappear, so about ``num_items`` are live each day
+        (exactly, when ``item_lifetime`` divides it).
         An item keeps its hidden attributes from day to day; the users and their
         attributes are the same every day; each day's impressions are drawn afresh.
         ``None`` (default): one fixed set of items, as without drift.
@@ -217,8 +218,10 @@ def synthetic_recsys(
         appeal = extra_rng.normal(size=(num_items, 4))
         projection = extra_rng.normal(size=(4, item_text_dim))
         noise = 0.1 * extra_rng.normal(size=(num_items, item_text_dim))
-        if len(item_category) > num_items:  # drifting items: the later cohorts' own draws
-            later = np.random.default_rng([seed, 5, day]).normal(size=(len(item_category) - num_items, 4 + item_text_dim))
+        if len(item_category) > num_items:  # drifting items: each later cohort's own draws (the same every day)
+            per_day = (len(item_category) - num_items) // day
+            later = np.concatenate([np.random.default_rng([seed, 5, cohort]).normal(size=(per_day, 4 + item_text_dim))
+                                    for cohort in range(1, day + 1)])
             appeal = np.concatenate([appeal, later[:, :4]])
             noise = np.concatenate([noise, 0.1 * later[:, 4:]])
         text = appeal @ projection + noise

@@ -105,6 +105,8 @@ class Categorical(_OneValuePerExample):
             raise ValueError(f"feature {self.name!r}: salt needs num_hash_bins")
         if self.expire_after is not None:
             _positive(self.name, "expire_after", self.expire_after)
+            if self.num_hash_bins is not None:
+                raise ValueError(f"feature {self.name!r}: expire_after is for vocabularies, not hashed ids")
         if isinstance(self.updates, bool) or not isinstance(self.updates, int) or self.updates < 0:
             raise ValueError(f"feature {self.name!r}: updates must be an int >= 0, got {self.updates!r}")
         if self.vocabulary is not None:
@@ -417,7 +419,8 @@ def check_tables(features: SequenceType[Any]) -> None:
         for other in members[1:]:
             for field, a, b in zip(_TABLE_FIELDS, first.table_key(), other.table_key()):
                 if a != b:
-                    shown = (f"{len(a)} ids", f"{len(b)} ids") if field == "vocabulary" and a and b else (a, b)
+                    long = field in ("vocabulary", "last_seen") and a and b
+                    shown = (f"{len(a)} entries", f"{len(b)} entries") if long else (a, b)
                     raise ValueError(
                         f"features {first.name!r} and {other.name!r} share the embedding table {table!r} but "
                         f"differ in {field}: {shown[0]!r} vs {shown[1]!r}; give them the same {field}"

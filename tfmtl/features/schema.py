@@ -212,8 +212,8 @@ class Schema:
         Hashed features (``num_hash_bins``), statistics (means, variances) and
         bucket boundaries stay as they are, so the inputs keep their meaning. The
         update count and each row's last update are in the specs (and so saved with
-        the model). After updates, a vocabulary is ordered oldest id first, not most
-        frequent first (see ``keep_ids`` in :func:`tfmtl.serving.export`).
+        the model). After updates, a vocabulary is no longer ordered most frequent
+        first (see ``keep_ids`` in :func:`tfmtl.serving.export`).
 
         Args:
           data: The new data, as for :meth:`adapt`; it must hold every input of

@@ -169,10 +169,10 @@ def _unsampled_negatives(model: Any, negatives_sampled: bool) -> Iterator[None]:
     model.test_function = cached[1] if cached is not None and cached[0] is objective else None
     try:
         yield
+        if model.test_function is not None:  # kept only when it ran: a failed trace is not reused
+            model.__dict__["_tfmtl_unsampled_test"] = (objective, model.test_function)
     finally:
         objective.negatives_sampled = True
-        if model.test_function is not None:
-            model.__dict__["_tfmtl_unsampled_test"] = (objective, model.test_function)
         model.test_function = sampled_function
 
 

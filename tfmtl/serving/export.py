@@ -114,8 +114,8 @@ def export(
         plus one float32 scale per row). The model itself is unchanged. See
         :mod:`tfmtl.serving.tables`.
       keep_ids: Table name to the number of its vocabulary's first ids to keep
-        (``{"user_id": 1_000_000}``; an adapted vocabulary's most frequent, one grown
-        by ``Schema.update`` its oldest); the
+        (``{"user_id": 1_000_000}``; an adapted vocabulary's most frequent; after
+        ``Schema.update``, the ids holding the first rows); the
         others are answered as out-of-vocabulary ids. The table and the
         vocabulary shrink. While it traces, the export points the model's
         lookups at these copies: don't call or train the model from another

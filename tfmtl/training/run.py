@@ -55,6 +55,12 @@ def train_from_config(path: str | pathlib.Path, *, verbose: Any = "auto", log: C
         schema = config.schema.adapt(config.read("train"), verbose=verbose)
         model = config.build_model(schema)
     else:
+        if _same_file(warm_start, out / MODEL_FILE):
+            raise ValueError(
+                f"--warm-start {warm_start} is this run's own output ({out / MODEL_FILE}), which the run overwrites "
+                "(a rerun would start from its own result): give each day's config its own output.dir and "
+                "warm-start from the previous day's"
+            )
         previous = load_previous(warm_start)
         base = _as_learned(config.schema, previous.schema)  # the config's growth rules, the previous state
         check_schema_change(previous.schema, base)
@@ -95,22 +101,38 @@ def train_from_config(path: str | pathlib.Path, *, verbose: Any = "auto", log: C
     return model
 
 
+def _same_file(previous: str | pathlib.Path, model_file: pathlib.Path) -> bool:
+    path = pathlib.Path(previous)
+    path = path / MODEL_FILE if path.is_dir() else path
+    return path.exists() and model_file.exists() and path.resolve() == model_file.resolve()
+
+
 def _live(vocabulary: Any) -> int:
     return sum(value is not None for value in vocabulary)
 
 
+#: What adapting learns, per field: left out of a config, these come from the previous model.
+_LEARNED = ("mean", "variance", "boundaries")
+
+
 def _as_learned(configured: Schema, previous: Schema) -> Schema:
-    """The config's specs with what adapting learns (left out in the config) taken from the previous model."""
+    """The config's specs with the previous model's learned state: its statistics and its vocabularies.
+
+    Everything else is the config's, growth rules (``expire_after``, ``max_vocabulary_size``,
+    ``min_count``) included, so a config can change them; any other change is refused by
+    :func:`~tfmtl.training.warm_start.check_schema_change`. A vocabulary is always the
+    previous model's (grown since the config's, if the config wrote one).
+    """
     specs = []
     for spec in configured:
         old = previous[spec.name] if spec.name in previous else None
         if old is None or type(old) is not type(spec):
             specs.append(spec)
             continue
-        learned = {field.name: getattr(old, field.name) for field in dataclasses.fields(spec)
-                   if getattr(spec, field.name) is None and getattr(old, field.name) is not None}
-        if isinstance(spec, Categorical):  # the growth state is the previous model's
-            learned.update(last_seen=old.last_seen, updates=old.updates)
+        learned = {field: getattr(old, field) for field in _LEARNED
+                   if hasattr(spec, field) and getattr(spec, field) is None}
+        if isinstance(spec, Categorical) and old.vocabulary is not None and spec.num_hash_bins is None:
+            learned.update(vocabulary=old.vocabulary, last_seen=old.last_seen, updates=old.updates)
         specs.append(dataclasses.replace(spec, **learned))
     return Schema(specs)
 

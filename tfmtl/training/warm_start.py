@@ -55,7 +55,7 @@ def load_previous(previous: str | os.PathLike) -> Any:
                                     f"output.dir, its {MODEL_FILE}, or an export's version folder")
     elif not path.exists():
         raise FileNotFoundError(f"no previous model at {previous}")
-    return keras.models.load_model(path)
+    return keras.models.load_model(path, compile=False)  # its weights only: the optimizer state is not used
 
 
 def _from_export(path: pathlib.Path) -> Any:
@@ -65,8 +65,9 @@ def _from_export(path: pathlib.Path) -> Any:
                          f"tfmtl versions): warm-start from the previous run's {MODEL_FILE} instead")
     saved = json.loads(config_path.read_text())
     if not saved["variables_as_trained"]:
-        raise ValueError(f"{path} stores its tables other than as trained (table_dtype or keep_ids): warm-start from "
-                         f"an export with float32 tables and every id, or from the previous run's {MODEL_FILE}")
+        raise ValueError(f"{path} does not hold the model's variables as trained (tables stored smaller with "
+                         f"table_dtype or keep_ids, or a model saved whole): warm-start from an export with float32 "
+                         f"tables and every id, or from the previous run's {MODEL_FILE}")
     config = saved["model"]
     cls = keras.saving.get_registered_object(config.get("registered_name") or f"tfmtl>{config['class_name']}")
     if cls is None:
@@ -145,7 +146,9 @@ def warm_start(previous: Any, schema: Schema) -> Any:
     id it still knows exactly as the previous one did, new ids included (from their
     out-of-vocabulary bucket). The optimizer and the balancer start afresh (compile).
 
-    Call it inside ``strategy.scope()`` to train under a distribution strategy.
+    Call it inside ``strategy.scope()`` to train under ``MirroredStrategy``. Under
+    ``ParameterServerStrategy`` (sharded tables) warm-start on one machine, ``save`` the
+    result, and load that file in the cluster's scope.
 
     Args:
       previous: A :class:`~tfmtl.models.MultiTaskModel`, its ``.keras`` file, a
