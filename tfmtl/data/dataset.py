@@ -67,13 +67,41 @@ class MultiTaskData:
         taken.oracle = pick(self.oracle) if self.oracle else None
         return taken
 
-    def split(self, fraction: float, *, seed: int = 0) -> tuple["MultiTaskData", "MultiTaskData"]:
-        """Shuffle rows with ``seed`` and cut them into (first ``fraction``, rest)."""
+    def split(self, fraction: float, *, seed: int = 0,
+              hold_out: Mapping[str, float] | None = None) -> tuple["MultiTaskData", "MultiTaskData"]:
+        """Shuffle rows with ``seed`` and cut them into (first ``fraction``, rest).
+
+        ``hold_out={"item_id": 0.1}`` first draws that share of the feature's distinct
+        ids (with ``seed``) and sends every row holding one of them to the second part,
+        so the first part (training) never sees them: cold-start ids for evaluation
+        (``compile(cold_start_by="item_id")``). The other rows are split as without it,
+        so the first part holds ``fraction`` of them.
+
+        Example:
+
+        >>> import numpy as np, tfmtl
+        >>> data = tfmtl.data.synthetic_recsys(5_000, seed=1)
+        >>> train, test = data.split(0.8, hold_out={"item_id": 0.1})
+        >>> unseen = set(test.features["item_id"]) - set(train.features["item_id"])
+        >>> bool(set(data.features["item_id"]) - set(train.features["item_id"]) == unseen and len(unseen) > 50)
+        True
+        """
         if not 0.0 < fraction < 1.0:
             raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-        order = np.random.default_rng(seed).permutation(len(self))
-        cut = int(round(fraction * len(self)))
-        return self.take(order[:cut]), self.take(order[cut:])
+        rng = np.random.default_rng(seed)
+        held = np.zeros(len(self), bool)
+        for name, share in (hold_out or {}).items():
+            if name not in self.features or self.features[name].ndim != 1:
+                raise ValueError(f"hold_out names {name!r}, which is not a one-id-per-row feature of this data")
+            if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 < share < 1.0:
+                raise ValueError(f"hold_out[{name!r}] must be a share in (0, 1), got {share!r}")
+            ids = np.unique(self.features[name])
+            chosen = rng.choice(ids, size=max(1, int(round(share * len(ids)))), replace=False)
+            held |= np.isin(self.features[name], chosen)
+        rest = np.flatnonzero(~held)
+        order = rest[rng.permutation(len(rest))]
+        cut = int(round(fraction * len(rest)))
+        return self.take(order[:cut]), self.take(np.concatenate([order[cut:], np.flatnonzero(held)]))
 
     def downsample_negatives(self, rates: Mapping[str, float], *, seed: int = 0) -> "MultiTaskData":
         """Keep a share of each named binary task's negatives, as production training sets do.

@@ -126,6 +126,7 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
         gauc_by: str | None = None,
         gradients_at: str = "parameters",
         jit_compile: bool = False,
+        cold_start_by: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         """Keras ``compile`` with losses, loss weights and metrics taken from the tasks.
@@ -163,6 +164,11 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
           gauc_by: A feature (e.g. ``"user_id"``) to group by: adds
             ``<task>/gauc`` (:class:`~tfmtl.tasks.GroupAUC`) to every binary task's
             evaluation metrics.
+          cold_start_by: Id features (``Categorical`` with a vocabulary), e.g.
+            ``"item_id"`` or ``("item_id", "user_id")``: ``evaluate`` also reports each
+            task metric on the cold rows, whose id (any of them) is out of the vocabulary
+            the schema was adapted on, as ``<task>/<metric>_cold``, and on the others as
+            ``<task>/<metric>_warm`` (GAUC excepted).
           jit_compile: Compile the trainable stage's forward and backward pass with
             XLA. The preprocessing stage (lookups, hashing: ops XLA has no kernel for)
             and the optimizer's sparse updates stay outside the compiled part.
@@ -170,7 +176,7 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
         """
         objective = MultiTaskObjective(
             self.tasks, loss=loss, metrics=metrics, loss_weights=loss_weights, balancer=balancer, gauc_by=gauc_by,
-            gradients_at=gradients_at, features=self.schema.names,
+            gradients_at=gradients_at, features=self.schema.names, cold_start_by=self._cold_start_features(cold_start_by),
         )
         if not isinstance(jit_compile, bool):
             raise TypeError(f"jit_compile must be True or False, got {jit_compile!r}")
@@ -280,9 +286,29 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
                 "compile(gauc_by=...) groups rows by raw ids, but these batches were preprocessed in tf.data: "
                 "evaluate on raw batches (a reader or to_dataset with preprocess=False)"
             )
-        y_pred = self.trainable_stage(self.preprocess(x), training=False)
+        preprocessed = self.preprocess(x)
+        y_pred = self.trainable_stage(preprocessed, training=False)
         losses, total = self.objective.losses(labels, weights, y_pred, self.losses)
-        return self.objective.update_metrics(x, labels, weights, y_pred, losses, total, training=False)
+        cold = None
+        if self.objective.cold_start_by:  # an id out of vocabulary is looked up into an OOV row, 0..oov-1
+            out = [preprocessed[name] < self.schema[name].num_oov_buckets for name in self.objective.cold_start_by]
+            cold = tf.cast(tf.reduce_any(tf.stack(out), axis=0), tf.float32)
+        return self.objective.update_metrics(x, labels, weights, y_pred, losses, total, training=False, cold=cold)
+
+    def _cold_start_features(self, names: str | Sequence[str] | None) -> tuple[str, ...]:
+        """``compile(cold_start_by=...)`` checked: vocabulary ``Categorical`` features of the schema."""
+        from tfmtl.features.categorical import Categorical
+
+        names = (names,) if isinstance(names, str) else tuple(names or ())
+        for name in names:
+            spec = self.schema[name] if name in self.schema else None
+            if not isinstance(spec, Categorical) or spec.padded or spec.vocabulary is None:
+                raise ValueError(
+                    f"cold_start_by names {name!r}, which is not a Categorical feature with a vocabulary (one id per "
+                    f"row, not hashed); the schema's are: "
+                    f"{[s.name for s in self.schema if isinstance(s, Categorical) and not s.padded and s.vocabulary]}"
+                )
+        return names
 
     def _variables_to_train(self) -> list[tf.Variable]:
         own = {id(v) for v in self.trainable_variables}

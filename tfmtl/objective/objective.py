@@ -32,6 +32,11 @@ from tfmtl.tasks.sampling import population_weights, to_sampled
 from tfmtl.tasks.task import Task
 
 
+def _copy(metric: Any, suffix: str) -> Any:
+    """A fresh metric of ``metric``'s class and configuration, named with ``suffix``."""
+    return type(metric).from_config({**metric.get_config(), "name": metric.name + suffix})
+
+
 class MultiTaskObjective:
     """Labels, per-task losses, static and dynamic weights, extra losses, metrics and gradients of a multi-task model.
 
@@ -76,6 +81,7 @@ class MultiTaskObjective:
         gauc_by: str | None = None,
         gradients_at: str = "parameters",
         features: Sequence[str] | None = None,
+        cold_start_by: Sequence[str] = (),
     ) -> None:
         self.tasks = tuple(tasks)
         arguments = resolve(self.tasks, loss, metrics, loss_weights)
@@ -106,9 +112,14 @@ class MultiTaskObjective:
             )
         self.gradients_at = gradients_at
         #: ``compile``'s arguments as given (task defaults stay defaults), for saving.
+        #: Features whose out-of-vocabulary rows are "cold": evaluation adds ``<task>/<metric>_cold`` and
+        #: ``_warm`` (the model marks the rows; see ``MultiTaskModel.compile``).
+        self.cold_start_by = tuple(cold_start_by)
         self.config: dict[str, Any] = {
             **arguments.given, "balancer": self.balancer, "gauc_by": gauc_by, "gradients_at": gradients_at,
         }
+        if self.cold_start_by:
+            self.config["cold_start_by"] = list(self.cold_start_by)
         self._given_metrics = arguments.metrics
         self._built = False
         #: False only inside ``evaluate(..., negatives_sampled=False)``: the evaluation data hold every
@@ -132,6 +143,12 @@ class MultiTaskObjective:
             task.name: keras.metrics.Mean(f"{task.name}/order_violation") for task in self.tasks if task.follows
         }
         self.task_metrics = build_metrics(self.tasks, self._given_metrics, self.gauc_by)
+        #: Per task, ``(metric on cold rows, metric on warm rows)`` copies of its metrics (GAUC excepted).
+        self.cold_warm_metrics: dict[str, list[tuple[Any, Any]]] = {
+            task.name: [(_copy(metric, "_cold"), _copy(metric, "_warm")) for metric in self.task_metrics[task.name]
+                        if not isinstance(metric, GroupAUC)]
+            for task in self.tasks
+        } if self.cold_start_by else {}
         self._built = True
 
     @property
@@ -142,6 +159,7 @@ class MultiTaskObjective:
         return [
             self.loss_tracker, *self.task_loss_trackers, *self.order_trackers.values(),
             *(metric for metrics in self.task_metrics.values() for metric in metrics),
+            *(metric for pairs in self.cold_warm_metrics.values() for pair in pairs for metric in pair),
         ]
 
     @property
@@ -278,9 +296,14 @@ class MultiTaskObjective:
 
     def update_metrics(
         self, features: Any, labels: Any, weights: Any, predictions: Any, losses: tf.Tensor, total: tf.Tensor,
-        training: bool,
+        training: bool, cold: tf.Tensor | None = None,
     ) -> dict[str, tf.Tensor]:
-        """Update the metrics with a step's results and return the step's logs."""
+        """Update the metrics with a step's results and return the step's logs.
+
+        ``cold``: ``[B]`` float, 1 on the rows whose ``cold_start_by`` ids are out of
+        vocabulary (evaluation only): the cold and warm copies of the metrics see those rows
+        and the others.
+        """
         self.loss_tracker.update_state(total)
         group_aucs = set()  # evaluation only, and computed once at the end of evaluate (see GroupAUC)
         for index, task in enumerate(self.tasks):
@@ -290,13 +313,22 @@ class MultiTaskObjective:
             if self._sampled(task):  # metrics estimate the data before sampling
                 weight = weight * population_weights(labels[task.name], task.negative_sampling_rate)
             for metric in self.task_metrics[task.name]:
+                if training and getattr(metric, "evaluation_only", False):
+                    continue
                 if isinstance(metric, GroupAUC):
                     group_aucs.add(metric.name)
                     if not training:
                         metric.update_state(label, predictions[task.name], weight, groups=features[metric.group_by])
                 else:
                     metric.update_state(label, predictions[task.name], weight)
-        logs = {metric.name: metric.result() for metric in self.metrics if metric.name not in group_aucs}
+            if cold is not None and not training:
+                for on_cold, on_warm in self.cold_warm_metrics.get(task.name, ()):
+                    on_cold.update_state(label, predictions[task.name], weight * cold)
+                    on_warm.update_state(label, predictions[task.name], weight * (1.0 - cold))
+        split = {m.name for pairs in self.cold_warm_metrics.values() for pair in pairs for m in pair}
+        evaluation_only = {m.name for m in self.metrics if getattr(m, "evaluation_only", False)}
+        hidden = group_aucs | split | evaluation_only if training else group_aucs
+        logs = {metric.name: metric.result() for metric in self.metrics if metric.name not in hidden}
         if training:
             logs.update(self.weight_logs())
         else:

@@ -16,11 +16,14 @@ from tfmtl.tasks.metrics import (
     MaskedTopKAccuracy,
 )
 from tfmtl.tasks.task import MISSING_LABEL, Task, TaskHead
+from tfmtl.tasks.threshold_metrics import F1, BestF1Threshold, MacroF1, Precision, Recall
 
 __all__ = [
+    "BestF1Threshold",
     "COPC",
     "CalibrationRatio",
     "ExpectedCalibrationError",
+    "F1",
     "GroupAUC",
     "MISSING_LABEL",
     "MaskedAUC",
@@ -31,6 +34,9 @@ __all__ = [
     "MaskedMAE",
     "MaskedRMSE",
     "MaskedTopKAccuracy",
+    "MacroF1",
+    "Precision",
+    "Recall",
     "Task",
     "TaskHead",
     "TaskKind",

@@ -11,6 +11,7 @@ from tfmtl.features.kinds import check_name, int_tuple
 from tfmtl.tasks.kinds import TaskKind
 from tfmtl.tasks.losses import MaskedLoss, per_example_loss
 from tfmtl.tasks.sampling import check_rate
+from tfmtl.tasks.threshold_metrics import F1, BestF1Threshold, MacroF1, Precision, Recall, check_threshold
 from tfmtl.tasks.metrics import (
     COPC,
     ExpectedCalibrationError,
@@ -40,9 +41,11 @@ class Task:
     Args:
       name: Task name.
       kind: ``TaskKind.BINARY`` (sigmoid head, cross-entropy; AUC, logloss, COPC,
-        ECE), ``TaskKind.REGRESSION`` (linear head, MSE; RMSE, MAE) or
+        ECE; in ``evaluate`` also precision, recall and F1 at ``threshold`` and the
+        best-F1 threshold),
+        ``TaskKind.REGRESSION`` (linear head, MSE; RMSE, MAE) or
         ``TaskKind.MULTICLASS`` (softmax head over ``num_classes``, sparse
-        cross-entropy; accuracy, top-k accuracy, logloss).
+        cross-entropy; accuracy, top-k accuracy, logloss; macro-F1 in ``evaluate``).
       label: Key of the label in the training data; defaults to ``name``.
       loss_weight: Weight of this task's loss in the total loss (balancing
         strategies start from, or multiply, it).
@@ -74,6 +77,8 @@ class Task:
         ``evaluate``, exported signatures) is corrected back to the true probability,
         ``p / (p + (1 - p) / rate)``; in a ``MultiTaskModel`` the task's metrics count each
         negative ``1 / rate`` times (:mod:`tfmtl.tasks.sampling`). 1 (default): no sampling.
+      threshold: For a binary task, the probability from which a row counts as decided
+        positive in its precision, recall and F1 metrics (:mod:`tfmtl.tasks.threshold_metrics`).
 
     Example:
 
@@ -81,12 +86,14 @@ class Task:
     >>> ctr = tfmtl.Task.binary("ctr", label="click", loss_weight=1.0)
     >>> cvr = tfmtl.Task.binary("cvr", label="purchase", space="click", follows="ctr", order_weight=0.1)
     >>> buy = tfmtl.Task.binary("buy", follows="ctr", transfer=True, order_weight=0.6)  # AITM on a funnel step
-    >>> ctr.label_key, [m.name for m in ctr.metrics()]
+    >>> ctr.label_key, [m.name for m in ctr.metrics()][:4]
     ('click', ['ctr/auc', 'ctr/logloss', 'ctr/copc', 'ctr/ece'])
+    >>> [m.name for m in tfmtl.Task.binary("buy", threshold=0.1).metrics()][4:]
+    ['buy/precision', 'buy/recall', 'buy/f1', 'buy/best_f1_threshold']
     >>> sampled = tfmtl.Task.binary("click", negative_sampling_rate=0.1)  # 10% of the negatives kept
     >>> genre = tfmtl.Task.multiclass("genre", num_classes=20)
     >>> [m.name for m in genre.metrics()]
-    ['genre/accuracy', 'genre/top5_accuracy', 'genre/logloss']
+    ['genre/accuracy', 'genre/top5_accuracy', 'genre/logloss', 'genre/macro_f1']
     """
 
     name: str
@@ -102,6 +109,7 @@ class Task:
     order_weight: float = 0.0
     transfer: bool = False
     negative_sampling_rate: float = 1.0
+    threshold: float = 0.5
 
     def __post_init__(self) -> None:
         check_name(self.name, "task")
@@ -141,6 +149,9 @@ class Task:
                 f"task {self.name!r}: negative_sampling_rate is for binary tasks, this one is {self.kind.value}"
             )
         object.__setattr__(self, "negative_sampling_rate", rate)
+        object.__setattr__(self, "threshold", check_threshold(self.threshold, f"task {self.name!r}"))
+        if self.threshold != 0.5 and self.kind is not TaskKind.BINARY:
+            raise ValueError(f"task {self.name!r}: threshold is for binary tasks, this one is {self.kind.value}")
 
     def _check_classes(self) -> None:
         if self.kind is not TaskKind.MULTICLASS:
@@ -230,13 +241,15 @@ class Task:
         if self.kind is TaskKind.BINARY:
             return [
                 MaskedAUC(prefix + "auc"), MaskedLogLoss(prefix + "logloss"), COPC(prefix + "copc"),
-                ExpectedCalibrationError(name=prefix + "ece"),
+                ExpectedCalibrationError(name=prefix + "ece"), Precision(self.threshold, prefix + "precision"),
+                Recall(self.threshold, prefix + "recall"), F1(self.threshold, prefix + "f1"),
+                BestF1Threshold(name=prefix + "best_f1_threshold"),
             ]
         if self.kind is TaskKind.MULTICLASS:
             k = min(5, self.output_units - 1)
             return [
                 MaskedAccuracy(prefix + "accuracy"), MaskedTopKAccuracy(k, name=f"{prefix}top{k}_accuracy"),
-                MaskedCrossEntropy(prefix + "logloss"),
+                MaskedCrossEntropy(prefix + "logloss"), MacroF1(self.output_units, name=prefix + "macro_f1"),
             ]
         return [MaskedRMSE(prefix + "rmse"), MaskedMAE(prefix + "mae")]
 
