@@ -93,3 +93,18 @@ def test_evaluate_reports_them_and_cold_and_warm_rows_separately():
     assert f1[best] == pytest.approx(max(f1), rel=1e-5)
     with pytest.raises(ValueError, match="cold_start_by names 'user_age', which is not a Categorical feature"):
         model.compile(cold_start_by="user_age")
+
+
+def test_cold_start_copies_only_metrics_that_say_their_configuration():
+    class TopShare(keras.metrics.Mean):  # an argument its get_config does not return
+        def __init__(self, share, name="top_share", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.share = share
+
+    TopShare.get_config = keras.metrics.Metric.get_config
+    schema = tfmtl.Schema([tfmtl.Categorical("item", embedding_dim=2, vocabulary=("a", "b"))])
+    model = tfmtl.models.shared_bottom(schema, [tfmtl.Task.binary("click")], bottom_units=(2,))
+    with pytest.raises(ValueError, match=r"cold_start_by copies each metric .* TopShare .* takes \['share'\]"):
+        model.compile(metrics={"click": [TopShare(0.1)]}, cold_start_by="item")
+    model.compile(metrics={"click": [tfmtl.tasks.Precision(0.3)]}, cold_start_by="item")
+    assert [m.threshold for m in model.objective.cold_warm_metrics["click"][0]] == [0.3, 0.3]

@@ -141,3 +141,14 @@ def test_the_cli_takes_the_configs_growth_rules_and_the_previous_state():
     clipped = tfmtl.Schema([configured["device"], tfmtl.Numeric("price", clip=(0.0, 10.0))])
     with pytest.raises(ValueError, match=r"feature 'price': .* clip changed \(None before, \(0.0, 10.0\) now\)"):
         check_schema_change(previous, _as_learned(clipped, previous))
+
+
+def test_the_cli_keeps_the_previous_tasks():
+    from tfmtl.training.run import _check_same_tasks
+
+    previous = (tfmtl.Task.binary("click"), tfmtl.Task.binary("conversion"))
+    _check_same_tasks(previous, previous)
+    with pytest.raises(ValueError, match=r"task 'click': .* threshold changed \(0.5 before, 0.3 now\)"):
+        _check_same_tasks((tfmtl.Task.binary("click", threshold=0.3), previous[1]), previous)
+    with pytest.raises(ValueError, match=r"keeps the previous model's tasks \['click', 'conversion'\]"):
+        _check_same_tasks(previous[:1], previous)

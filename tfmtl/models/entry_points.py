@@ -190,7 +190,8 @@ def _fresh_function_after_failure(model: Any, kind: str) -> Any:
     try:
         yield
     except Exception:
-        if counter is None or int(counter.numpy()) == before:
+        # (Keras sets the counter to 0 before the first step, so 0 after a failure means no step ran either)
+        if counter is None or int(counter.numpy()) in (before, 0):
             setattr(model, f"{kind}_function", None)
         raise
 

@@ -19,6 +19,7 @@ and test steps call. It owns every part of "what the model is trained to do":
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Mapping, Sequence
 
 from tfmtl._compat import keras, tf
@@ -33,8 +34,20 @@ from tfmtl.tasks.task import Task
 
 
 def _copy(metric: Any, suffix: str) -> Any:
-    """A fresh metric of ``metric``'s class and configuration, named with ``suffix``."""
-    return type(metric).from_config({**metric.get_config(), "name": metric.name + suffix})
+    """A fresh metric of ``metric``'s class and configuration, named with ``suffix`` (for ``cold_start_by``)."""
+    cls = type(metric)
+    own = set(inspect.signature(cls.__init__).parameters) - {"self", "name", "dtype", "args", "kwargs"}
+    if cls.get_config is keras.metrics.Metric.get_config and own:
+        raise ValueError(
+            f"cold_start_by copies each metric for the cold and warm rows from its get_config(), but "
+            f"{cls.__name__} ({metric.name}) takes {sorted(own)} without returning them from get_config: "
+            "give it a get_config, or compile without cold_start_by"
+        )
+    try:
+        return cls.from_config({**metric.get_config(), "name": metric.name + suffix})
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"cold_start_by: cannot copy metric {metric.name} ({cls.__name__}) from its config: {error}"
+                         ) from None
 
 
 class MultiTaskObjective:
@@ -111,10 +124,10 @@ class MultiTaskObjective:
                 "model's representation_layers() are used: drop layers= or use gradients_at='parameters'"
             )
         self.gradients_at = gradients_at
-        #: ``compile``'s arguments as given (task defaults stay defaults), for saving.
         #: Features whose out-of-vocabulary rows are "cold": evaluation adds ``<task>/<metric>_cold`` and
         #: ``_warm`` (the model marks the rows; see ``MultiTaskModel.compile``).
         self.cold_start_by = tuple(cold_start_by)
+        #: ``compile``'s arguments as given (task defaults stay defaults), for saving.
         self.config: dict[str, Any] = {
             **arguments.given, "balancer": self.balancer, "gauc_by": gauc_by, "gradients_at": gradients_at,
         }

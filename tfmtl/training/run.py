@@ -33,8 +33,9 @@ def train_from_config(path: str | pathlib.Path, *, verbose: Any = "auto", log: C
     (:meth:`~tfmtl.Schema.update`: known ids keep their rows), the model starts from its
     weights (:func:`~tfmtl.training.warm_start`), trains on the new files, is saved, and,
     when the config has ``output.export_dir``, is exported as the next version there.
-    The config's features must match the previous model's but for vocabularies (an
-    error names the feature otherwise).
+    The config's features must match the previous model's but for vocabularies, and its
+    tasks must match the previous model's (an error names the feature or task otherwise);
+    the architecture is the previous model's (the config's ``[model]`` is not read).
 
     The config format is shown in ``examples/train.toml`` and the README ("Training at scale").
 
@@ -64,6 +65,7 @@ def train_from_config(path: str | pathlib.Path, *, verbose: Any = "auto", log: C
         previous = load_previous(warm_start)
         base = _as_learned(config.schema, previous.schema)  # the config's growth rules, the previous state
         check_schema_change(previous.schema, base)
+        _check_same_tasks(config.tasks, previous.tasks)
         log(f"growing the vocabularies of {warm_start} with {config.data['train']}")
         schema = base.update(config.read("train"), verbose=verbose)
         for spec in schema:
@@ -99,6 +101,22 @@ def train_from_config(path: str | pathlib.Path, *, verbose: Any = "auto", log: C
     if warm_start is not None and "export_dir" in config.raw["output"]:
         _export(config, model, log)
     return model
+
+
+def _check_same_tasks(configured: Any, previous: Any) -> None:
+    """The warm-started model keeps the previous model's tasks (and architecture): a config that differs is refused."""
+    by_name = {task.name: task for task in previous}
+    if sorted(by_name) != sorted(task.name for task in configured):
+        raise ValueError(f"warm start keeps the previous model's tasks {sorted(by_name)}; the config has "
+                         f"{sorted(task.name for task in configured)}: train a new model when tasks change")
+    for task in configured:
+        old = by_name[task.name]
+        for field in dataclasses.fields(task):
+            if getattr(task, field.name) != getattr(old, field.name):
+                raise ValueError(
+                    f"task {task.name!r}: warm start keeps the previous model's tasks and architecture, and "
+                    f"{field.name} changed ({getattr(old, field.name)!r} before, {getattr(task, field.name)!r} now)"
+                )
 
 
 def _same_file(previous: str | pathlib.Path, model_file: pathlib.Path) -> bool:
