@@ -18,7 +18,7 @@ Reported per day and way: click and conversion AUC on all of day ``d + 1``'s row
 AUC on the rows whose item first appeared on day ``d`` ("new ids": in the warm start's
 vocabulary, out of the frozen one's), wall time (schema, build, training), and the item
 table's rows. The summary averages the last 7 days. Same MMoE everywhere (4 x [64],
-LazyAdam 2e-3 by default, batch 512).
+the default compile: LazyAdam 1e-3, batch 512).
 
     python benchmarks/training_over_time.py                     # defaults below
     python benchmarks/training_over_time.py --days 4 --rows 8000 --seeds 0

@@ -219,7 +219,7 @@ def synthetic_recsys(
         projection = extra_rng.normal(size=(4, item_text_dim))
         noise = 0.1 * extra_rng.normal(size=(num_items, item_text_dim))
         if len(item_category) > num_items:  # drifting items: each later cohort's own draws (the same every day)
-            per_day = (len(item_category) - num_items) // day
+            per_day = num_items // item_lifetime
             later = np.concatenate([np.random.default_rng([seed, 5, cohort]).normal(size=(per_day, 4 + item_text_dim))
                                     for cohort in range(1, day + 1)])
             appeal = np.concatenate([appeal, later[:, :4]])
@@ -278,8 +278,8 @@ def _drift(seed: int, day: int, lifetime: int, category_centers: np.ndarray, pri
         ])
     arrays = [np.concatenate(column) for column in zip(*parts)]
     index = np.arange(len(arrays[0]))
-    born = np.where(index < base, np.minimum(index // max(per_day, 1), lifetime - 1) - (lifetime - 1),
-                    (index - base) // max(per_day, 1) + 1)
+    born = np.where(index < base, np.minimum(index // per_day, lifetime - 1) - (lifetime - 1),
+                    (index - base) // per_day + 1)  # (per_day >= 1: lifetime <= base is checked)
     live = (born <= day) & (day < born + lifetime)
     return (*arrays, live)
 

@@ -59,23 +59,12 @@ def _check_verbose(verbose: Any) -> int:
     return verbose
 
 
-def _count(accumulators: list[Any], data: Any, batch_size: int, verbose: int, what: str, done: str,
-           required: Iterable[str] = ()) -> None:
-    """One pass over ``data`` feeding every accumulator its features; ``required`` inputs must be present."""
-    required = list(required)
+def _count(accumulators: list[Any], data: Any, batch_size: int, verbose: int, what: str, done: str) -> None:
+    """One pass over ``data`` feeding every accumulator its features."""
     names = [name for accumulator in accumulators for name in accumulator.names]
-    if isinstance(data, Mapping):
-        missing = [name for name in required if name not in data]
-        if missing:
-            raise ValueError(f"cannot {what}: feature(s) {missing} are missing from the data")
     progress = keras.utils.Progbar(_total_rows(data, names), unit_name="row") if verbose == 1 else None
-    rows, started, first = 0, time.perf_counter(), True
+    rows, started = 0, time.perf_counter()
     for batch in _batches(data, names, batch_size):
-        if first and required and not isinstance(data, Mapping):  # a dataset: its first batch's keys
-            missing = [name for name in required if name not in batch]
-            if missing:
-                raise ValueError(f"cannot {what}: feature(s) {missing} are missing from the data")
-        first = False
         for accumulator in accumulators:
             for name in accumulator.names:
                 if name not in batch:
@@ -129,8 +118,12 @@ def update_schema(schema: Schema, data: Any, *, batch_size: int = 65536, verbose
     ]
     if not accumulators:
         return schema
-    _count(accumulators, data, batch_size, verbose, "update the vocabularies", "updated the vocabularies",
-           required=schema.input_specs())
+    given = data.element_spec if isinstance(data, tf.data.Dataset) else data  # a dataset's keys, before reading it
+    given = given[0] if isinstance(given, tuple) else given
+    missing = [name for name in schema.input_specs() if name not in given] if isinstance(given, Mapping) else []
+    if missing:  # (the same data trains the next version: every input must be there, not only the ids)
+        raise ValueError(f"cannot update the vocabularies: feature(s) {missing} are missing from the data")
+    _count(accumulators, data, batch_size, verbose, "update the vocabularies", "updated the vocabularies")
     grown: dict[str, Feature] = {}
     for accumulator in accumulators:
         grown.update(accumulator.grown())

@@ -255,8 +255,6 @@ class VocabularyCounter:
         ``max_vocabulary_size`` rows; the others stay out of vocabulary.
         """
         spec = self.spec
-        if spec.num_hash_bins is not None:
-            return {}
         update = spec.updates + 1
         vocabulary = list(spec.vocabulary)
         last_seen = list(spec.last_seen) if spec.last_seen is not None else [0] * len(vocabulary)

@@ -44,10 +44,12 @@ def _copy(metric: Any, suffix: str) -> Any:
             "give it a get_config, or compile without cold_start_by"
         )
     try:
-        return cls.from_config({**metric.get_config(), "name": metric.name + suffix})
+        copy = cls.from_config({**metric.get_config(), "name": metric.name + suffix})
     except (TypeError, ValueError) as error:
         raise ValueError(f"cold_start_by: cannot copy metric {metric.name} ({cls.__name__}) from its config: {error}"
                          ) from None
+    copy.evaluation_only = True  # the model marks cold rows in its test step only
+    return copy
 
 
 class MultiTaskObjective:
@@ -318,7 +320,7 @@ class MultiTaskObjective:
         and the others.
         """
         self.loss_tracker.update_state(total)
-        group_aucs = set()  # evaluation only, and computed once at the end of evaluate (see GroupAUC)
+        group_aucs = set()  # computed once at the end of evaluate (see GroupAUC)
         for index, task in enumerate(self.tasks):
             self.task_loss_trackers[index].update_state(losses[index])
             label = shaped(task, labels[task.name])
@@ -330,17 +332,15 @@ class MultiTaskObjective:
                     continue
                 if isinstance(metric, GroupAUC):
                     group_aucs.add(metric.name)
-                    if not training:
-                        metric.update_state(label, predictions[task.name], weight, groups=features[metric.group_by])
+                    metric.update_state(label, predictions[task.name], weight, groups=features[metric.group_by])
                 else:
                     metric.update_state(label, predictions[task.name], weight)
-            if cold is not None and not training:
+            if cold is not None:
                 for on_cold, on_warm in self.cold_warm_metrics.get(task.name, ()):
                     on_cold.update_state(label, predictions[task.name], weight * cold)
                     on_warm.update_state(label, predictions[task.name], weight * (1.0 - cold))
-        split = {m.name for pairs in self.cold_warm_metrics.values() for pair in pairs for m in pair}
-        evaluation_only = {m.name for m in self.metrics if getattr(m, "evaluation_only", False)}
-        hidden = group_aucs | split | evaluation_only if training else group_aucs
+        # Training logs leave out the evaluation-only metrics (GAUC, the decision metrics, cold/warm copies).
+        hidden = {m.name for m in self.metrics if getattr(m, "evaluation_only", False)} if training else group_aucs
         logs = {metric.name: metric.result() for metric in self.metrics if metric.name not in hidden}
         if training:
             logs.update(self.weight_logs())

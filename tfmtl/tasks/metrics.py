@@ -319,6 +319,8 @@ class GroupAUC(keras.metrics.Metric):
     0.3
     """
 
+    evaluation_only = True  # a MultiTaskModel updates and logs it in evaluate only
+
     def __init__(self, group_by: str, name: str = "gauc", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         self.group_by = group_by

@@ -16,7 +16,7 @@ from tfmtl.training.config import RunConfig, load_config
 from tfmtl.training.fit import fit
 from tfmtl.training.selection import CombinedMetric
 from tfmtl.training.tensorboard import TensorBoardLogs
-from tfmtl.training.warm_start import MODEL_FILE, check_schema_change, load_previous
+from tfmtl.training.warm_start import MODEL_FILE, check_schema_change, first_change, load_previous
 from tfmtl.training.warm_start import warm_start as load_warm_start
 
 
@@ -110,13 +110,10 @@ def _check_same_tasks(configured: Any, previous: Any) -> None:
         raise ValueError(f"warm start keeps the previous model's tasks {sorted(by_name)}; the config has "
                          f"{sorted(task.name for task in configured)}: train a new model when tasks change")
     for task in configured:
-        old = by_name[task.name]
-        for field in dataclasses.fields(task):
-            if getattr(task, field.name) != getattr(old, field.name):
-                raise ValueError(
-                    f"task {task.name!r}: warm start keeps the previous model's tasks and architecture, and "
-                    f"{field.name} changed ({getattr(old, field.name)!r} before, {getattr(task, field.name)!r} now)"
-                )
+        change = first_change(by_name[task.name], task)
+        if change is not None:
+            raise ValueError(f"task {task.name!r}: warm start keeps the previous model's tasks and architecture, "
+                             f"and {change}")
 
 
 def _same_file(previous: str | pathlib.Path, model_file: pathlib.Path) -> bool:

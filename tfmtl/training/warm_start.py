@@ -108,27 +108,21 @@ def check_schema_change(previous: Schema, schema: Schema) -> None:
         if type(old) is not type(new):
             raise ValueError(f"feature {new.name!r}: warm start keeps every feature's kind, and it changed "
                              f"({old.kind.value} before, {new.kind.value} now)")
-        for field in dataclasses.fields(old):
-            if field.name in GROWTH_FIELDS and isinstance(old, Categorical):
-                continue
-            before, now = getattr(old, field.name), getattr(new, field.name)
-            if not _same(before, now):
-                raise ValueError(
-                    f"feature {new.name!r}: warm start keeps everything but the vocabulary, and {field.name} changed "
-                    f"({_shown(before)} before, {_shown(now)} now)"
-                )
+        change = first_change(old, new, skip=GROWTH_FIELDS if isinstance(old, Categorical) else ())
+        if change is not None:
+            raise ValueError(f"feature {new.name!r}: warm start keeps everything but the vocabulary, and {change}")
         if isinstance(old, Categorical) and (old.vocabulary is None) != (new.vocabulary is None):
             raise ValueError(f"feature {new.name!r}: warm start keeps hashed features hashed and vocabularies as "
                              "vocabularies")
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return np.array_equal(a, b)
-    try:
-        return bool(a == b)
-    except ValueError:  # an object holding arrays without its own __eq__: counted as changed, never as equal
-        return False
+def first_change(old: Any, new: Any, skip: tuple[str, ...] = ()) -> str | None:
+    """``"<field> changed (<before> before, <now> now)"`` for the first dataclass field that differs, else None."""
+    for field in dataclasses.fields(old):
+        before, now = getattr(old, field.name), getattr(new, field.name)
+        if field.name not in skip and before != now:
+            return f"{field.name} changed ({_shown(before)} before, {_shown(now)} now)"
+    return None
 
 
 def _shown(value: Any) -> str:
@@ -236,4 +230,4 @@ def _table_rows(old: Any, new: Any, matrix: np.ndarray) -> np.ndarray:
     return table
 
 
-__all__ = ["check_schema_change", "load_previous", "warm_start"]
+__all__ = ["check_schema_change", "first_change", "load_previous", "warm_start"]
