@@ -59,6 +59,24 @@ def test_a_failed_first_fit_leaves_the_model_usable(model, data):
     assert np.isfinite(history.history["loss"][0])
 
 
+def test_on_batch_calls_and_unsized_data_first_leave_fit_and_predict_every_batch(model, data):
+    # Keras makes a one-step function when it first makes one while the step count reads 1, and keeps it.
+    model.compile()  # 16 steps per execution
+    rows = {k: v[:32] for k, v in data.features.items()}
+    model.train_on_batch(rows, {k: v[:32] for k, v in data.labels.items()})
+    model.predict_on_batch(rows)
+    model.fit(data.features, data.labels, batch_size=20, verbose=0)  # 30 batches
+    assert int(model.optimizer.iterations) == 1 + 30
+    assert len(model.predict(data.features, batch_size=20, verbose=0)["click"]) == 600
+    fresh = model.__class__.from_config(model.get_config())
+    fresh.compile()
+    unsized = tf.data.Dataset.from_tensor_slices((dict(data.features), data.labels)).batch(20).filter(lambda *_: True)
+    fresh.fit(unsized, verbose=0)  # one step per execution: its size is unknown
+    before = int(fresh.optimizer.iterations)
+    fresh.fit(data.features, data.labels, batch_size=20, verbose=0)
+    assert int(fresh.optimizer.iterations) - before == 30
+
+
 def test_h5_saving_is_refused_pointing_to_keras(model, tmp_path):
     with pytest.raises(ValueError, match=r"Save to a '\.keras' file"):
         model.save(tmp_path / "m.h5")

@@ -142,6 +142,12 @@ def _one_step_per_execution(model: Any) -> Iterator[None]:
         yield
         return
     before = int(counter.numpy())
+    # Keras builds a step function that runs a single step when it first makes one while the counter reads 1,
+    # and keeps it: a later fit would then train on one batch in every `before`, and predict return as few
+    # rows. So they are made at the real count first (with the counter at 1 they run one step).
+    for kind in ("train", "test", "predict"):
+        if getattr(model, f"{kind}_function", None) is None:
+            getattr(model, f"make_{kind}_function")()
     counter.assign(1)
     try:
         yield
