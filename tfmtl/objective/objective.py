@@ -141,6 +141,9 @@ class MultiTaskObjective:
         #: negative, so a task with a ``negative_sampling_rate`` takes its loss and metrics on the
         #: corrected probability with every row counted once. (Read when the step is traced.)
         self.negatives_sampled = True
+        #: Set by :func:`tfmtl.training.distill` while it trains: a distilled task's loss mixes its
+        #: hard-label loss with the teacher's soft target when the batch carries one.
+        self.distillation: Any = None
 
     def build(self, shared_size: int | None = None) -> None:
         """Create the metrics and the strategy's state (in the model's distribution strategy scope).
@@ -183,8 +186,15 @@ class MultiTaskObjective:
         return list(self.balancer.trainable_variables)
 
     def prepare(self, data: Any) -> tuple[Any, dict[str, tf.Tensor], dict[str, tf.Tensor]]:
-        """``(features, clean labels by task, row weights by task)`` from a Keras batch (see :mod:`.labels`)."""
-        return prepare_labels(self.tasks, data)
+        """``(features, clean labels by task, row weights by task)`` from a Keras batch (see :mod:`.labels`).
+
+        While distilling, the batch's teacher predictions and their row weights come along
+        under ``"<task>/teacher"`` (see :mod:`tfmtl.training.distill`).
+        """
+        x, labels, weights = prepare_labels(self.tasks, data)
+        if self.distillation is not None:
+            self.distillation.add_targets(self.tasks, data, labels, weights)
+        return x, labels, weights
 
     def _sampled(self, task: Task) -> bool:
         return task.negative_sampling_rate < 1 and self.negatives_sampled
@@ -199,13 +209,16 @@ class MultiTaskObjective:
         """
         out = []
         for task in self.tasks:
-            prediction = tf.cast(predictions[task.name], tf.float32)
+            prediction = corrected = tf.cast(predictions[task.name], tf.float32)
             if self._sampled(task):  # corrected predictions, sampled labels: the loss of the sampled p
                 prediction = to_sampled(prediction, task.negative_sampling_rate)
             per_example = self.per_example_losses[task.name](shaped(task, labels[task.name]), prediction)
             per_example = tf.reshape(per_example, [-1])  # [B]
             weight = weights[task.name]
-            out.append(tf.math.divide_no_nan(tf.reduce_sum(per_example * weight), tf.reduce_sum(weight)))
+            loss = tf.math.divide_no_nan(tf.reduce_sum(per_example * weight), tf.reduce_sum(weight))
+            if self.distillation is not None:  # the teacher answers true probabilities: compared with the corrected
+                loss = self.distillation.task_loss(task, loss, corrected, labels, weights)
+            out.append(loss)
         return out
 
     def extra_loss(self, predictions: Any, layer_losses: Sequence[tf.Tensor] = ()) -> tf.Tensor:

@@ -1,7 +1,8 @@
-"""The training lifecycle: checkpointed, resumable ``fit`` (one process or a parameter-server cluster); metric combinations; staged training; TensorBoard scalars; warm starts from the previous version."""
+"""The training lifecycle: checkpointed, resumable ``fit`` (one process or a parameter-server cluster); metric combinations; staged training; TensorBoard scalars; warm starts from the previous version; distillation into a smaller model."""
 
 from tfmtl.training.config import ARCHITECTURES, BALANCERS, ConfigError, RunConfig, load_config, parse_config
 from tfmtl.training.checkpoint import CheckpointCallback, Checkpoints, Position
+from tfmtl.training.distill import distill
 from tfmtl.training.fit import EpochData, fit
 from tfmtl.training.parameter_server import (
     full_weights, is_parameter_server_strategy, parameter_server_strategy, per_worker_dataset,
@@ -33,6 +34,7 @@ __all__ = [
     "Position",
     "RowWiseAdagrad",
     "TensorBoardLogs",
+    "distill",
     "fit",
     "full_weights",
     "is_parameter_server_strategy",
