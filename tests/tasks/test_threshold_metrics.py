@@ -64,6 +64,26 @@ def test_thresholds_are_per_task_and_checked():
         tfmtl.Task.regression("dwell", threshold=0.3)
 
 
+def test_held_out_ids_leave_the_training_histories_that_share_their_table():
+    data = tfmtl.data.synthetic_recsys(3_000, num_items=200, history_length=6, seed=2)
+    train, test = data.split(0.75, seed=5, hold_out={"item_id": 0.2})
+    ids = np.unique(data.features["item_id"])  # the draw split makes with the seed
+    held = np.random.default_rng(5).choice(ids, size=round(0.2 * len(ids)), replace=False)
+    assert not np.isin(train.features["item_id"], held).any() and np.isin(test.features["item_id"], held).any()
+    assert np.isin(data.features["history"], held).sum() > 500 and not np.isin(train.features["history"], held).any()
+    assert np.isin(test.features["history"], held).any()  # the test part keeps its histories as they are
+    # each training row keeps its other ids in their order, padded at the end (rows matched by user, item, hour)
+    key = ("user_id", "item_id", "hour")
+    candidates = {}
+    for row, history in zip(zip(*(data.features[k] for k in key)), data.features["history"]):
+        kept = [i for i in history if i and i not in set(held)]
+        candidates.setdefault(row, []).append(kept + [""] * (6 - len(kept)))
+    for row, cleaned in list(zip(zip(*(train.features[k] for k in key)), train.features["history"]))[:300]:
+        assert list(cleaned) in candidates[row]
+    where = np.flatnonzero(np.isin(test.features["item_id"], held)) / len(test)  # shuffled in, not appended
+    assert abs(where.mean() - 0.5) < 0.1 and where.min() < 0.1
+
+
 def test_evaluate_reports_them_and_cold_and_warm_rows_separately():
     data = tfmtl.data.synthetic_recsys(8_000, num_items=400, seed=4)
     train, test = data.split(0.7, seed=0, hold_out={"item_id": 0.2})

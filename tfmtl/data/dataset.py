@@ -9,6 +9,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from tfmtl._compat import tf
+from tfmtl.features.kinds import PAD_INT64, PAD_STRING
 from tfmtl.features.preprocessing import dataset_preprocessor
 from tfmtl.features.schema import Schema, conform_input
 from tfmtl.tasks.sampling import check_rate
@@ -74,34 +75,44 @@ class MultiTaskData:
         ``hold_out={"item_id": 0.1}`` first draws that share of the feature's distinct
         ids (with ``seed``) and sends every row holding one of them to the second part,
         so the first part (training) never sees them: cold-start ids for evaluation
-        (``compile(cold_start_by="item_id")``). The other rows are split as without it,
-        so the first part holds ``fraction`` of them.
+        (``compile(cold_start_by="item_id")``). Behaviour sequences that share the
+        feature's table (``Sequence(table="item_id")``) lose those ids in the first part
+        (the later ids move up, the row is padded at the end), since a new item is in
+        nobody's history either. The other rows are split as without it, so the first
+        part holds ``fraction`` of them.
 
         Example:
 
         >>> import numpy as np, tfmtl
-        >>> data = tfmtl.data.synthetic_recsys(5_000, seed=1)
+        >>> data = tfmtl.data.synthetic_recsys(5_000, history_length=5, seed=1)
         >>> train, test = data.split(0.8, hold_out={"item_id": 0.1})
         >>> unseen = set(test.features["item_id"]) - set(train.features["item_id"])
         >>> bool(set(data.features["item_id"]) - set(train.features["item_id"]) == unseen and len(unseen) > 50)
+        True
+        >>> len(unseen - set(train.features["history"].ravel())) > 50  # most are in no training history either
         True
         """
         if not 0.0 < fraction < 1.0:
             raise ValueError(f"fraction must be in (0, 1), got {fraction}")
         rng = np.random.default_rng(seed)
         held = np.zeros(len(self), bool)
+        held_ids = {}
         for name, share in (hold_out or {}).items():
             if name not in self.features or self.features[name].ndim != 1:
                 raise ValueError(f"hold_out names {name!r}, which is not a one-id-per-row feature of this data")
             if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 < share < 1.0:
                 raise ValueError(f"hold_out[{name!r}] must be a share in (0, 1), got {share!r}")
             ids = np.unique(self.features[name])
-            chosen = rng.choice(ids, size=max(1, int(round(share * len(ids)))), replace=False)
-            held |= np.isin(self.features[name], chosen)
+            held_ids[name] = rng.choice(ids, size=max(1, int(round(share * len(ids)))), replace=False)
+            held |= np.isin(self.features[name], held_ids[name])
         rest = np.flatnonzero(~held)
         order = rest[rng.permutation(len(rest))]
         cut = int(round(fraction * len(rest)))
-        return self.take(order[:cut]), self.take(np.concatenate([order[cut:], np.flatnonzero(held)]))
+        second = np.concatenate([order[cut:], np.flatnonzero(held)])
+        first = self.take(order[:cut])
+        for name, ids in held_ids.items():
+            first.features.update(_without_ids(self.schema, name, ids, first.features))
+        return first, self.take(second[rng.permutation(len(second))])
 
     def downsample_negatives(self, rates: Mapping[str, float], *, seed: int = 0) -> "MultiTaskData":
         """Keep a share of each named binary task's negatives, as production training sets do.
@@ -163,6 +174,29 @@ class MultiTaskData:
         if shuffle:
             dataset = dataset.shuffle(min(len(self), 100_000), seed=seed, reshuffle_each_iteration=True)
         return preprocessed(dataset.batch(batch_size), self.schema, preprocess).prefetch(tf.data.AUTOTUNE)
+
+
+def _without_ids(schema: Schema, name: str, ids: np.ndarray, features: Mapping[str, np.ndarray]
+                 ) -> dict[str, np.ndarray]:
+    """The sequences sharing ``name``'s table with ``ids`` removed: later ids (and weights) move up, padding at the end."""
+    from tfmtl.features.sequence import Sequence
+
+    spec = schema[name] if name in schema else None
+    table = spec.table_name if hasattr(spec, "table_name") else name
+    out = {}
+    for spec in schema:
+        if not isinstance(spec, Sequence) or spec.table_name != table or spec.name == name:
+            continue
+        values = features[spec.name]
+        keep = ~np.isin(values, ids)
+        order = np.argsort(~keep, axis=1, kind="stable")  # kept ids first, in their order
+        padding = np.arange(values.shape[1])[None, :] >= keep.sum(axis=1)[:, None]
+        out[spec.name] = np.take_along_axis(values, order, axis=1)
+        out[spec.name][padding] = PAD_STRING if values.dtype.kind in "OUS" else PAD_INT64
+        if spec.weighted:
+            out[spec.weights_name] = np.take_along_axis(features[spec.weights_name], order, axis=1)
+            out[spec.weights_name][padding] = 0.0
+    return out
 
 
 def preprocessed(dataset: tf.data.Dataset, schema: Schema, preprocess: bool | None = None) -> tf.data.Dataset:
