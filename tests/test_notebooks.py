@@ -18,11 +18,12 @@ EXPECTED = {
     "04_task_balancing.ipynb": ("click/gauc", None),
     "06_census_income.ipynb": ("paper income", None),
     "05_export_and_serve.ipynb": ('{"predictions": [', "export/serving_demo/1/saved_model.pb"),
+    "07_distill_and_cold_start.ipynb": ("share of the gap closed", "export/student/1/saved_model.pb"),
     "08_training_over_time.ipynb": ("warm start - full retrain", "export/daily/2/saved_model.pb"),
 }
 #: The test's data size (TFMTL_NOTEBOOK_ROWS): small, and large enough for each notebook's own asserts.
 ROWS = {"02_features.ipynb": 15_000, "04_task_balancing.ipynb": 15_000, "06_census_income.ipynb": 15_000,
-        "08_training_over_time.ipynb": 10_000}
+        "07_distill_and_cold_start.ipynb": 8_000, "08_training_over_time.ipynb": 10_000}
 
 
 def test_every_notebook_has_expectations():

@@ -39,6 +39,9 @@ def test_binary_metrics_match_numpy_with_weights_and_missing_labels():
     assert f1[chosen] == pytest.approx(max(f1), rel=1e-6)  # a best threshold (F1 is flat between rows' bins)
     assert all(value < max(f1) - 1e-6 for value in f1[:chosen])  # the lowest one
     assert float(best_f1.result()) == pytest.approx(max(f1), rel=1e-5)
+    none_positive = tfmtl.tasks.BestF1Threshold(200)
+    none_positive.update_state(np.zeros(5), np.linspace(0.1, 0.9, 5))
+    assert np.isnan(float(none_positive.result()))  # F1 is 0 everywhere: no threshold is best
 
 
 def test_macro_f1_matches_numpy():
@@ -84,7 +87,7 @@ def test_held_out_ids_leave_the_training_histories_that_share_their_table():
     assert abs(where.mean() - 0.5) < 0.1 and where.min() < 0.1
 
 
-def test_evaluate_reports_them_and_cold_and_warm_rows_separately():
+def test_evaluate_reports_them_and_cold_and_warm_rows_separately(tmp_path):
     data = tfmtl.data.synthetic_recsys(8_000, num_items=400, seed=4)
     train, test = data.split(0.7, seed=0, hold_out={"item_id": 0.2})
     assert not set(test.features["item_id"]) - set(data.features["item_id"])
@@ -111,6 +114,10 @@ def test_evaluate_reports_them_and_cold_and_warm_rows_separately():
     f1 = [2 * c[0] / (2 * c[0] + c[1] + c[2]) for c in (_counts(y, np.floor(p.astype(np.float64) * 1000), 1.0, j)
                                                           for j in range(1000))]
     assert f1[best] == pytest.approx(max(f1), rel=1e-5)
+    model.save(tmp_path / "m.keras")  # the compile settings (cold_start_by) come back with the model
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    again = loaded.evaluate(test.to_dataset(1024), return_dict=True, verbose=0)
+    assert again["click/f1_cold"] == pytest.approx(logs["click/f1_cold"], rel=1e-5)
     with pytest.raises(ValueError, match="cold_start_by names 'user_age', which is not a Categorical feature"):
         model.compile(cold_start_by="user_age")
 

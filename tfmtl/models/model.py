@@ -205,9 +205,15 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
         # Kept off Keras's tracking, so model.weights / get_weights() stay the model's own;
         # model.save() stores the strategy's state (see save_own_variables).
         object.__setattr__(self, "_objective", objective)
+        self.reset_step_functions()
+
+    def reset_step_functions(self) -> None:
+        """Trace the training step afresh at its next call (after a change to the objective, e.g. distillation)."""
+        jit_compile = self._tfmtl_compile_args.get("jit_compile", False)
         object.__setattr__(
             self, "_step", tf.function(self._core, jit_compile=True, autograph=False) if jit_compile else self._core
         )
+        self.train_function = None
 
     @property
     def distribute_reduction_method(self) -> str:

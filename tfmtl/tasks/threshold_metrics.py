@@ -172,7 +172,9 @@ class BestF1Threshold(keras.metrics.Metric):
         best = tf.argmax(f1, output_type=tf.int32)  # the first maximum: the lowest threshold
         if self.report == "f1":
             return f1[best]
-        return tf.cast(best, tf.float32) / float(self.num_thresholds)
+        # No positive seen: every threshold scores F1 = 0, and none is best (NaN, not 0).
+        threshold = tf.cast(best, tf.float32) / float(self.num_thresholds)
+        return tf.where(tf.reduce_sum(self.positives) > 0, threshold, float("nan"))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_thresholds": self.num_thresholds, "report": self.report}

@@ -171,7 +171,9 @@ def distill(
         task when the names differ. The others train on their labels alone.
       unlabelled_rows: Rows whose hard label a distilled task does not use (missing, or
         outside its ``space``) learn from the teacher's prediction (True), or not at all (False).
-      batch_size, epochs, validation_data, **fit_kwargs: As for ``student.fit``.
+      batch_size, epochs, **fit_kwargs: As for ``student.fit``.
+      validation_data: As for ``student.fit``; a ``MultiTaskData`` or ``(features, labels)``
+        dicts may hold the teacher's features too (the student is given its own).
       teacher_batch_size: Rows per teacher call.
 
     Returns:
@@ -180,7 +182,7 @@ def distill(
     Example: a student without the item's category learns from a teacher that has it.
 
     >>> import tfmtl
-    >>> data = tfmtl.data.synthetic_recsys(4_000, seed=0)
+    >>> data = tfmtl.data.synthetic_recsys(1_500, seed=0)
     >>> schema = data.schema.adapt(data.features, verbose=0)
     >>> teacher = tfmtl.models.mmoe(schema, data.tasks, num_experts=2, expert_units=(16,))
     >>> teacher.compile()
@@ -223,6 +225,14 @@ def distill(
     if student.objective is None:
         student.compile()
     student_x = {name: features[name] for name in student.schema.input_specs()}
+    if validation_data is not None and (hasattr(validation_data, "features") or isinstance(validation_data, tuple)):
+        try:
+            valid_x, valid_y = _arrays(validation_data)
+        except TypeError:
+            pass  # (as Keras takes it)
+        else:
+            validation_data = ({name: valid_x[name] for name in student.schema.input_specs() if name in valid_x},
+                               valid_y)
     with _distilling(student, spec):
         return student.fit(student_x, targets, batch_size=batch_size, epochs=epochs, validation_data=validation_data,
                            **fit_kwargs)
@@ -360,11 +370,11 @@ class _distilling:
 
     def __enter__(self) -> None:
         self.student.objective.distillation = self.spec
-        self.student.train_function = None
+        self.student.reset_step_functions()  # (the spec's numbers are constants of the traced step)
 
     def __exit__(self, *exc: Any) -> None:
         self.student.objective.distillation = None
-        self.student.train_function = None
+        self.student.reset_step_functions()
 
 
 __all__ = ["Distillation", "distill", "soft_target_loss", "teacher_key"]
