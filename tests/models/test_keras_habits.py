@@ -75,6 +75,15 @@ def test_on_batch_calls_and_unsized_data_first_leave_fit_and_predict_every_batch
     before = int(fresh.optimizer.iterations)
     fresh.fit(data.features, data.labels, batch_size=20, verbose=0)
     assert int(fresh.optimizer.iterations) - before == 30
+    # the same for evaluate(negatives_sampled=False), whose step function is its own
+    sampled = (tfmtl.Task.binary("click", negative_sampling_rate=0.5), data.tasks[1])
+    keras.utils.set_random_seed(0)
+    downsampled = tfmtl.models.shared_bottom(model.schema, sampled, bottom_units=(8,))
+    downsampled.compile()
+    first = downsampled.evaluate(unsized, negatives_sampled=False, return_dict=True, verbose=0)
+    second = downsampled.evaluate(data.features, data.labels, batch_size=20, negatives_sampled=False,
+                                  return_dict=True, verbose=0)
+    assert second["click/logloss"] == pytest.approx(first["click/logloss"], rel=1e-5)
 
 
 def test_h5_saving_is_refused_pointing_to_keras(model, tmp_path):

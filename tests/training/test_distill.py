@@ -196,11 +196,15 @@ def test_bad_input_names_the_task_or_feature(trained_mmoe, small_data):
             data=({**data.features, "price_usd": data.features["item_price"]}, data.labels))
     refused(r"label 'click/teacher'", data=(data.features, {**data.labels, "click/teacher": data.labels["click"]}))
     reg = tfmtl.models.shared_bottom(small, [tfmtl.Task.regression("click")], bottom_units=(4,))
+    reg_teacher = tfmtl.models.shared_bottom(small, [tfmtl.Task.regression("click")], bottom_units=(4,))
     with pytest.raises(ValueError, match=r"task 'click': a temperature softens .* regression"):
-        tfmtl.training.distill(trained_mmoe, reg, data, temperature=2.0, verbose=0)
+        tfmtl.training.distill(reg_teacher, reg, data, temperature={"click": 2.0}, verbose=0)
     multi = tfmtl.models.shared_bottom(small, [tfmtl.Task.multiclass("click", num_classes=3)], bottom_units=(4,))
-    with pytest.raises(ValueError, match=r"task 'click' has 3 classes; the teacher's 'click' answers shape \(1,\)"):
+    with pytest.raises(ValueError, match=r"task 'click' is multiclass on every row, the teacher's 'click' is binary"):
         tfmtl.training.distill(trained_mmoe, multi, data, verbose=0)
+    from tfmtl.training.distill import _checked_prediction  # an export's outputs are checked by their shapes
+    with pytest.raises(ValueError, match=r"task 'click' has 3 classes; the teacher's 'click' answers shape \(1,\)"):
+        _checked_prediction(multi.tasks[0], "click", np.full((4, 1), 0.5))
     refused(r"teacher must be a tfmtl model or an export", teacher=object())
 
 
@@ -217,3 +221,61 @@ def test_any_architecture_can_be_the_student(teacher, small_data, architecture):
                                      verbose=0).history
     after = student.predict({k: rows.features[k] for k in small.input_specs()}, verbose=0)
     assert np.isfinite(history["loss"]).all() and not np.allclose(before["click"], after["click"])
+
+
+@pytest.mark.parametrize("unlabelled_rows", [True, False])
+def test_rows_outside_a_space_and_sample_weights_in_the_soft_target(unlabelled_rows):
+    rng = np.random.default_rng(1)
+    rows = 80
+    features = {"x": rng.normal(size=rows).astype(np.float32), "item": rng.choice(["a", "b", "c"], rows)}
+    click = (rng.random(rows) < 0.5).astype(np.float32)
+    labels = {"click": click, "buy": click * (rng.random(rows) < 0.5), "w": rng.uniform(0.5, 2.0, rows)}
+    tasks = [tfmtl.Task.binary("click"), tfmtl.Task.binary("buy", space="click", sample_weight="w")]
+    schema = tfmtl.Schema([tfmtl.Numeric("x"), tfmtl.Categorical("item", embedding_dim=2)]).adapt(features, verbose=0)
+    teacher, student = _model(schema, tasks, 0), _model(schema, tasks, 1)
+    t, s = teacher.predict(features, verbose=0)["buy"][:, 0], student.predict(features, verbose=0)["buy"][:, 0]
+    student.compile(optimizer=keras.optimizers.SGD(0.0))
+    sample_weight = {"click": np.ones(rows), "buy": rng.uniform(0.5, 1.5, rows)}  # Keras's, per task
+    history = tfmtl.training.distill(teacher, student, (features, labels), alpha=np.float32(0.3), temperature=2.0,
+                                     unlabelled_rows=unlabelled_rows, batch_size=rows, sample_weight=sample_weight,
+                                     verbose=0).history
+    weight = labels["w"] * sample_weight["buy"]
+    inside = click == 1
+    y = labels["buy"]
+    hard = -(y * np.log(s) + (1 - y) * np.log(1 - s))
+    soft = _np_binary_soft(t, s, 2.0)
+    rows_soft = np.ones(rows, bool) if unlabelled_rows else inside  # outside the space: the teacher only
+    expected = (0.3 * np.sum((hard * weight)[inside]) / np.sum(weight[inside])
+                + 0.7 * np.sum((soft * weight)[rows_soft]) / np.sum(weight[rows_soft]))
+    np.testing.assert_allclose(history["buy/loss"][-1], expected, rtol=2e-4)
+
+
+def test_teachers_that_answer_something_else_are_refused(teacher, small_data):
+    small = tfmtl.Schema([teacher.schema["user_id"]])
+    data = small_data.take(slice(0, 100))
+    cvr = tfmtl.models.shared_bottom(small, [small_data.tasks[0], tfmtl.Task.binary("conversion", space="click")],
+                                     bottom_units=(4,))
+    with pytest.raises(ValueError, match=r"task 'conversion' is binary on the rows where 'click' is 1, the "
+                                         r"teacher's 'conversion' is binary on every row"):
+        tfmtl.training.distill(teacher, cvr, data, verbose=0)
+    watch = tfmtl.models.shared_bottom(small, [tfmtl.Task.regression("click")], bottom_units=(4,))
+    with pytest.raises(ValueError, match=r"task 'click' is regression on every row, the teacher's 'click' is binary"):
+        tfmtl.training.distill(teacher, watch, data, verbose=0)
+    # an export answering scores, not probabilities, for a multi-class task
+    scores = _Teacher(["user_id"], {"genre": tf.TensorShape([None, 3])},
+                      lambda batch: {"genre": np.full((len(batch["user_id"]), 3), 2.0)})
+    from tfmtl.training.distill import _checked_prediction
+    genre = tfmtl.Task.multiclass("genre", num_classes=3)
+    with pytest.raises(ValueError, match=r"task 'genre': the teacher's 'genre' must answer class probabilities"):
+        _checked_prediction(genre, "genre", scores.predict({"user_id": np.array(["u1", "u2"])}, 8)["genre"])
+    student = tfmtl.models.shared_bottom(small, small_data.tasks, bottom_units=(4,))
+    with pytest.raises(ValueError, match="give validation_data instead of validation_split"):
+        tfmtl.training.distill(teacher, student, data, validation_split=0.2, verbose=0)
+    with pytest.raises(ValueError, match="teacher_batch_size must be an int >= 1, got 0"):
+        tfmtl.training.distill(teacher, student, data, teacher_batch_size=0, verbose=0)
+    mixed = tfmtl.models.shared_bottom(small, [small_data.tasks[0], tfmtl.Task.regression("conversion")],
+                                       bottom_units=(4,))
+    with pytest.raises(ValueError, match="task 'conversion' is regression"):  # not refused for its temperature
+        tfmtl.training.distill(teacher, mixed, data, temperature=2.0, verbose=0)
+    history = tfmtl.training.distill(teacher, mixed, data, temperature=2.0, tasks=["click"], verbose=0)
+    assert np.isfinite(history.history["loss"]).all()

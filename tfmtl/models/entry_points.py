@@ -68,8 +68,9 @@ class RawInputEntryPoints:
             return super().evaluate(x, y, *args, **kwargs)
         x = self._conformed_data(x)
         _check_label_rows(x, y)
-        with self._fitting_steps(x, kwargs.get("steps")), _fresh_function_after_failure(self, "test"), \
-                _unsampled_negatives(self, negatives_sampled):
+        # (the unsampled switch first: a step function made for data of unknown size is made at the real count)
+        with _unsampled_negatives(self, negatives_sampled), self._fitting_steps(x, kwargs.get("steps")), \
+                _fresh_function_after_failure(self, "test"):
             return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:

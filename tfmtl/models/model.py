@@ -209,7 +209,7 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
 
     def reset_step_functions(self) -> None:
         """Trace the training step afresh at its next call (after a change to the objective, e.g. distillation)."""
-        jit_compile = self._tfmtl_compile_args.get("jit_compile", False)
+        jit_compile = self.__dict__.get("_tfmtl_compile_args", {}).get("jit_compile", False)
         object.__setattr__(
             self, "_step", tf.function(self._core, jit_compile=True, autograph=False) if jit_compile else self._core
         )

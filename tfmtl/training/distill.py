@@ -6,7 +6,9 @@ compiled objective (its optimizer, balancer, task weights and metrics keep worki
 
 * **binary**: cross-entropy to the teacher's probability; with a temperature ``T`` both
   probabilities are softened on the logit scale, ``sigmoid(logit / T)``, and the loss is
-  multiplied by ``T**2`` (Hinton et al., 2015) so its gradients keep their size;
+  multiplied by ``T**2`` (Hinton et al., 2015) so its gradients keep their size. Being a
+  cross-entropy, its floor is ``T**2`` times the softened teacher's entropy, not 0 (the
+  gradients are those of the KL divergence; a balancer that reads loss sizes sees the offset);
 * **regression**: squared error to the teacher's prediction;
 * **multi-class**: KL divergence from the teacher's distribution to the student's, both
   softened by ``softmax(log p / T)``, times ``T**2``.
@@ -25,6 +27,7 @@ features than the teacher: each model is given its own features from the data.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import pathlib
 from typing import Any, Mapping, Sequence
@@ -198,13 +201,22 @@ def distill(
     source = _Teacher.of(teacher)
     student_tasks = {task.name: task for task in student.tasks}
     pairs = _task_pairs(tasks, student_tasks, source)
-    spec = Distillation(
-        _per_task(alpha, "alpha", pairs, 0.5, _check_alpha), _per_task(temperature, "temperature", pairs, 1.0,
-                                                                        _check_temperature), unlabelled_rows)
-    for name in pairs:
-        if student_tasks[name].kind is TaskKind.REGRESSION and spec.temperature[name] != 1.0:
-            raise ValueError(f"task {name!r}: a temperature softens binary and multi-class targets; this regression "
-                             f"task takes its teacher's value as it is (give it temperature 1)")
+    softened = {name: teacher_task for name, teacher_task in pairs.items()
+                if student_tasks[name].kind is not TaskKind.REGRESSION}
+    if isinstance(temperature, Mapping):
+        for name, value in temperature.items():
+            if name in pairs and name not in softened and value != 1:
+                raise ValueError(f"task {name!r}: a temperature softens binary and multi-class targets; this "
+                                 f"regression task takes its teacher's value as it is (give it temperature 1)")
+        temperature = {name: value for name, value in temperature.items() if name in softened or name not in pairs}
+    temperatures = _per_task(temperature, "temperature", softened, 1.0, _check_temperature)
+    spec = Distillation(_per_task(alpha, "alpha", pairs, 0.5, _check_alpha),
+                        {name: temperatures.get(name, 1.0) for name in pairs}, unlabelled_rows)
+    if isinstance(teacher_batch_size, bool) or not isinstance(teacher_batch_size, int) or teacher_batch_size < 1:
+        raise ValueError(f"teacher_batch_size must be an int >= 1, got {teacher_batch_size!r}")
+    if "validation_split" in fit_kwargs:
+        raise ValueError("distill: give validation_data instead of validation_split (the split rows would carry the "
+                         "teacher's targets, and validation scores the hard labels)")
     features, labels = _arrays(data)
     needed = set(source.feature_names) | set(student.schema.input_specs())
     for name in features:
@@ -215,24 +227,23 @@ def distill(
         for name in names:
             if name not in features:
                 raise ValueError(f"the {who} takes feature {name!r}, which the data lack")
+    for name in pairs:
+        if teacher_key(name) in labels:
+            raise ValueError(f"the data hold a label {teacher_key(name)!r}, the key distill gives task {name!r}'s "
+                             "teacher prediction")
     predictions = source.predict({name: features[name] for name in source.feature_names}, teacher_batch_size)
     targets = dict(labels)
     for name, teacher_task in pairs.items():
-        key = teacher_key(name)
-        if key in labels:
-            raise ValueError(f"the data hold a label {key!r}, the key distill gives task {name!r}'s teacher prediction")
-        targets[key] = _checked_prediction(student_tasks[name], teacher_task, predictions[teacher_task])
+        targets[teacher_key(name)] = _checked_prediction(student_tasks[name], teacher_task, predictions[teacher_task])
     if student.objective is None:
         student.compile()
     student_x = {name: features[name] for name in student.schema.input_specs()}
-    if validation_data is not None and (hasattr(validation_data, "features") or isinstance(validation_data, tuple)):
-        try:
-            valid_x, valid_y = _arrays(validation_data)
-        except TypeError:
-            pass  # (as Keras takes it)
-        else:
-            validation_data = ({name: valid_x[name] for name in student.schema.input_specs() if name in valid_x},
-                               valid_y)
+    if hasattr(validation_data, "features") and hasattr(validation_data, "labels"):
+        validation_data = (validation_data.features, validation_data.labels)
+    if isinstance(validation_data, tuple) and validation_data and isinstance(validation_data[0], Mapping):
+        own = student.schema.input_specs()  # the teacher's features may come along: the student takes its own
+        validation_data = ({name: value for name, value in validation_data[0].items() if name in own},
+                           *validation_data[1:])
     with _distilling(student, spec):
         return student.fit(student_x, targets, batch_size=batch_size, epochs=epochs, validation_data=validation_data,
                            **fit_kwargs)
@@ -241,9 +252,11 @@ def distill(
 class _Teacher:
     """A teacher's feature names, task names and predictions, from a tfmtl model or a SavedModel."""
 
-    def __init__(self, feature_names: list[str], outputs: Mapping[str, tf.TensorShape], call: Any) -> None:
+    def __init__(self, feature_names: list[str], outputs: Mapping[str, tf.TensorShape], call: Any,
+                 tasks: Mapping[str, Task] | None = None) -> None:
         self.feature_names = feature_names
         self.outputs = dict(outputs)
+        self.tasks = dict(tasks or {})  # known for a tfmtl model; an export's are known by their outputs only
         self._call = call
 
     @classmethod
@@ -256,7 +269,8 @@ class _Teacher:
         if hasattr(teacher, "schema") and hasattr(teacher, "tasks"):
             names = list(teacher.schema.input_specs())
             shapes = {name: tensor.shape for name, tensor in teacher.output.items()}
-            return cls(names, shapes, lambda batch: teacher.predict_on_batch(batch))
+            tasks = {task.name: task for task in teacher.tasks}
+            return cls(names, shapes, lambda batch: teacher.predict_on_batch(batch), tasks)
         signatures = getattr(teacher, "signatures", None)
         if signatures is None or "serving_default" not in signatures:
             raise TypeError(f"teacher must be a tfmtl model or an export (a SavedModel with a serving_default "
@@ -306,7 +320,17 @@ def _task_pairs(tasks: Any, student_tasks: Mapping[str, Task], teacher: _Teacher
         if teacher_task not in teacher.outputs:
             raise ValueError(f"task {name!r}: the teacher has no output {teacher_task!r} to distill it from; the "
                              f"teacher's: {', '.join(teacher.outputs)} (map the names with tasks={{student: teacher}})")
+        theirs, mine = teacher.tasks.get(teacher_task), student_tasks[name]
+        if theirs is not None and (theirs.kind, theirs.space) != (mine.kind, mine.space):
+            raise ValueError(
+                f"task {name!r} is {mine.kind.value} on {_rows(mine.space)}, the teacher's {teacher_task!r} is "
+                f"{theirs.kind.value} on {_rows(theirs.space)}: they predict different things (map the tasks with "
+                f"tasks={{student: teacher}}, e.g. an ESMM teacher's conditional output, or leave it out)")
     return pairs
+
+
+def _rows(space: str | None) -> str:
+    return "every row" if space is None else f"the rows where {space!r} is 1"
 
 
 def _per_task(value: Any, what: str, pairs: Mapping[str, str], default: float, check: Any) -> dict[str, float]:
@@ -323,12 +347,12 @@ def _per_task(value: Any, what: str, pairs: Mapping[str, str], default: float, c
 
 
 def _check_alpha(task: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
         raise ValueError(f"task {task!r}: alpha (the hard labels' share of the loss) must be in [0, 1], got {value!r}")
 
 
 def _check_temperature(task: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
         raise ValueError(f"task {task!r}: temperature must be a finite number > 0, got {value!r}")
 
 
@@ -348,6 +372,9 @@ def _checked_prediction(task: Task, teacher_task: str, prediction: np.ndarray) -
         if prediction.ndim != 2 or prediction.shape[1] != task.num_classes:
             raise ValueError(f"task {task.name!r} has {task.num_classes} classes; the teacher's {teacher_task!r} "
                              f"answers shape {prediction.shape[1:]}")
+        if prediction.min() < 0 or not np.allclose(prediction.sum(axis=1), 1.0, atol=1e-3):
+            raise ValueError(f"task {task.name!r}: the teacher's {teacher_task!r} must answer class probabilities "
+                             "(rows >= 0 summing to 1), not scores or logits")
     else:
         prediction = prediction.reshape(len(prediction), -1)
         if prediction.shape[1] != 1:
