@@ -52,16 +52,22 @@ def prepare_labels(
         present = label_present(label, task.kind)
         if task.space is not None:
             present &= _column(y[task.space]) == 1.0
-        weight = tf.cast(present, tf.float32)
-        if task.sample_weight is not None:
-            weight *= _checked_weights(y[task.sample_weight], task, f"sample weight {task.sample_weight!r}")
-        keras_weight = sample_weight.get(task.name) if isinstance(sample_weight, Mapping) else sample_weight
-        if keras_weight is not None:
-            weight *= _checked_weights(keras_weight, task, "sample_weight")
+        weight = tf.cast(present, tf.float32) * row_weights(task, y, sample_weight, label)
         label = tf.where(present, label, tf.zeros_like(label))
         check_labels(task, label)
         labels[task.name], weights[task.name] = label, weight
     return x, labels, weights
+
+
+def row_weights(task: Task, y: Mapping[str, Any], sample_weight: Any, like: tf.Tensor) -> tf.Tensor:
+    """A task's per-row weight before missing labels and its space: its weight column times Keras's ``sample_weight``."""
+    weight = tf.ones_like(like, tf.float32)
+    if task.sample_weight is not None:
+        weight *= _checked_weights(y[task.sample_weight], task, f"sample weight {task.sample_weight!r}")
+    keras_weight = sample_weight.get(task.name) if isinstance(sample_weight, Mapping) else sample_weight
+    if keras_weight is not None:
+        weight *= _checked_weights(keras_weight, task, "sample_weight")
+    return weight
 
 
 def is_text(values: Any) -> bool:

@@ -35,6 +35,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tfmtl._compat import keras, tf
+from tfmtl.objective.labels import row_weights
 from tfmtl.tasks.kinds import TaskKind
 from tfmtl.tasks.task import Task
 
@@ -71,8 +72,10 @@ def soft_target_loss(kind: TaskKind | str, teacher: Any, student: Any, temperatu
     """
     kind = TaskKind(kind)
     if kind is TaskKind.MULTICLASS:
-        teacher_log = tf.nn.log_softmax(tf.math.log(tf.clip_by_value(tf.cast(teacher, tf.float32), _EPSILON, 1.0)) / temperature)
-        student_log = tf.nn.log_softmax(tf.math.log(tf.clip_by_value(tf.cast(student, tf.float32), _EPSILON, 1.0)) / temperature)
+        def softened(p: Any) -> tf.Tensor:  # log softmax(log p / T)
+            return tf.nn.log_softmax(tf.math.log(tf.clip_by_value(tf.cast(p, tf.float32), _EPSILON, 1.0)) / temperature)
+
+        teacher_log, student_log = softened(teacher), softened(student)
         return temperature ** 2 * tf.reduce_sum(tf.exp(teacher_log) * (teacher_log - student_log), axis=-1)
     teacher = tf.reshape(tf.cast(teacher, tf.float32), [-1])
     student = tf.reshape(tf.cast(student, tf.float32), [-1])
@@ -117,13 +120,7 @@ class Distillation:
             if not self.unlabelled_rows:
                 weights[key] = weights[task.name]
                 continue
-            weight = tf.ones_like(weights[task.name])
-            if task.sample_weight is not None:
-                weight *= tf.reshape(tf.cast(y[task.sample_weight], tf.float32), [-1])
-            keras_weight = sample_weight.get(task.name) if isinstance(sample_weight, Mapping) else sample_weight
-            if keras_weight is not None:
-                weight *= tf.reshape(tf.cast(keras_weight, tf.float32), [-1])
-            weights[key] = weight
+            weights[key] = row_weights(task, y, sample_weight, weights[task.name])
 
     def task_loss(self, task: Task, hard: tf.Tensor, prediction: tf.Tensor, labels: Mapping[str, Any],
                   weights: Mapping[str, Any]) -> tf.Tensor:
