@@ -117,7 +117,7 @@ def test_ait_with_equal_candidates_returns_h1_of_them():
 
 
 def test_funnel_head_calibration_matches_numpy():
-    from tfmtl.layers import FunnelHead
+    from tfmtl.tasks.funnel import FunnelHead
 
     head = FunnelHead(tfmtl.Task.binary("conversion"), calibration=0.6)
     hidden = np.random.default_rng(1).normal(size=(8, 3)).astype(np.float32)
@@ -191,11 +191,11 @@ def test_aitm_learns_the_funnel_keeps_order_and_round_trips(tmp_path, build, fre
     data = tfmtl.data.synthetic_recsys(30_000, seed=11)
     train, test = data.split(0.8, seed=0)
     model = AITM_BUILDERS[build](train.schema.adapt(train.features))
-    if build == "aitm":
-        assert len(model.losses) == 1  # the calibrator of the second step
-    else:
-        assert isinstance(model.get_layer("conversion_transfer"), tfmtl.layers.AdaptiveInformationTransfer)
-        assert len(model.losses) == 0  # the calibrator is the task's order_weight, applied in the training step
+    # One path for all: the transfer layer, and the calibrator as the task's order_weight (applied by the objective)
+    assert isinstance(model.get_layer("conversion_transfer"), tfmtl.layers.AdaptiveInformationTransfer)
+    assert len(model.losses) == 0
+    conversion = {task.name: task for task in model.tasks}["conversion"]
+    assert (conversion.follows, conversion.transfer, conversion.order_weight) == ("click", True, 0.6)
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
     model.fit(train.to_dataset(256, shuffle=True, seed=0), epochs=1, verbose=0)
     metrics = model.evaluate(test.to_dataset(4096), return_dict=True, verbose=0)

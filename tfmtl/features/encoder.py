@@ -40,6 +40,8 @@ class FeatureEncoder(keras.layers.Layer):
 
     Args:
       schema: A fully adapted :class:`~tfmtl.features.Schema`.
+      embedding_l2: While training, ``embedding_l2 * sum ||row||^2 / B`` over the embedding rows
+        the batch looks up (padding excluded; frozen tables too) is added to the loss.
 
     Call args:
       features: dict of input name to preprocessed tensor, as a
@@ -61,7 +63,7 @@ class FeatureEncoder(keras.layers.Layer):
     TensorShape([2, 5])
     """
 
-    def __init__(self, schema: Schema, **kwargs: Any) -> None:
+    def __init__(self, schema: Schema, embedding_l2: float = 0.0, **kwargs: Any) -> None:
         # Standardized numbers stay float32 under a mixed policy; the concatenated
         # output is cast to the compute dtype.
         kwargs.setdefault("autocast", False)
@@ -74,11 +76,16 @@ class FeatureEncoder(keras.layers.Layer):
             shared = spec.embedding_table()
             if shared is not None and shared[0] not in self.embeddings:
                 self.embeddings[shared[0]] = shared[1]()
+        if not embedding_l2 >= 0:
+            raise ValueError(f"embedding_l2 must be >= 0, got {embedding_l2!r}")
+        self.embedding_l2 = float(embedding_l2)
+        for table in self.embeddings.values():
+            table.l2 = self.embedding_l2
         #: The per-kind encoder of each feature, keyed by feature name.
         self.encoders: dict[str, keras.layers.Layer] = {spec.name: spec.encoder(self.embeddings) for spec in schema}
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "schema": self.schema.get_config()}
+        return {**super().get_config(), "schema": self.schema.get_config(), "embedding_l2": self.embedding_l2}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "FeatureEncoder":

@@ -283,10 +283,22 @@ class EmbeddingTable(keras.layers.Embedding):
     #: attribute, so that setting it on a layer adds nothing to what Keras tracks and saves.
     stored_rows: Callable[[tf.Tensor], tf.Tensor] | None = None
 
-    def call(self, inputs: tf.Tensor) -> tf.Tensor:
-        if self.stored_rows is None:
-            return super().call(inputs)
-        return tf.cast(self.stored_rows(tf.cast(inputs, tf.int64)), self.compute_dtype)
+    #: Weight of the L2 penalty on the rows a training batch looks up (set by the model's
+    #: :class:`~tfmtl.features.FeatureEncoder` from ``Regularization.embedding_l2``).
+    l2: float = 0.0
+
+    def call(self, inputs: tf.Tensor, valid: tf.Tensor | None = None, training: Any = None) -> tf.Tensor:
+        """Rows ``[...]`` -> ``[..., output_dim]``; ``valid`` (``[...]`` bool) marks the lookups the L2 counts."""
+        if self.stored_rows is not None:
+            return tf.cast(self.stored_rows(tf.cast(inputs, tf.int64)), self.compute_dtype)
+        rows = super().call(inputs)
+        if self.l2 and training and self.trainable:
+            squares = tf.reduce_sum(tf.square(tf.cast(rows, tf.float32)), axis=-1)  # [...]
+            if valid is not None:
+                squares = tf.where(valid, squares, tf.zeros_like(squares))
+            batch = tf.cast(tf.shape(inputs)[0], tf.float32)
+            self.add_loss(self.l2 * tf.reduce_sum(squares) / batch)  # sum over the batch's lookups, per example
+        return rows
 
 
 class TableEncoding(FeatureEncoding):

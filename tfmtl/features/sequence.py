@@ -138,7 +138,7 @@ class SequenceEncoder(TableEncoding):
         spec = self.spec
         rows = features[spec.name]  # [B, L], -1 at padding
         mask = rows >= 0  # [B, L]
-        keys = self.table(tf.maximum(rows, 0))  # [B, L, D]
+        keys = self.table(tf.maximum(rows, 0), valid=mask)  # [B, L, D]
         if spec.pooling is Pooling.ATTENTION:
             return self.pooling(encoded[spec.query], keys, mask)  # [B, D]
         weights = features[spec.weights_name] if spec.weighted else None

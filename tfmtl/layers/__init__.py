@@ -2,12 +2,12 @@
 
 from tfmtl.layers.experts import Experts
 from tfmtl.layers.extraction import ExtractionLayer
-from tfmtl.layers.funnel import FunnelProduct
 from tfmtl.layers.gate import ExpertGate, GateOptions, mix_experts
 from tfmtl.layers.interaction import Cross, Dot, FeatureDotInteraction, Interaction
 from tfmtl.layers.mixture import MixtureOfExperts
 from tfmtl.layers.mlp import MLP
-from tfmtl.layers.transfer import AdaptiveInformationTransfer, FunnelHead
+from tfmtl.layers.regularization import Regularization, clone_initializer
+from tfmtl.layers.transfer import AdaptiveInformationTransfer
 
 __all__ = [
     "AdaptiveInformationTransfer",
@@ -17,11 +17,11 @@ __all__ = [
     "Experts",
     "ExtractionLayer",
     "FeatureDotInteraction",
-    "FunnelHead",
-    "FunnelProduct",
     "GateOptions",
     "Interaction",
     "MLP",
     "MixtureOfExperts",
+    "Regularization",
+    "clone_initializer",
     "mix_experts",
 ]

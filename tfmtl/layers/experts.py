@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 from tfmtl._compat import keras, tf
 from tfmtl.features.kinds import int_tuple
+from tfmtl.layers.regularization import knobs, knobs_config, serialize
 
 
 #: With ``implementation="auto"``, experts whose layers are all at most this wide use einsum.
@@ -20,8 +20,10 @@ class Experts(keras.layers.Layer):
     Shapes: B batch, D input width, E experts, H hidden units.
     Every layer's kernels of all experts are one ``[E, in, out]`` variable (one
     bias ``[E, out]``), so the expert bank is a single weight per layer whatever E.
-    Each expert's kernel is drawn independently (Glorot-uniform with that
-    expert's own fan-in/fan-out), so experts never start from equal weights.
+    Each expert's kernel is drawn on its own, from a fresh clone of
+    ``kernel_initializer`` with that expert's own ``[in, out]`` shape (so fan-in and
+    fan-out are one expert's), so experts never start from equal weights, even
+    with a seeded initializer. Regularizers apply to the stacked weights.
 
     Two computations give the same result:
 
@@ -40,6 +42,8 @@ class Experts(keras.layers.Layer):
       units: Hidden units of each expert's layers, e.g. ``(256, 128)``.
       activation: Activation after every layer.
       implementation: ``"auto"``, ``"per_expert"`` or ``"einsum"``.
+      dropout: Dropout rate after every layer while training (0: none).
+      kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer: As Keras's ``Dense``.
 
     Call args:
       inputs: ``[B, D]`` tensor.
@@ -61,9 +65,19 @@ class Experts(keras.layers.Layer):
         units: Sequence[int],
         activation: str = "relu",
         implementation: str = "auto",
+        dropout: float = 0.0,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"expert dropout must be in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
+        self._dropout = keras.layers.Dropout(self.dropout) if self.dropout else None
+        self._knobs = knobs(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
         if implementation not in ("auto", "per_expert", "einsum"):
             raise ValueError(f"implementation must be 'auto', 'per_expert' or 'einsum', got {implementation!r}")
         self.implementation = implementation
@@ -78,16 +92,20 @@ class Experts(keras.layers.Layer):
     def build(self, input_shape: Any) -> None:
         fan_in = int(input_shape[-1])
         for index, fan_out in enumerate(self.units):
-            limit = math.sqrt(6.0 / (fan_in + fan_out))  # Glorot-uniform of one expert's [in, out] kernel
             self.kernels.append(
                 self.add_weight(
                     name=f"kernel_{index}",
                     shape=(self.num_experts, fan_in, fan_out),
-                    initializer=keras.initializers.RandomUniform(-limit, limit),
+                    initializer=per_expert(self._knobs["kernel_initializer"]),
+                    regularizer=self._knobs["kernel_regularizer"],
                 )
             )
             self.biases.append(
-                self.add_weight(name=f"bias_{index}", shape=(self.num_experts, fan_out), initializer="zeros")
+                self.add_weight(
+                    name=f"bias_{index}", shape=(self.num_experts, fan_out),
+                    initializer=per_expert(self._knobs["bias_initializer"]),
+                    regularizer=self._knobs["bias_regularizer"],
+                )
             )
             fan_in = fan_out
         super().build(input_shape)
@@ -99,11 +117,15 @@ class Experts(keras.layers.Layer):
             return self.implementation
         return "einsum" if max(self.units) <= EINSUM_MAX_UNITS else "per_expert"
 
-    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+    def dropped(self, hidden: tf.Tensor, training: Any) -> tf.Tensor:
+        return hidden if self._dropout is None else self._dropout(hidden, training=training)
+
+    def call(self, inputs: tf.Tensor, training: Any = None) -> tf.Tensor:
         if self.computation == "einsum":
             hidden = self.activation(tf.einsum("bd,edh->beh", inputs, self.kernels[0]) + self.biases[0])  # [B, E, H0]
+            hidden = self.dropped(hidden, training)
             for kernel, bias in zip(self.kernels[1:], self.biases[1:]):
-                hidden = self.activation(tf.einsum("beh,ehk->bek", hidden, kernel) + bias)  # [B, E, Hk]
+                hidden = self.dropped(self.activation(tf.einsum("beh,ehk->bek", hidden, kernel) + bias), training)  # [B, E, Hk]
             return hidden
         kernels = [tf.unstack(kernel) for kernel in self.kernels]  # per layer: E x [in, out]
         biases = [tf.unstack(bias) for bias in self.biases]  # per layer: E x [out]
@@ -111,7 +133,7 @@ class Experts(keras.layers.Layer):
         for expert in range(self.num_experts):
             hidden = inputs  # [B, D]
             for layer in range(len(self.units)):
-                hidden = self.activation(tf.matmul(hidden, kernels[layer][expert]) + biases[layer][expert])
+                hidden = self.dropped(self.activation(tf.matmul(hidden, kernels[layer][expert]) + biases[layer][expert]), training)
             outputs.append(hidden)  # [B, H]
         return tf.stack(outputs, axis=1)  # [B, E, H]
 
@@ -122,4 +144,23 @@ class Experts(keras.layers.Layer):
             "units": list(self.units),
             "activation": keras.activations.serialize(self.activation),
             "implementation": self.implementation,
+            "dropout": self.dropout,
+            **knobs_config(self._knobs),
         }
+
+
+def per_expert(initializer: Any) -> Any:
+    """Initialise an ``[E, ...]`` stacked weight one expert at a time, each from a fresh clone of ``initializer``
+    given one expert's shape (so a Glorot or He initializer sees one expert's fan-in and fan-out). A seeded
+    initializer's seed is offset by the expert's index: one seed for all would start the experts equal."""
+    config = serialize(initializer)
+
+    def expert(index: int) -> Any:
+        if isinstance(config, dict) and config.get("config", {}).get("seed") is not None:
+            return keras.initializers.get({**config, "config": {**config["config"], "seed": config["config"]["seed"] + index}})
+        return keras.initializers.get(config)
+
+    def initialize(shape: Any, dtype: Any = None, **kwargs: Any) -> tf.Tensor:
+        return tf.stack([expert(index)(shape[1:], dtype=dtype) for index in range(shape[0])])
+
+    return initialize

@@ -8,6 +8,7 @@ from tfmtl._compat import keras, tf
 from tfmtl.features.kinds import int_tuple
 from tfmtl.layers.experts import Experts
 from tfmtl.layers.gate import ExpertGate, mix_experts
+from tfmtl.layers.regularization import Regularization
 
 #: Key of the shared branch in an extraction layer's inputs and outputs.
 SHARED = "shared"
@@ -32,6 +33,8 @@ class ExtractionLayer(keras.layers.Layer):
       temperature: Softmax temperature of every gate.
       expert_dropout: Expert dropout of every gate (see :class:`ExpertGate`).
       load_balance: Weight of every gate's load-balancing loss.
+      regularization: Initializers, regularizers and dropout of the experts and gates
+        (:class:`Regularization`; default: Glorot, none, none).
 
     Call args:
       inputs: ``[B, D]`` (first level: every branch reads it), or a dict with one
@@ -59,9 +62,12 @@ class ExtractionLayer(keras.layers.Layer):
         temperature: float = 1.0,
         expert_dropout: float = 0.0,
         load_balance: float = 0.0,
+        regularization: Regularization | dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.regularization = Regularization.from_config(regularization)
+        reg = self.regularization
         if not task_names or SHARED in task_names:
             raise ValueError(f"task_names must be non-empty and must not include {SHARED!r}: {task_names!r}")
         if num_shared_experts < 0 or num_task_experts < 0 or num_shared_experts + num_task_experts < 1:
@@ -77,18 +83,18 @@ class ExtractionLayer(keras.layers.Layer):
         gate_options = (self.temperature, self.expert_dropout, self.load_balance)
         # -- sub-layers --
         self.shared_experts = (
-            Experts(self.num_shared_experts, self.expert_units, name="shared_experts") if self.num_shared_experts else None
+            Experts(self.num_shared_experts, self.expert_units, **reg.mlp_kwargs(), name="shared_experts") if self.num_shared_experts else None
         )
         self.task_experts = (
-            {t: Experts(self.num_task_experts, self.expert_units, name=f"{t}_experts") for t in self.task_names}
+            {t: Experts(self.num_task_experts, self.expert_units, **reg.mlp_kwargs(), name=f"{t}_experts") for t in self.task_names}
             if self.num_task_experts
             else {}
         )
         per_task = self.num_task_experts + self.num_shared_experts
-        self.gates = {t: ExpertGate(per_task, *gate_options, name=f"{t}_gate") for t in self.task_names}
+        self.gates = {t: ExpertGate(per_task, *gate_options, **reg.gate_kwargs(), name=f"{t}_gate") for t in self.task_names}
         if self.shared_gate:
             total = len(self.task_names) * self.num_task_experts + self.num_shared_experts
-            self.gates[SHARED] = ExpertGate(total, *gate_options, name=f"{SHARED}_gate")
+            self.gates[SHARED] = ExpertGate(total, *gate_options, **reg.gate_kwargs(), name=f"{SHARED}_gate")
 
     def expert_names(self, gate: str) -> list[str]:
         """Names of the experts gate ``gate`` (a task name or ``"shared"``) mixes, in weight order."""
@@ -126,4 +132,5 @@ class ExtractionLayer(keras.layers.Layer):
             "temperature": self.temperature,
             "expert_dropout": self.expert_dropout,
             "load_balance": self.load_balance,
+            "regularization": self.regularization.get_config(),
         }

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from tfmtl._compat import keras, tf
+from tfmtl.layers.regularization import clone_initializer, serialize
 
 
 def mix_experts(weights: tf.Tensor, experts: tf.Tensor) -> tf.Tensor:
@@ -67,6 +68,8 @@ class ExpertGate(keras.layers.Layer):
       temperature: Softmax temperature.
       expert_dropout: Probability of dropping an expert per example while training.
       load_balance: Weight of the load-balancing loss.
+      kernel_initializer: Initializer of the logits' kernel (the gate has no bias, as in the paper).
+      kernel_regularizer: Regularizer of that kernel.
 
     Call args:
       inputs: ``[B, D]``.
@@ -89,6 +92,7 @@ class ExpertGate(keras.layers.Layer):
         expert_dropout: float = 0.0,
         load_balance: float = 0.0,
         kernel_initializer: Any = "glorot_uniform",
+        kernel_regularizer: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -106,9 +110,11 @@ class ExpertGate(keras.layers.Layer):
         self.load_balance = float(load_balance)
         # Diagnostics record weights here; set with object.__setattr__ so Keras does not track the list.
         object.__setattr__(self, "recorded", None)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_initializer = clone_initializer(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.logits = keras.layers.Dense(
-            self.num_experts, use_bias=False, kernel_initializer=self.kernel_initializer, name="logits"
+            self.num_experts, use_bias=False, kernel_initializer=self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer, name="logits",
         )
 
     def call(self, inputs: tf.Tensor, training: Any = None) -> tf.Tensor:
@@ -136,5 +142,6 @@ class ExpertGate(keras.layers.Layer):
             "temperature": self.temperature,
             "expert_dropout": self.expert_dropout,
             "load_balance": self.load_balance,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "kernel_initializer": serialize(self.kernel_initializer),
+            "kernel_regularizer": serialize(self.kernel_regularizer),
         }

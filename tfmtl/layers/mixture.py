@@ -8,6 +8,7 @@ from tfmtl._compat import keras, tf
 from tfmtl.features.kinds import int_tuple
 from tfmtl.layers.experts import Experts
 from tfmtl.layers.gate import ExpertGate, mix_experts
+from tfmtl.layers.regularization import Regularization
 
 
 @keras.utils.register_keras_serializable(package="tfmtl")
@@ -25,6 +26,8 @@ class MixtureOfExperts(keras.layers.Layer):
       temperature: Softmax temperature of every gate.
       expert_dropout: Expert dropout of every gate (see :class:`ExpertGate`).
       load_balance: Weight of every gate's load-balancing loss.
+      regularization: Initializers, regularizers and dropout of the experts and gates
+        (:class:`Regularization`; default: Glorot, none, none).
 
     Call args:
       inputs: ``[B, D]`` tensor.
@@ -48,9 +51,12 @@ class MixtureOfExperts(keras.layers.Layer):
         temperature: float = 1.0,
         expert_dropout: float = 0.0,
         load_balance: float = 0.0,
+        regularization: Regularization | dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.regularization = Regularization.from_config(regularization)
+        reg = self.regularization
         if not gate_names:
             raise ValueError("MixtureOfExperts needs at least one gate name")
         self.num_experts = int(num_experts)
@@ -59,10 +65,11 @@ class MixtureOfExperts(keras.layers.Layer):
         self.temperature = float(temperature)
         self.expert_dropout = float(expert_dropout)
         self.load_balance = float(load_balance)
-        self.experts = Experts(self.num_experts, self.expert_units, name="experts")
+        self.experts = Experts(self.num_experts, self.expert_units, **reg.mlp_kwargs(), name="experts")
         self.gates = {
             name: ExpertGate(
-                self.num_experts, self.temperature, self.expert_dropout, self.load_balance, name=f"{name}_gate"
+                self.num_experts, self.temperature, self.expert_dropout, self.load_balance, **reg.gate_kwargs(),
+                name=f"{name}_gate",
             )
             for name in self.gate_names
         }
@@ -89,4 +96,5 @@ class MixtureOfExperts(keras.layers.Layer):
             "temperature": self.temperature,
             "expert_dropout": self.expert_dropout,
             "load_balance": self.load_balance,
+            "regularization": self.regularization.get_config(),
         }

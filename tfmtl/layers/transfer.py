@@ -6,7 +6,6 @@ import math
 from typing import Any, Sequence
 
 from tfmtl._compat import keras, tf
-from tfmtl.tasks.task import Task, TaskHead
 
 
 @keras.utils.register_keras_serializable(package="tfmtl")
@@ -57,56 +56,3 @@ class AdaptiveInformationTransfer(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units}
-
-
-@keras.utils.register_keras_serializable(package="tfmtl")
-class FunnelHead(TaskHead):
-    """A funnel step's head with AITM's behavioural expectation calibrator.
-
-    Predicts ``p_t = sigmoid(w . hidden + b)`` like :class:`~tfmtl.tasks.TaskHead`
-    and adds ``calibration * mean_b max(p_t - p_{t-1}, 0)`` to the model's loss:
-    a later step should not be likelier than the step before it.
-
-    Args:
-      task: The (binary) step.
-      calibration: The calibrator's weight (the paper's alpha; 0.6 there).
-
-    Call args:
-      inputs: ``[hidden, previous_probability]``: ``[B, H]`` and ``[B, 1]``.
-
-    Returns:
-      ``[B, 1]`` probability.
-
-    Example:
-
-    >>> import numpy as np, tfmtl
-    >>> head = tfmtl.layers.FunnelHead(tfmtl.Task.binary("conversion"), calibration=1.0,
-    ...                                kernel_initializer="zeros")
-    >>> p = head([np.ones([2, 3], np.float32), np.array([[0.2], [0.9]], np.float32)])  # p = 0.5 for both
-    >>> round(float(head.losses[0]), 4)  # mean of max(0.5 - 0.2, 0) and max(0.5 - 0.9, 0)
-    0.15
-    """
-
-    def __init__(self, task: Task | dict[str, Any], calibration: float = 0.6, **kwargs: Any) -> None:
-        super().__init__(task, **kwargs)
-        if not calibration >= 0:
-            raise ValueError(f"calibration weight must be >= 0, got {calibration}")
-        self.calibration = float(calibration)
-        self.input_spec = None  # two inputs; Dense's spec describes one
-
-    def build(self, input_shape: Any) -> None:
-        super().build(input_shape[0])
-        self.input_spec = None
-
-    def call(self, inputs: Sequence[tf.Tensor]) -> tf.Tensor:
-        hidden, previous = inputs
-        probability = super().call(hidden)  # [B, 1]
-        if self.calibration:
-            self.add_loss(self.calibration * tf.reduce_mean(tf.nn.relu(probability - tf.cast(previous, probability.dtype))))
-        return probability
-
-    def compute_output_shape(self, input_shape: Any) -> Any:
-        return super().compute_output_shape(input_shape[0])
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "calibration": self.calibration}

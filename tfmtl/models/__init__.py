@@ -1,6 +1,7 @@
-"""Multi-task architectures, all returning a :class:`MultiTaskModel`."""
+"""Multi-task architectures, all returning a :class:`MultiTaskModel`, and the one path they take (:func:`build_model`)."""
 
 from tfmtl.models.aitm import aitm
+from tfmtl.models.builder import Body, EncodedFeatures, build_model
 from tfmtl.models.esmm import esmm
 from tfmtl.models.mmoe import mmoe
 from tfmtl.models.model import MultiTaskModel
@@ -8,4 +9,16 @@ from tfmtl.models.omoe import omoe
 from tfmtl.models.ple import cgc, ple
 from tfmtl.models.shared_bottom import shared_bottom
 
-__all__ = ["MultiTaskModel", "aitm", "cgc", "esmm", "mmoe", "omoe", "ple", "shared_bottom"]
+__all__ = [
+    "Body",
+    "EncodedFeatures",
+    "MultiTaskModel",
+    "aitm",
+    "build_model",
+    "cgc",
+    "esmm",
+    "mmoe",
+    "omoe",
+    "ple",
+    "shared_bottom",
+]

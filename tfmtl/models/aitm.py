@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+from typing import Any, Sequence
 
-from tfmtl._compat import tf
 from tfmtl.features.schema import Schema
-from tfmtl.layers.interaction import Interaction
-from tfmtl.layers.mlp import MLP
-from tfmtl.layers.transfer import FunnelHead
-from tfmtl.models.builder import check_names, encode_features, transfer_from
+from tfmtl.models.builder import build_model
 from tfmtl.models.model import MultiTaskModel
 from tfmtl.tasks.kinds import TaskKind
 from tfmtl.tasks.task import Task, check_tasks
@@ -21,28 +18,37 @@ def aitm(
     *,
     tower_units: int = 64,
     calibration_weight: float = 0.6,
-    interaction: Interaction | None = None,
     name: str = "aitm",
+    **options: Any,
 ) -> MultiTaskModel:
     """AITM over a funnel of binary steps (impression -> click -> conversion -> ...).
 
     Each step has a tower over the shared embeddings; step t's representation
-    takes in what step t-1 learned through an :class:`AdaptiveInformationTransfer`
-    layer, and its head predicts ``p(step t)`` on all impressions (labels are
-    impression-level: 1 when the impression reached step t). The behavioural
-    expectation calibrator (in each later step's :class:`FunnelHead`) penalises a
-    later step's probability exceeding the previous one's. The same two parts are
-    an option on any architecture's funnel tasks:
-    ``Task.binary("conversion", follows="click", transfer=True, order_weight=0.6)``.
+    takes in what step t-1 learned through an
+    :class:`~tfmtl.layers.AdaptiveInformationTransfer` layer, and its head
+    predicts ``p(step t)`` on all impressions (labels are impression-level: 1
+    when the impression reached step t). The behavioural expectation calibrator
+    adds ``calibration_weight * mean(max(p_t - p_{t-1}, 0))`` to the loss.
+
+    This is :func:`build_model` with the funnel written on the tasks: every later
+    step becomes ``Task.binary(..., follows=<previous step>, transfer=True,
+    order_weight=calibration_weight)`` with ``tower_units`` widened to end in
+    ``tower_units``, so ``model.tasks`` shows the funnel, and the calibrator is
+    the objective's order penalty (logged as ``<step>/order_violation``). Any
+    architecture gets the same from such tasks.
 
     Args:
       schema: Adapted feature schema.
       steps: The funnel's binary tasks, earliest first (their ``tower_units``
         give each tower's hidden layers; the last is widened to ``tower_units``).
+        A step may name the step before it in ``follows`` (any other is refused)
+        and carry its own ``order_weight``.
       tower_units: Width H of the towers' outputs and of the transfer layers.
-      calibration_weight: The calibrator's weight (alpha; 0 disables it).
-      interaction: ``tfmtl.layers.Cross(...)`` or ``tfmtl.layers.Dot(...)`` on the encoded features.
+      calibration_weight: The calibrator's weight (alpha; 0 disables it), for the
+        steps without an ``order_weight`` of their own.
       name: Model name.
+      **options: :func:`~tfmtl.models.build_model`'s: ``interaction`` (or ``cross_layers``,
+        ``cross_projection_dim``), ``regularization``.
 
     References:
       Xi et al., "Modeling the Sequential Dependence among Audience Multi-step
@@ -56,22 +62,33 @@ def aitm(
     ...                           tower_units=8)
     >>> sorted(model({"price": np.array([1.0])}))
     ['click', 'conversion']
+    >>> conversion = model.tasks[1]
+    >>> conversion.follows, conversion.transfer, conversion.order_weight, conversion.tower_units
+    ('click', True, 0.6, (64, 8))
     """
+    return build_model(schema, funnel_tasks(steps, tower_units, calibration_weight),
+                       lambda features, tasks: {task.name: features.shared for task in tasks}, name=name, **options)
+
+
+def funnel_tasks(steps: Sequence[Task], tower_units: int, calibration_weight: float) -> tuple[Task, ...]:
+    """AITM's funnel as tasks: each later step follows the one before, with transfer and the order penalty."""
     steps = check_tasks(steps)
-    for step in steps:
+    if not calibration_weight >= 0:
+        raise ValueError(f"calibration_weight must be >= 0, got {calibration_weight!r}")
+    out = []
+    for index, step in enumerate(steps):
         if step.kind is not TaskKind.BINARY:
             raise ValueError(f"AITM funnel steps are binary; task {step.name!r} is {step.kind.value}")
-    check_names(schema, steps)  # "<step>_transfer" layer names are reserved there
-    inputs, shared = encode_features(schema, interaction)  # [B, D]
-    outputs: dict[str, tf.Tensor] = {}
-    previous_hidden = previous_probability = None
-    for step in steps:
-        hidden = MLP([*step.tower_units, tower_units], final_activation="relu", name=f"{step.name}_tower")(shared)
-        if previous_hidden is None:
-            probability = step.head()(hidden)  # [B, 1]
-        else:
-            hidden = transfer_from(step, previous_hidden, hidden)  # [B, tower_units]
-            probability = FunnelHead(step, calibration=calibration_weight)([hidden, previous_probability])
-        outputs[step.name] = probability
-        previous_hidden, previous_probability = hidden, probability  # [B, H], [B, 1]
-    return MultiTaskModel(inputs=inputs, outputs=outputs, name=name)
+        change: dict[str, Any] = {"tower_units": (*step.tower_units, int(tower_units))}
+        if index:
+            previous = steps[index - 1].name
+            if step.follows not in (None, previous):
+                raise ValueError(
+                    f"AITM: step {step.name!r} follows {step.follows!r}, but the step before it in the funnel "
+                    f"{[s.name for s in steps]} is {previous!r}"
+                )
+            change.update(follows=previous, transfer=True, order_weight=step.order_weight or float(calibration_weight))
+        elif step.follows is not None:
+            raise ValueError(f"AITM: the funnel's first step {step.name!r} cannot follow another ({step.follows!r})")
+        out.append(dataclasses.replace(step, **change))
+    return tuple(out)

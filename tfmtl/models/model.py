@@ -47,7 +47,7 @@ class MultiTaskModel(KerasSaving, RawInputEntryPoints, keras.Model):
 
     The schema comes from the model's :class:`~tfmtl.features.FeatureEncoder`
     and the tasks from its output layers that carry a :class:`~tfmtl.Task`
-    (``TaskHead``, ``FunnelProduct``, ``FunnelHead``; Keras orders dict outputs by
+    (``TaskHead``, ``FunnelProduct``; the pre-0.2 ``FunnelHead``; Keras orders dict outputs by
     name, and so ``tasks``), so a model
     saved with ``model.save("m.keras")`` loads back (``keras.models.load_model``)
     as a ``MultiTaskModel`` with both.

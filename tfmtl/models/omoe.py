@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 from tfmtl.features.schema import Schema
-from tfmtl.layers.interaction import Interaction
 from tfmtl.layers.gate import GateOptions
 from tfmtl.layers.mixture import MixtureOfExperts
 from tfmtl.models.builder import build_model, check_units
@@ -20,10 +19,8 @@ def omoe(
     num_experts: int = 4,
     expert_units: Sequence[int] = (256, 128),
     gate: GateOptions = GateOptions(),
-    cross_layers: int = 0,
-    cross_projection_dim: int | None = None,
-    interaction: Interaction | None = None,
     name: str = "omoe",
+    **options: Any,
 ) -> MultiTaskModel:
     """OMoE: MMoE's experts with a single softmax gate shared by all tasks.
 
@@ -36,11 +33,9 @@ def omoe(
       num_experts: Number of experts.
       expert_units: Hidden units of each expert.
       gate: Gate options (temperature, expert dropout, load-balancing loss), all off by default.
-      cross_layers: DCN-v2 ``tfrs.layers.dcn.Cross`` layers before the experts (0 = none).
-      cross_projection_dim: Low-rank projection of the cross layers (None = full rank).
-      interaction: ``tfmtl.layers.Cross(...)`` or ``tfmtl.layers.Dot(...)`` on the encoded
-        features (instead of ``cross_layers``).
       name: Model name.
+      **options: :func:`~tfmtl.models.build_model`'s: ``interaction`` (or ``cross_layers``,
+        ``cross_projection_dim``), ``regularization``.
 
     Example:
 
@@ -53,13 +48,10 @@ def omoe(
     """
     units = check_units(expert_units, "expert_units")
 
-    def body(shared, tasks):
+    def body(features, tasks):
         moe = MixtureOfExperts(num_experts, units, gate_names=["all_tasks"], **gate.as_kwargs(),
-                               name="mixture_of_experts")
-        mixture = moe(shared)["all_tasks"]  # [B, H]
+                               regularization=features.regularization, name="mixture_of_experts")
+        mixture = moe(features.shared)["all_tasks"]  # [B, H]
         return {task.name: mixture for task in tasks}
 
-    return build_model(
-        schema, tasks, body, cross_layers=cross_layers, cross_projection_dim=cross_projection_dim,
-        interaction=interaction, name=name,
-    )
+    return build_model(schema, tasks, body, name=name, **options)

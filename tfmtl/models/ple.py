@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 from tfmtl.features.schema import Schema
-from tfmtl.layers.interaction import Interaction
 from tfmtl.layers.gate import GateOptions
 from tfmtl.layers.extraction import ExtractionLayer
 from tfmtl.models.builder import build_model, check_units
@@ -22,10 +21,8 @@ def ple(
     num_task_experts: int = 1,
     expert_units: Sequence[int] = (128, 64),
     gate: GateOptions = GateOptions(),
-    cross_layers: int = 0,
-    cross_projection_dim: int | None = None,
-    interaction: Interaction | None = None,
     name: str = "ple",
+    **options: Any,
 ) -> MultiTaskModel:
     """PLE: stacked extraction layers with shared and task-specific expert groups.
 
@@ -43,11 +40,9 @@ def ple(
       num_task_experts: Experts per task per level.
       expert_units: Hidden units of every expert.
       gate: Gate options (temperature, expert dropout, load-balancing loss), all off by default.
-      cross_layers: DCN-v2 ``tfrs.layers.dcn.Cross`` layers before the first level (0 = none).
-      cross_projection_dim: Low-rank projection of the cross layers (None = full rank).
-      interaction: ``tfmtl.layers.Cross(...)`` or ``tfmtl.layers.Dot(...)`` on the encoded
-        features (instead of ``cross_layers``).
       name: Model name.
+      **options: :func:`~tfmtl.models.build_model`'s: ``interaction`` (or ``cross_layers``,
+        ``cross_projection_dim``), ``regularization``.
 
     References:
       Tang et al., "Progressive Layered Extraction (PLE): A Novel Multi-Task
@@ -66,9 +61,9 @@ def ple(
     if num_levels < 1:
         raise ValueError(f"num_levels must be >= 1, got {num_levels}")
 
-    def body(shared, tasks):
+    def body(features, tasks):
         names = [task.name for task in tasks]
-        hidden = shared
+        hidden = features.shared
         for level in range(num_levels):
             hidden = ExtractionLayer(
                 names,
@@ -77,14 +72,12 @@ def ple(
                 expert_units=units,
                 shared_gate=level < num_levels - 1,
                 **gate.as_kwargs(),
+                regularization=features.regularization,
                 name=f"extraction_{level}",
             )(hidden)
         return {name: hidden[name] for name in names}
 
-    return build_model(
-        schema, tasks, body, cross_layers=cross_layers, cross_projection_dim=cross_projection_dim,
-        interaction=interaction, name=name,
-    )
+    return build_model(schema, tasks, body, name=name, **options)
 
 
 def cgc(
@@ -95,10 +88,8 @@ def cgc(
     num_task_experts: int = 1,
     expert_units: Sequence[int] = (128, 64),
     gate: GateOptions = GateOptions(),
-    cross_layers: int = 0,
-    cross_projection_dim: int | None = None,
-    interaction: Interaction | None = None,
     name: str = "cgc",
+    **options: Any,
 ) -> MultiTaskModel:
     """CGC: one extraction layer (PLE with ``num_levels=1``).
 
@@ -118,8 +109,6 @@ def cgc(
         num_task_experts=num_task_experts,
         expert_units=expert_units,
         gate=gate,
-        cross_layers=cross_layers,
-        cross_projection_dim=cross_projection_dim,
-        interaction=interaction,
         name=name,
+        **options,
     )

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 from tfmtl.features.schema import Schema
-from tfmtl.layers.interaction import Interaction
 from tfmtl.layers.mlp import MLP
 from tfmtl.models.builder import build_model, check_units
 from tfmtl.models.model import MultiTaskModel
@@ -17,10 +16,8 @@ def shared_bottom(
     tasks: Sequence[Task],
     *,
     bottom_units: Sequence[int] = (256, 128),
-    cross_layers: int = 0,
-    cross_projection_dim: int | None = None,
-    interaction: Interaction | None = None,
     name: str = "shared_bottom",
+    **options: Any,
 ) -> MultiTaskModel:
     """One shared ReLU MLP under one tower per task: ``y_k = h_k(f(x))``.
 
@@ -28,12 +25,9 @@ def shared_bottom(
       schema: Adapted feature schema.
       tasks: The tasks; each gets a tower (``task.tower_units``) and a head.
       bottom_units: Hidden units of the shared MLP (TFRS's ``MLP`` block).
-      cross_layers: Number of DCN-v2 ``tfrs.layers.dcn.Cross`` layers on the
-        encoded features before the bottom (0 = none).
-      cross_projection_dim: Low-rank projection of the cross layers (None = full rank).
-      interaction: ``tfmtl.layers.Cross(...)`` or ``tfmtl.layers.Dot(...)`` on the encoded
-        features (instead of ``cross_layers``).
       name: Model name.
+      **options: :func:`~tfmtl.models.build_model`'s: ``interaction`` (or ``cross_layers``,
+        ``cross_projection_dim``), ``regularization``.
 
     Returns:
       A compiled-ready :class:`MultiTaskModel` with one output per task.
@@ -48,11 +42,8 @@ def shared_bottom(
     """
     units = check_units(bottom_units, "bottom_units")
 
-    def body(shared, tasks):
-        bottom = MLP(units, final_activation="relu", name="bottom")(shared)  # [B, H]
+    def body(features, tasks):
+        bottom = MLP(units, final_activation="relu", **features.regularization.mlp_kwargs(), name="bottom")(features.shared)  # [B, H]
         return {task.name: bottom for task in tasks}
 
-    return build_model(
-        schema, tasks, body, cross_layers=cross_layers, cross_projection_dim=cross_projection_dim,
-        interaction=interaction, name=name,
-    )
+    return build_model(schema, tasks, body, name=name, **options)

@@ -1,5 +1,6 @@
 """Tasks (targets with heads, losses and metrics) and their masked losses/metrics."""
 
+from tfmtl.tasks.funnel import FunnelHeads, FunnelProduct, conditional_name
 from tfmtl.tasks.kinds import TaskKind
 from tfmtl.tasks.losses import MaskedLoss
 from tfmtl.tasks.metrics import (
@@ -24,6 +25,8 @@ __all__ = [
     "CalibrationRatio",
     "ExpectedCalibrationError",
     "F1",
+    "FunnelHeads",
+    "FunnelProduct",
     "GroupAUC",
     "MISSING_LABEL",
     "MaskedAUC",
@@ -40,4 +43,5 @@ __all__ = [
     "Task",
     "TaskHead",
     "TaskKind",
+    "conditional_name",
 ]
