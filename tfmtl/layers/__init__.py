@@ -1,9 +1,10 @@
 """Building blocks shared by the multi-task architectures."""
 
+from tfmtl.layers.dselect import DSelectKGate
 from tfmtl.layers.experts import Experts
 from tfmtl.layers.extraction import ExtractionLayer
 from tfmtl.layers.funnel import FunnelProduct
-from tfmtl.layers.gate import ExpertGate, GateOptions, mix_experts
+from tfmtl.layers.gate import ExpertGate, GateOptions, make_gate, mix_experts
 from tfmtl.layers.interaction import Cross, Dot, FeatureDotInteraction, Interaction
 from tfmtl.layers.mixture import MixtureOfExperts
 from tfmtl.layers.mlp import MLP
@@ -12,6 +13,7 @@ from tfmtl.layers.transfer import AdaptiveInformationTransfer, FunnelHead
 __all__ = [
     "AdaptiveInformationTransfer",
     "Cross",
+    "DSelectKGate",
     "Dot",
     "ExpertGate",
     "Experts",
@@ -23,5 +25,6 @@ __all__ = [
     "Interaction",
     "MLP",
     "MixtureOfExperts",
+    "make_gate",
     "mix_experts",
 ]
