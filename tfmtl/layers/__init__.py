@@ -1,5 +1,6 @@
 """Building blocks shared by the multi-task architectures."""
 
+from tfmtl.layers.adatt import AdaptiveTaskFusion
 from tfmtl.layers.dselect import DSelectKGate
 from tfmtl.layers.experts import Experts
 from tfmtl.layers.extraction import ExtractionLayer
@@ -12,6 +13,7 @@ from tfmtl.layers.transfer import AdaptiveInformationTransfer, FunnelHead
 
 __all__ = [
     "AdaptiveInformationTransfer",
+    "AdaptiveTaskFusion",
     "Cross",
     "DSelectKGate",
     "Dot",

@@ -1,5 +1,6 @@
 """Multi-task architectures, all returning a :class:`MultiTaskModel`."""
 
+from tfmtl.models.adatt import adatt
 from tfmtl.models.aitm import aitm
 from tfmtl.models.esmm import esmm
 from tfmtl.models.mmoe import mmoe
@@ -8,4 +9,4 @@ from tfmtl.models.omoe import omoe
 from tfmtl.models.ple import cgc, ple
 from tfmtl.models.shared_bottom import shared_bottom
 
-__all__ = ["MultiTaskModel", "aitm", "cgc", "esmm", "mmoe", "omoe", "ple", "shared_bottom"]
+__all__ = ["MultiTaskModel", "adatt", "aitm", "cgc", "esmm", "mmoe", "omoe", "ple", "shared_bottom"]
