@@ -1,8 +1,10 @@
 """Building blocks shared by the multi-task architectures."""
 
+from tfmtl.layers.adatt import AdaptiveTaskFusion
+from tfmtl.layers.dselect import DSelectKGate
 from tfmtl.layers.experts import Experts
 from tfmtl.layers.extraction import ExtractionLayer
-from tfmtl.layers.gate import ExpertGate, GateOptions, mix_experts
+from tfmtl.layers.gate import ExpertGate, GateOptions, make_gate, mix_experts
 from tfmtl.layers.interaction import Cross, Dot, FeatureDotInteraction, Interaction
 from tfmtl.layers.mixture import MixtureOfExperts
 from tfmtl.layers.mlp import MLP
@@ -11,7 +13,9 @@ from tfmtl.layers.transfer import AdaptiveInformationTransfer
 
 __all__ = [
     "AdaptiveInformationTransfer",
+    "AdaptiveTaskFusion",
     "Cross",
+    "DSelectKGate",
     "Dot",
     "ExpertGate",
     "Experts",
@@ -23,5 +27,6 @@ __all__ = [
     "MixtureOfExperts",
     "Regularization",
     "clone_initializer",
+    "make_gate",
     "mix_experts",
 ]

@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 from tfmtl._compat import keras, tf
 from tfmtl.features.kinds import int_tuple
 from tfmtl.layers.experts import Experts
-from tfmtl.layers.gate import ExpertGate, mix_experts
+from tfmtl.layers.gate import GateOptions, make_gate, mix_experts
 from tfmtl.layers.regularization import Regularization
 
 #: Key of the shared branch in an extraction layer's inputs and outputs.
@@ -33,6 +33,9 @@ class ExtractionLayer(keras.layers.Layer):
       temperature: Softmax temperature of every gate.
       expert_dropout: Expert dropout of every gate (see :class:`ExpertGate`).
       load_balance: Weight of every gate's load-balancing loss.
+      kind: ``"softmax"`` or ``"dselect_k"`` (see :class:`GateOptions`).
+      k: DSelect-k's number of selectors (``kind="dselect_k"`` only).
+      gamma: DSelect-k's smooth-step width (``kind="dselect_k"`` only).
       regularization: Initializers, regularizers and dropout of the experts and gates
         (:class:`Regularization`; default: Glorot, none, none).
 
@@ -62,6 +65,9 @@ class ExtractionLayer(keras.layers.Layer):
         temperature: float = 1.0,
         expert_dropout: float = 0.0,
         load_balance: float = 0.0,
+        kind: str = "softmax",
+        k: int = 2,
+        gamma: float = 1.0,
         regularization: Regularization | dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -80,7 +86,7 @@ class ExtractionLayer(keras.layers.Layer):
         self.temperature = float(temperature)
         self.expert_dropout = float(expert_dropout)
         self.load_balance = float(load_balance)
-        gate_options = (self.temperature, self.expert_dropout, self.load_balance)
+        self.gate_options = GateOptions(self.temperature, self.expert_dropout, self.load_balance, kind, k, gamma)
         # -- sub-layers --
         self.shared_experts = (
             Experts(self.num_shared_experts, self.expert_units, **reg.mlp_kwargs(), name="shared_experts") if self.num_shared_experts else None
@@ -91,10 +97,10 @@ class ExtractionLayer(keras.layers.Layer):
             else {}
         )
         per_task = self.num_task_experts + self.num_shared_experts
-        self.gates = {t: ExpertGate(per_task, *gate_options, **reg.gate_kwargs(), name=f"{t}_gate") for t in self.task_names}
+        self.gates = {t: make_gate(per_task, self.gate_options, **reg.gate_kwargs(), name=f"{t}_gate") for t in self.task_names}
         if self.shared_gate:
             total = len(self.task_names) * self.num_task_experts + self.num_shared_experts
-            self.gates[SHARED] = ExpertGate(total, *gate_options, **reg.gate_kwargs(), name=f"{SHARED}_gate")
+            self.gates[SHARED] = make_gate(total, self.gate_options, **reg.gate_kwargs(), name=f"{SHARED}_gate")
 
     def expert_names(self, gate: str) -> list[str]:
         """Names of the experts gate ``gate`` (a task name or ``"shared"``) mixes, in weight order."""
@@ -132,5 +138,8 @@ class ExtractionLayer(keras.layers.Layer):
             "temperature": self.temperature,
             "expert_dropout": self.expert_dropout,
             "load_balance": self.load_balance,
+            "kind": self.gate_options.kind,
+            "k": self.gate_options.k,
+            "gamma": self.gate_options.gamma,
             "regularization": self.regularization.get_config(),
         }

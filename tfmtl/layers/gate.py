@@ -1,11 +1,14 @@
-"""Softmax gates over experts, and the gate-weighted mixing every MoE architecture shares."""
+"""Gates over experts (softmax, or DSelect-k through :func:`make_gate`), and the gate-weighted mixing every MoE
+architecture shares."""
 
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any
 
 from tfmtl._compat import keras, tf
+from tfmtl.layers.dselect import DSelectKGate
 from tfmtl.layers.regularization import clone_initializer, serialize
 
 
@@ -22,28 +25,82 @@ def mix_experts(weights: tf.Tensor, experts: tf.Tensor) -> tf.Tensor:
     return tf.einsum("be,beh->bh", weights, experts)
 
 
+#: The gates :class:`GateOptions` can ask for.
+GATE_KINDS = ("softmax", "dselect_k")
+
+
 @dataclasses.dataclass(frozen=True)
 class GateOptions:
     """How the gates of an MoE architecture behave (all defaults: the plain softmax gate).
 
     Args:
-      temperature: Softmax temperature (> 1 flattens, < 1 sharpens).
-      expert_dropout: Per-example probability of dropping an expert while training.
-      load_balance: Weight of the load-balancing loss (see :class:`ExpertGate`).
+      temperature: Softmax temperature (> 1 flattens, < 1 sharpens); softmax gate only.
+      expert_dropout: Per-example probability of dropping an expert while training; softmax gate only.
+      load_balance: Weight of the load-balancing loss (see :class:`ExpertGate`); softmax gate only.
+      kind: ``"softmax"`` (:class:`ExpertGate`) or ``"dselect_k"`` (:class:`DSelectKGate`).
+      k: DSelect-k's number of selectors (the most experts one gate mixes); ``"dselect_k"`` only.
+      gamma: Width of DSelect-k's smooth step; ``"dselect_k"`` only.
+
+    An option of the other kind raises a ``ValueError`` instead of being ignored.
 
     Example:
 
     >>> import tfmtl
     >>> tfmtl.layers.GateOptions(temperature=2.0, load_balance=0.01).as_kwargs()
-    {'temperature': 2.0, 'expert_dropout': 0.0, 'load_balance': 0.01}
+    {'temperature': 2.0, 'expert_dropout': 0.0, 'load_balance': 0.01, 'kind': 'softmax', 'k': 2, 'gamma': 1.0}
+    >>> gate = tfmtl.layers.make_gate(4, tfmtl.layers.GateOptions(kind="dselect_k", k=1), name="g")
+    >>> type(gate).__name__, gate.k
+    ('DSelectKGate', 1)
     """
 
     temperature: float = 1.0
     expert_dropout: float = 0.0
     load_balance: float = 0.0
+    kind: str = "softmax"
+    k: int = 2
+    gamma: float = 1.0
 
-    def as_kwargs(self) -> dict[str, float]:
+    def __post_init__(self) -> None:
+        if self.kind not in GATE_KINDS:
+            raise ValueError(f"GateOptions kind must be one of {GATE_KINDS}, got {self.kind!r}")
+        if isinstance(self.k, bool) or not isinstance(self.k, numbers.Integral) or self.k < 1:
+            raise ValueError(f"GateOptions k (DSelect-k's number of selectors) must be an int >= 1, got {self.k!r}")
+        if not self.gamma > 0:
+            raise ValueError(f"GateOptions gamma must be > 0, got {self.gamma!r}")
+        defaults = GateOptions.__dataclass_fields__
+        other = ("temperature", "expert_dropout", "load_balance") if self.kind == "dselect_k" else ("k", "gamma")
+        changed = {name: getattr(self, name) for name in other if getattr(self, name) != defaults[name].default}
+        if changed:
+            raise ValueError(f"GateOptions {changed} do not apply to kind={self.kind!r}; leave them at their defaults")
+        object.__setattr__(self, "k", int(self.k))
+        object.__setattr__(self, "gamma", float(self.gamma))
+
+    def as_kwargs(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def make_gate(num_experts: int, options: GateOptions = GateOptions(), *, name: str | None = None,
+              **kwargs: Any) -> keras.layers.Layer:
+    """The gate ``options`` asks for over ``num_experts`` experts: an :class:`ExpertGate` or a :class:`DSelectKGate`.
+
+    Both map ``[B, D]`` inputs (and ``training``) to ``[B, E]`` weights and record
+    them for :func:`tfmtl.diagnostics.expert_usage`. ``kwargs`` go to the gate's
+    constructor (e.g. ``kernel_regularizer``; a DSelect-k gate keeps its own initialisation).
+
+    Example:
+
+    >>> import numpy as np, tfmtl
+    >>> gate = tfmtl.layers.make_gate(3, tfmtl.layers.GateOptions(), kernel_initializer="zeros")
+    >>> gate(np.ones([1, 2], np.float32)).numpy().round(3)
+    array([[0.333, 0.333, 0.333]], dtype=float32)
+    """
+    if not isinstance(options, GateOptions):
+        raise TypeError(f"options must be a tfmtl.layers.GateOptions, got {options!r}")
+    if options.kind == "dselect_k":  # its selectors start as the reference's (near the smooth step's middle)
+        kwargs = {key: value for key, value in kwargs.items() if key != "kernel_initializer"}
+        return DSelectKGate(num_experts, k=options.k, gamma=options.gamma, name=name, **kwargs)
+    return ExpertGate(num_experts, options.temperature, options.expert_dropout, options.load_balance, name=name,
+                      **kwargs)
 
 
 @keras.utils.register_keras_serializable(package="tfmtl")

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 from tfmtl._compat import keras, tf
 from tfmtl.features.kinds import int_tuple
 from tfmtl.layers.experts import Experts
-from tfmtl.layers.gate import ExpertGate, mix_experts
+from tfmtl.layers.gate import GateOptions, make_gate, mix_experts
 from tfmtl.layers.regularization import Regularization
 
 
@@ -17,7 +17,8 @@ class MixtureOfExperts(keras.layers.Layer):
 
     Shapes: B batch, D input width, E experts, H expert output units.
     For gate k: ``g_k = softmax(W_k x / temperature)`` (``[B, E]``, a linear map of
-    the input as in Ma et al. 2018, Eq. 8) and ``f_k(x) = sum_i g_k(x)_i * expert_i(x)``.
+    the input as in Ma et al. 2018, Eq. 8; or a :class:`DSelectKGate` with
+    ``kind="dselect_k"``) and ``f_k(x) = sum_i g_k(x)_i * expert_i(x)``.
 
     Args:
       num_experts: E.
@@ -26,6 +27,9 @@ class MixtureOfExperts(keras.layers.Layer):
       temperature: Softmax temperature of every gate.
       expert_dropout: Expert dropout of every gate (see :class:`ExpertGate`).
       load_balance: Weight of every gate's load-balancing loss.
+      kind: ``"softmax"`` or ``"dselect_k"`` (see :class:`GateOptions`).
+      k: DSelect-k's number of selectors (``kind="dselect_k"`` only).
+      gamma: DSelect-k's smooth-step width (``kind="dselect_k"`` only).
       regularization: Initializers, regularizers and dropout of the experts and gates
         (:class:`Regularization`; default: Glorot, none, none).
 
@@ -51,6 +55,9 @@ class MixtureOfExperts(keras.layers.Layer):
         temperature: float = 1.0,
         expert_dropout: float = 0.0,
         load_balance: float = 0.0,
+        kind: str = "softmax",
+        k: int = 2,
+        gamma: float = 1.0,
         regularization: Regularization | dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -65,12 +72,10 @@ class MixtureOfExperts(keras.layers.Layer):
         self.temperature = float(temperature)
         self.expert_dropout = float(expert_dropout)
         self.load_balance = float(load_balance)
+        self.gate_options = GateOptions(self.temperature, self.expert_dropout, self.load_balance, kind, k, gamma)
         self.experts = Experts(self.num_experts, self.expert_units, **reg.mlp_kwargs(), name="experts")
         self.gates = {
-            name: ExpertGate(
-                self.num_experts, self.temperature, self.expert_dropout, self.load_balance, **reg.gate_kwargs(),
-                name=f"{name}_gate",
-            )
+            name: make_gate(self.num_experts, self.gate_options, **reg.gate_kwargs(), name=f"{name}_gate")
             for name in self.gate_names
         }
 
@@ -79,7 +84,7 @@ class MixtureOfExperts(keras.layers.Layer):
         return [f"{self.name}/expert_{e}" for e in range(self.num_experts)]
 
     def gate_weights(self, inputs: tf.Tensor, training: Any = None) -> dict[str, tf.Tensor]:
-        """Softmax gate weights per gate name, each ``[B, E]``."""
+        """Gate weights per gate name, each ``[B, E]``."""
         return {name: gate(inputs, training=training) for name, gate in self.gates.items()}
 
     def call(self, inputs: tf.Tensor, training: Any = None) -> dict[str, tf.Tensor]:
@@ -96,5 +101,8 @@ class MixtureOfExperts(keras.layers.Layer):
             "temperature": self.temperature,
             "expert_dropout": self.expert_dropout,
             "load_balance": self.load_balance,
+            "kind": self.gate_options.kind,
+            "k": self.gate_options.k,
+            "gamma": self.gate_options.gamma,
             "regularization": self.regularization.get_config(),
         }

@@ -1,5 +1,6 @@
 """Multi-task architectures, all returning a :class:`MultiTaskModel`, and the one path they take (:func:`build_model`)."""
 
+from tfmtl.models.adatt import adatt
 from tfmtl.models.aitm import aitm
 from tfmtl.models.builder import Body, EncodedFeatures, build_model
 from tfmtl.models.esmm import esmm
@@ -13,6 +14,7 @@ __all__ = [
     "Body",
     "EncodedFeatures",
     "MultiTaskModel",
+    "adatt",
     "aitm",
     "build_model",
     "cgc",

@@ -234,7 +234,7 @@ def check_names(schema: Schema, tasks: Sequence[Task], extra_outputs: Sequence[s
     both = sorted(task_names & set(schema.names))
     if both:
         raise ValueError(f"{both} name(s) both a feature and a task; rename the task (e.g. 'p_{both[0]}')")
-    internal = _RESERVED | {f"{kind}_{i}" for kind in ("cross", "extraction") for i in range(64)} | {
+    internal = _RESERVED | {f"{kind}_{i}" for kind in ("cross", "extraction", "fusion") for i in range(64)} | {
         f"{t}_{suffix}" for t in task_names for suffix in ("tower", "gate", "transfer")
     }
     clashes = sorted((task_names | set(schema.names)) & internal)
