@@ -4,6 +4,7 @@ from tfmtl.layers.experts import Experts
 from tfmtl.layers.extraction import ExtractionLayer
 from tfmtl.layers.funnel import FunnelProduct
 from tfmtl.layers.gate import ExpertGate, GateOptions, mix_experts
+from tfmtl.layers.home import HierarchyOfExperts, NormalizedExperts
 from tfmtl.layers.interaction import Cross, Dot, FeatureDotInteraction, Interaction
 from tfmtl.layers.mixture import MixtureOfExperts
 from tfmtl.layers.mlp import MLP
@@ -20,8 +21,10 @@ __all__ = [
     "FunnelHead",
     "FunnelProduct",
     "GateOptions",
+    "HierarchyOfExperts",
     "Interaction",
     "MLP",
     "MixtureOfExperts",
+    "NormalizedExperts",
     "mix_experts",
 ]
