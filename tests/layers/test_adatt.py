@@ -112,8 +112,10 @@ def test_residual_weights_are_learnable_and_start_in_their_range():
 
 def test_dselect_gates_and_config_round_trip():
     layer = AdaptiveTaskFusion(TASKS, 1, 2, expert_units=(3,), shared_gate=True, kind="dselect_k", k=2,
-                               kernel_regularizer="l2", name="fusion")
+                               regularization=tfmtl.layers.Regularization(kernel_regularizer="l2"), name="fusion")
     assert all(isinstance(gate, DSelectKGate) for gate in layer.gates.values())
+    layer(_inputs(3))
+    assert len(layer.losses) >= 3 + 3  # an L2 term per expert kernel and per gate kernel
     clone = AdaptiveTaskFusion.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
     x = _inputs(3)

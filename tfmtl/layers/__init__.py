@@ -5,6 +5,7 @@ from tfmtl.layers.dselect import DSelectKGate
 from tfmtl.layers.experts import Experts
 from tfmtl.layers.extraction import ExtractionLayer
 from tfmtl.layers.gate import ExpertGate, GateOptions, make_gate, mix_experts
+from tfmtl.layers.home import HierarchyOfExperts, NormalizedExperts
 from tfmtl.layers.interaction import Cross, Dot, FeatureDotInteraction, Interaction
 from tfmtl.layers.mixture import MixtureOfExperts
 from tfmtl.layers.mlp import MLP
@@ -22,11 +23,13 @@ __all__ = [
     "ExtractionLayer",
     "FeatureDotInteraction",
     "GateOptions",
+    "HierarchyOfExperts",
     "Interaction",
     "MLP",
     "MixtureOfExperts",
     "Regularization",
     "clone_initializer",
     "make_gate",
+    "NormalizedExperts",
     "mix_experts",
 ]

@@ -4,6 +4,7 @@ from tfmtl.models.adatt import adatt
 from tfmtl.models.aitm import aitm
 from tfmtl.models.builder import Body, EncodedFeatures, build_model
 from tfmtl.models.esmm import esmm
+from tfmtl.models.home import home
 from tfmtl.models.mmoe import mmoe
 from tfmtl.models.model import MultiTaskModel
 from tfmtl.models.omoe import omoe
@@ -19,6 +20,7 @@ __all__ = [
     "build_model",
     "cgc",
     "esmm",
+    "home",
     "mmoe",
     "omoe",
     "ple",

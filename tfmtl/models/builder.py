@@ -225,7 +225,9 @@ def encode_features(
     return inputs, EncodedFeatures(schema, encoder, preprocessed, encoded, shared, regularization)
 
 
-_RESERVED = {"features", "preprocessing", "dot_interaction", "bottom", "mixture_of_experts", "shared", "all_tasks"}
+_RESERVED = {
+    "features", "preprocessing", "dot_interaction", "bottom", "mixture_of_experts", "hierarchy_of_experts", "shared", "all_tasks",
+}
 
 
 def check_names(schema: Schema, tasks: Sequence[Task], extra_outputs: Sequence[str] = ()) -> None:
