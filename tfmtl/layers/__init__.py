@@ -7,6 +7,7 @@ from tfmtl.layers.interaction import Cross, Dot, FeatureDotInteraction, Interact
 from tfmtl.layers.mixture import MixtureOfExperts
 from tfmtl.layers.mlp import MLP
 from tfmtl.layers.regularization import Regularization, clone_initializer
+from tfmtl.layers.stem import StemLayer
 from tfmtl.layers.transfer import AdaptiveInformationTransfer
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "MLP",
     "MixtureOfExperts",
     "Regularization",
+    "StemLayer",
     "clone_initializer",
     "mix_experts",
 ]

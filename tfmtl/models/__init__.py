@@ -8,6 +8,7 @@ from tfmtl.models.model import MultiTaskModel
 from tfmtl.models.omoe import omoe
 from tfmtl.models.ple import cgc, ple
 from tfmtl.models.shared_bottom import shared_bottom
+from tfmtl.models.stem import stem
 
 __all__ = [
     "Body",
@@ -21,4 +22,5 @@ __all__ = [
     "omoe",
     "ple",
     "shared_bottom",
+    "stem",
 ]
