@@ -10,6 +10,7 @@ from tfmtl.layers.interaction import Cross, Dot, FeatureDotInteraction, Interact
 from tfmtl.layers.mixture import MixtureOfExperts
 from tfmtl.layers.mlp import MLP
 from tfmtl.layers.regularization import Regularization, clone_initializer
+from tfmtl.layers.stem import StemLayer
 from tfmtl.layers.transfer import AdaptiveInformationTransfer
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "MLP",
     "MixtureOfExperts",
     "Regularization",
+    "StemLayer",
     "clone_initializer",
     "make_gate",
     "NormalizedExperts",

@@ -10,6 +10,7 @@ from tfmtl.models.model import MultiTaskModel
 from tfmtl.models.omoe import omoe
 from tfmtl.models.ple import cgc, ple
 from tfmtl.models.shared_bottom import shared_bottom
+from tfmtl.models.stem import stem
 
 __all__ = [
     "Body",
@@ -25,4 +26,5 @@ __all__ = [
     "omoe",
     "ple",
     "shared_bottom",
+    "stem",
 ]
