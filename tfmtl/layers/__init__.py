@@ -6,6 +6,7 @@ from tfmtl.layers.gate import ExpertGate, GateOptions, mix_experts
 from tfmtl.layers.interaction import Cross, Dot, FeatureDotInteraction, Interaction
 from tfmtl.layers.mixture import MixtureOfExperts
 from tfmtl.layers.mlp import MLP
+from tfmtl.layers.pepnet import EPNet, GateNU, PPNet
 from tfmtl.layers.regularization import Regularization, clone_initializer
 from tfmtl.layers.transfer import AdaptiveInformationTransfer
 
@@ -13,14 +14,17 @@ __all__ = [
     "AdaptiveInformationTransfer",
     "Cross",
     "Dot",
+    "EPNet",
     "ExpertGate",
     "Experts",
     "ExtractionLayer",
     "FeatureDotInteraction",
+    "GateNU",
     "GateOptions",
     "Interaction",
     "MLP",
     "MixtureOfExperts",
+    "PPNet",
     "Regularization",
     "clone_initializer",
     "mix_experts",

@@ -6,6 +6,7 @@ from tfmtl.models.esmm import esmm
 from tfmtl.models.mmoe import mmoe
 from tfmtl.models.model import MultiTaskModel
 from tfmtl.models.omoe import omoe
+from tfmtl.models.pepnet import pepnet
 from tfmtl.models.ple import cgc, ple
 from tfmtl.models.shared_bottom import shared_bottom
 
@@ -19,6 +20,7 @@ __all__ = [
     "esmm",
     "mmoe",
     "omoe",
+    "pepnet",
     "ple",
     "shared_bottom",
 ]
