@@ -118,7 +118,8 @@ def test_layers_round_trip_their_config():
         expected = layer(inputs)
         clone(inputs)
         clone.set_weights(layer.get_weights())
-        tf.nest.map_structure(lambda a, b: np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6), clone(inputs), expected)
+        for got, want in zip(tf.nest.flatten(clone(inputs)), tf.nest.flatten(expected)):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
         assert layer.losses  # the L2 regularizers reach every kernel's layer
 
 
@@ -152,7 +153,8 @@ def test_pepnet_fits_and_saves(small_schema, small_data, tmp_path):
                                 regularization=Regularization(dropout=0.1))
     ppnet = model.get_layer("ppnet")
     assert model.get_layer("epnet").gate.units == model.get_layer("features").output_dim
-    assert ppnet.towers["click"].gates[0].hidden.kernel.shape[0] == 2 * 8 + model.get_layer("features").output_dim  # [prior ; O_ep]
+    width = model.get_layer("features").output_dim
+    assert ppnet.towers["click"].gates[0].hidden.kernel.shape[0] == 2 * 8 + width  # [o_prior ; O_ep]
     model.compile(metrics={task.name: [] for task in tasks}, run_eagerly=True)  # one step: eager is faster than tracing
     before = ppnet.towers["click"].gates[0].gate.kernel.numpy().copy()
     model.fit(small_data.take(slice(0, 128)).to_dataset(128), epochs=1, verbose=0)

@@ -46,7 +46,7 @@ class GateNU(keras.layers.Layer):
 
     References:
       Chang et al., "PEPNet: Parameter and Embedding Personalized Network for
-      Infusing with Personalized Prior Information", KDD 2023 (Eq. 1).
+      Infusing with Personalized Prior Information", KDD 2023.
 
     Example:
 
@@ -102,7 +102,7 @@ class EPNet(keras.layers.Layer):
     choice, with hidden width ``D_e``); whether the paper uses one gate value per
     field, broadcast over that field's embedding, is unverified. The stop-gradient
     is on the gate's copy of ``E`` only: ``E`` gets gradient through ``delta_dom * E``
-    alone, so the gate does not push the embeddings around (paper, Sec. 3.3).
+    alone, so the gate does not push the embeddings around.
 
     Args:
       gamma: GateNU's scale (PEPNet: 2).
@@ -118,7 +118,7 @@ class EPNet(keras.layers.Layer):
 
     References:
       Chang et al., "PEPNet: Parameter and Embedding Personalized Network for
-      Infusing with Personalized Prior Information", KDD 2023 (Sec. 3.3).
+      Infusing with Personalized Prior Information", KDD 2023.
       Reference code: alibaba/TorchEasyRec ``tzrec/modules/personalized_net.py`` (``EPNet``).
 
     Example:
@@ -193,7 +193,7 @@ class PPNet(keras.layers.Layer):
 
     References:
       Chang et al., "PEPNet: Parameter and Embedding Personalized Network for
-      Infusing with Personalized Prior Information", KDD 2023 (Sec. 3.4).
+      Infusing with Personalized Prior Information", KDD 2023.
       Reference code: alibaba/TorchEasyRec ``tzrec/modules/personalized_net.py`` (``PPNet``);
       alibaba/EasyRec ``easy_rec/python/layers/keras/ppnet.py``.
 
@@ -228,7 +228,8 @@ class PPNet(keras.layers.Layer):
     def call(self, inputs: Sequence[tf.Tensor], training: Any = None) -> dict[str, tf.Tensor]:
         tower_input, prior = inputs  # [B, D], [B, P]
         gate_input = tf.concat([prior, tf.stop_gradient(tower_input)], axis=-1)  # [B, P + D]
-        return {task: tower([tower_input, gate_input], training=training) for task, tower in self.towers.items()}  # [B, H_L]
+        return {task: tower([tower_input, gate_input], training=training)  # [B, H_L]
+                for task, tower in self.towers.items()}
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -249,8 +250,10 @@ class _GatedTower(keras.layers.Layer):
 
     def __init__(self, units: Sequence[int], gamma: float, regularization: Regularization, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.dense = [keras.layers.Dense(width, activation="relu", **regularization.layer_kwargs(), name=f"dense_{level}")
-                      for level, width in enumerate(units)]
+        self.dense = [
+            keras.layers.Dense(width, activation="relu", **regularization.layer_kwargs(), name=f"dense_{level}")
+            for level, width in enumerate(units)
+        ]
         self.gates = [GateNU(width, width, gamma, **regularization.layer_kwargs(), name=f"gate_{level}")
                       for level, width in enumerate(units)]
         self.dropout = keras.layers.Dropout(regularization.dropout) if regularization.dropout else None

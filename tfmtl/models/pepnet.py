@@ -80,12 +80,15 @@ def pepnet(
     (8, 4)
     """
     gate_features = _feature_names(schema, gate_features, "gate_features")
-    prior_features = gate_features if prior_features is None else _feature_names(schema, prior_features, "prior_features")
+    if prior_features is not None:
+        prior_features = _feature_names(schema, prior_features, "prior_features")
     units = check_units(tower_units, "tower_units")
 
     def body(features, tasks):
         domain = features.select(gate_features, name="pepnet_gate_features")  # [B, D_d]
-        prior = domain if prior_features == gate_features else features.select(prior_features, name="pepnet_prior_features")
+        prior = domain  # [B, P]
+        if prior_features is not None:
+            prior = features.select(prior_features, name="pepnet_prior_features")
         o_ep = EPNet(gamma, regularization=features.regularization, name="epnet")([features.shared, domain])  # [B, D_e]
         return PPNet([task.name for task in tasks], units, gamma, features.regularization, name="ppnet")([o_ep, prior])
 
