@@ -8,6 +8,7 @@ from tfmtl.layers.mixture import MixtureOfExperts
 from tfmtl.layers.mlp import MLP
 from tfmtl.layers.pepnet import EPNet, GateNU, PPNet
 from tfmtl.layers.regularization import Regularization, clone_initializer
+from tfmtl.layers.star import PartitionedNormalization, StarFCN, StarNetwork
 from tfmtl.layers.transfer import AdaptiveInformationTransfer
 
 __all__ = [
@@ -25,7 +26,10 @@ __all__ = [
     "MLP",
     "MixtureOfExperts",
     "PPNet",
+    "PartitionedNormalization",
     "Regularization",
+    "StarFCN",
+    "StarNetwork",
     "clone_initializer",
     "mix_experts",
 ]

@@ -9,6 +9,7 @@ from tfmtl.models.omoe import omoe
 from tfmtl.models.pepnet import pepnet
 from tfmtl.models.ple import cgc, ple
 from tfmtl.models.shared_bottom import shared_bottom
+from tfmtl.models.star import star
 
 __all__ = [
     "Body",
@@ -23,4 +24,5 @@ __all__ = [
     "pepnet",
     "ple",
     "shared_bottom",
+    "star",
 ]
