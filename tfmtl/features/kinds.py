@@ -283,8 +283,8 @@ class EmbeddingTable(keras.layers.Embedding):
     #: attribute, so that setting it on a layer adds nothing to what Keras tracks and saves.
     stored_rows: Callable[[tf.Tensor], tf.Tensor] | None = None
 
-    #: Weight of the L2 penalty on the rows a training batch looks up (set by the model's
-    #: :class:`~tfmtl.features.FeatureEncoder` from ``Regularization.embedding_l2``).
+    #: Weight of the L2 penalty on the distinct rows a training batch looks up (:func:`distinct_squares`;
+    #: set by the model's :class:`~tfmtl.features.FeatureEncoder` from ``Regularization.embedding_l2``).
     l2: float = 0.0
 
     def call(self, inputs: tf.Tensor, valid: tf.Tensor | None = None, training: Any = None) -> tf.Tensor:
@@ -293,12 +293,33 @@ class EmbeddingTable(keras.layers.Embedding):
             return tf.cast(self.stored_rows(tf.cast(inputs, tf.int64)), self.compute_dtype)
         rows = super().call(inputs)
         if self.l2 and training and self.trainable:
-            squares = tf.reduce_sum(tf.square(tf.cast(rows, tf.float32)), axis=-1)  # [...]
-            if valid is not None:
-                squares = tf.where(valid, squares, tf.zeros_like(squares))
-            batch = tf.cast(tf.shape(inputs)[0], tf.float32)
-            self.add_loss(self.l2 * tf.reduce_sum(squares) / batch)  # sum over the batch's lookups, per example
+            self.add_loss(self.l2 * distinct_squares(inputs, rows, valid))
         return rows
+
+
+def distinct_squares(ids: tf.Tensor, rows: tf.Tensor, valid: tf.Tensor | None = None) -> tf.Tensor:
+    """``sum ||row||^2`` over the distinct table rows a batch looks up (each row once, however often it is looked up).
+
+    ``ids`` ``[...]`` int, ``rows`` ``[..., D]`` their embeddings, ``valid`` ``[...]`` bool (padding: False).
+    Sort-based, so it also compiles with XLA. As DIN's mini-batch aware regularization
+    (Zhou et al., KDD 2018, Eq. 7 without its 1/n_j), an id seen in few batches is held back
+    as often as it is trained, and an id the batch does not look up gets no gradient.
+
+    Example:
+
+    >>> import numpy as np, tfmtl
+    >>> ids = np.array([3, 5, 3]); rows = np.array([[1.0, 1.0], [2.0, 0.0], [1.0, 1.0]], np.float32)
+    >>> float(tfmtl.features.kinds.distinct_squares(ids, rows))  # row 3 once (2) + row 5 (4)
+    6.0
+    """
+    flat_ids = tf.reshape(tf.cast(ids, tf.int64), [-1])  # [N]
+    squares = tf.reduce_sum(tf.square(tf.reshape(tf.cast(rows, tf.float32), [tf.size(flat_ids), -1])), axis=-1)  # [N]
+    if valid is not None:
+        flat_ids = tf.where(tf.reshape(valid, [-1]), flat_ids, -1)  # padding: one shared id, dropped below
+    order = tf.argsort(flat_ids, stable=True)
+    sorted_ids = tf.gather(flat_ids, order)  # [N]
+    first = tf.concat([tf.ones([1], tf.bool), sorted_ids[1:] != sorted_ids[:-1]], axis=0) & (sorted_ids >= 0)
+    return tf.reduce_sum(tf.where(first, tf.gather(squares, order), 0.0))
 
 
 class TableEncoding(FeatureEncoding):

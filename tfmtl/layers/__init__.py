@@ -9,7 +9,9 @@ from tfmtl.layers.home import HierarchyOfExperts, NormalizedExperts
 from tfmtl.layers.interaction import Cross, Dot, FeatureDotInteraction, Interaction
 from tfmtl.layers.mixture import MixtureOfExperts
 from tfmtl.layers.mlp import MLP
+from tfmtl.layers.pepnet import EPNet, GateNU, PPNet
 from tfmtl.layers.regularization import Regularization, clone_initializer
+from tfmtl.layers.star import PartitionedNormalization, StarFCN, StarNetwork
 from tfmtl.layers.stem import StemLayer
 from tfmtl.layers.transfer import AdaptiveInformationTransfer
 
@@ -19,19 +21,25 @@ __all__ = [
     "Cross",
     "DSelectKGate",
     "Dot",
+    "EPNet",
     "ExpertGate",
     "Experts",
     "ExtractionLayer",
     "FeatureDotInteraction",
+    "GateNU",
     "GateOptions",
     "HierarchyOfExperts",
     "Interaction",
     "MLP",
     "MixtureOfExperts",
+    "NormalizedExperts",
+    "PPNet",
+    "PartitionedNormalization",
     "Regularization",
+    "StarFCN",
+    "StarNetwork",
     "StemLayer",
     "clone_initializer",
     "make_gate",
-    "NormalizedExperts",
     "mix_experts",
 ]

@@ -8,8 +8,10 @@ from tfmtl.models.home import home
 from tfmtl.models.mmoe import mmoe
 from tfmtl.models.model import MultiTaskModel
 from tfmtl.models.omoe import omoe
+from tfmtl.models.pepnet import pepnet
 from tfmtl.models.ple import cgc, ple
 from tfmtl.models.shared_bottom import shared_bottom
+from tfmtl.models.star import star
 from tfmtl.models.stem import stem
 
 __all__ = [
@@ -24,7 +26,9 @@ __all__ = [
     "home",
     "mmoe",
     "omoe",
+    "pepnet",
     "ple",
     "shared_bottom",
+    "star",
     "stem",
 ]

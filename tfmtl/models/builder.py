@@ -70,6 +70,18 @@ class EncodedFeatures:
       shared: ``[B, D]``: every feature encoded and concatenated (after the interaction, if any).
       schema: The model's adapted schema.
       regularization: The model's :class:`~tfmtl.layers.Regularization`, for the body's layers.
+
+    Example, a body that reads one feature's embedding beside the shared representation:
+
+    >>> import numpy as np, tfmtl
+    >>> def body(features, tasks):
+    ...     item = features.select(["item"], name="item_only")  # [B, 2]
+    ...     return {task.name: item for task in tasks}
+    >>> schema = tfmtl.Schema([tfmtl.Categorical("item", embedding_dim=2, vocabulary=("a", "b")),
+    ...                        tfmtl.Numeric("price", mean=0.0, variance=1.0)])
+    >>> model = tfmtl.models.build_model(schema, [tfmtl.Task.binary("click")], body, name="m")
+    >>> model.get_layer("item_only").output_shape
+    (None, 2)
     """
 
     def __init__(
@@ -156,7 +168,17 @@ def build_model(
     Returns:
       A :class:`MultiTaskModel` with one output per task (plus the heads' extra outputs).
 
-    Example: see :class:`Body`.
+    Example, shared-bottom written as a body:
+
+    >>> import numpy as np, tfmtl
+    >>> def bottom(features, tasks):
+    ...     hidden = tfmtl.layers.MLP([8], final_activation="relu", name="bottom")(features.shared)
+    ...     return {task.name: hidden for task in tasks}
+    >>> schema = tfmtl.Schema([tfmtl.Numeric("price", mean=0.0, variance=1.0)])
+    >>> model = tfmtl.models.build_model(schema, [tfmtl.Task.binary("click"), tfmtl.Task.regression("dwell")],
+    ...                                  bottom, name="mine")
+    >>> sorted(model({"price": np.array([1.0])}))
+    ['click', 'dwell']
     """
     tasks = check_tasks(tasks)
     regularization = Regularization.from_config(regularization)
@@ -227,6 +249,7 @@ def encode_features(
 
 _RESERVED = {
     "features", "preprocessing", "dot_interaction", "bottom", "mixture_of_experts", "hierarchy_of_experts", "shared", "all_tasks",
+    "epnet", "ppnet", "pepnet_gate_features", "pepnet_prior_features", "star_network", "star_scenario",
 }
 
 

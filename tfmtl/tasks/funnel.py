@@ -10,7 +10,14 @@ from tfmtl.tasks.task import Task, TaskHead
 
 
 def conditional_name(step: Task, previous: Task) -> str:
-    """Output name of ``p(step | previous)``, e.g. ``conversion_given_click`` (ESMM's pCVR)."""
+    """Output name of ``p(step | previous)``, e.g. ``conversion_given_click`` (ESMM's pCVR).
+
+    Example:
+
+    >>> import tfmtl
+    >>> tfmtl.tasks.conditional_name(tfmtl.Task.binary("conversion"), tfmtl.Task.binary("click"))
+    'conversion_given_click'
+    """
     return f"{step.name}_given_{previous.name}"
 
 
