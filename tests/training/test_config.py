@@ -67,7 +67,7 @@ def test_cli_trains_evaluates_and_exports_a_model_that_answers_like_it(config, c
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (('architecture = "mmoe"', 'architecture = "mmoo"'), r"model.architecture = 'mmoo' is unknown; allowed: aitm, cgc"),
+        (('architecture = "mmoe"', 'architecture = "mmoo"'), r"model.architecture = 'mmoo' is unknown; allowed: adatt, aitm, cgc"),
         (('class = "UncertaintyWeighting"', 'class = "Uncertainty"'), r"balancer.class = 'Uncertainty' is unknown; allowed: .*GradNorm"),
         (('kind = "numeric"', 'kind = "number"'), r"features\[6\].kind = 'number' is unknown; allowed: bucketized"),
         (("num_experts = 4", "num_expert = 4"), r"model \(mmoe\): unknown key\(s\) \['num_expert'\]; allowed: .*num_experts"),
@@ -115,6 +115,19 @@ def _refused(tmp_path, edit, message):
     with pytest.raises(ValueError, match=message):
         config = tfmtl.training.load_config(path)
         config.read("train")  # the format is checked when the files are read
+
+
+def test_the_regularization_table_reaches_the_model_and_its_keys_are_checked(tmp_path):
+    text = EXAMPLE.read_text().replace("num_experts = 4", "num_experts = 4\ncross_layers = 1\nregularization = { dropout = 0.1, embedding_l2 = 1e-5 }")
+    path = tmp_path / "reg.toml"
+    path.write_text(text)
+    config = tfmtl.training.load_config(path)
+    model = config.build_model(config.schema.adapt(tfmtl.data.synthetic_recsys(200, seed=0).features))
+    assert model.get_layer("features").embedding_l2 == 1e-5 and model.get_layer("cross_0") is not None
+    assert model.get_layer("mixture_of_experts").regularization.dropout == 0.1
+    path.write_text(text.replace("dropout = 0.1", "drop = 0.1"))
+    with pytest.raises(ValueError, match=r"model.regularization: unknown key\(s\) \['drop'\]; allowed: .*dropout"):
+        tfmtl.training.load_config(path).build_model(config.schema.adapt(tfmtl.data.synthetic_recsys(200, seed=0).features))
 
 
 def test_the_balancer_table_names_the_strategy_its_arguments_and_where_gradients_are_taken(tmp_path):

@@ -46,6 +46,9 @@ SCHEMA_KEY = "tfmtl:schema"
 def schema_fingerprint(schema: Schema) -> int:
     """A 62-bit fingerprint of everything in ``schema`` that preprocessing depends on.
 
+    Embedding widths are left out: they shape only the trainable stage (STEM widens them
+    and reads batches preprocessed with the schema it was given).
+
     Example:
 
     >>> import tfmtl
@@ -54,7 +57,10 @@ def schema_fingerprint(schema: Schema) -> int:
     >>> schema_fingerprint(a) == schema_fingerprint(a), schema_fingerprint(a) == schema_fingerprint(b)
     (True, False)
     """
-    text = json.dumps(schema.get_config(), sort_keys=True, default=str)
+    config = schema.get_config()
+    features = [{key: value for key, value in feature.items() if key != "embedding_dim"}
+                for feature in config.get("features", [])]
+    text = json.dumps({**config, "features": features}, sort_keys=True, default=str)
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 2
 
 

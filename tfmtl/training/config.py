@@ -10,7 +10,8 @@ A config has one section per argument of the Python API (see ``examples/train.to
   statistics not given are learned from the training files (:meth:`~tfmtl.Schema.adapt`);
 * ``[[tasks]]``: :class:`tfmtl.Task`'s fields (``kind``: binary, regression, multiclass);
 * ``[model]``: ``architecture`` (a :mod:`tfmtl.models` function) and its keyword
-  arguments (``gate`` as a table of :class:`~tfmtl.layers.GateOptions`);
+  arguments (``gate`` as a table of :class:`~tfmtl.layers.GateOptions`, ``regularization`` as a table of
+  :class:`~tfmtl.layers.Regularization`, e.g. ``{dropout = 0.1, embedding_l2 = 1e-5}``);
 * ``[optimizer]``: ``class`` (a ``keras.optimizers`` class, ``LazyAdam`` or
   ``RowWiseAdagrad``: :mod:`tfmtl.training.optimizers`) and its arguments;
   ``learning_rate`` may be a table with ``schedule`` (a ``keras.optimizers.schedules``
@@ -49,13 +50,17 @@ from tfmtl.features.categorical import Categorical
 from tfmtl.features.kinds import FeatureKind
 from tfmtl.features.schema import _SPECS, Schema
 from tfmtl.layers.gate import GateOptions
+from tfmtl.layers.regularization import Regularization
 from tfmtl.serving.tables import TABLE_DTYPES
 from tfmtl.tasks.task import Task
 from tfmtl.training.optimizers import LazyAdam, RowWiseAdagrad
 
 ARCHITECTURES: dict[str, Callable[..., Any]] = {
-    name: getattr(models, name) for name in ("shared_bottom", "mmoe", "omoe", "cgc", "ple", "esmm", "aitm")
+    name: getattr(models, name)
+    for name in ("shared_bottom", "mmoe", "omoe", "cgc", "ple", "esmm", "aitm", "adatt", "pepnet", "home", "stem", "star")
 }
+#: The ``build_model`` options every architecture forwards (``interaction`` takes objects: not in a TOML file).
+_BUILD_OPTIONS = ("cross_layers", "cross_projection_dim", "regularization")
 BALANCERS: dict[str, type] = {cls.__name__: cls for cls in balancing.STRATEGIES}
 #: The keys of the sections with fixed keys, and the type of each value.
 _VALUE_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
@@ -205,6 +210,8 @@ class RunConfig:
         architecture, kwargs = _architecture(self.model)
         if isinstance(kwargs.get("gate"), Mapping):
             kwargs["gate"] = _call("model.gate", GateOptions, kwargs["gate"])
+        if isinstance(kwargs.get("regularization"), Mapping):
+            kwargs["regularization"] = _call("model.regularization", Regularization, kwargs["regularization"])
         schema_arg, tasks_arg = list(inspect.signature(architecture).parameters)[:2]  # (schema, tasks) or (schema, steps)
         return _call(f"model ({self.model['architecture']})", architecture, {schema_arg: schema, tasks_arg: self.tasks, **kwargs})
 
@@ -246,7 +253,10 @@ def _architecture(model: Mapping[str, Any]) -> tuple[Callable[..., Any], dict[st
     """The ``[model]`` architecture function and its keyword arguments, names checked."""
     architecture = _pick("model", model.get("architecture"), ARCHITECTURES, "architecture")
     kwargs = {key: value for key, value in model.items() if key != "architecture"}
-    allowed = list(inspect.signature(architecture).parameters)[2:]
+    params = list(inspect.signature(architecture).parameters.values())[2:]
+    allowed = [p.name for p in params if p.kind is not p.VAR_KEYWORD]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        allowed += _BUILD_OPTIONS
     _check_keys(f"model ({model['architecture']})", kwargs, allowed)
     return architecture, kwargs
 
