@@ -9,15 +9,15 @@ from tfmtl.features.kinds import distinct_squares
 
 
 def test_seeded_initializers_still_start_every_expert_and_layer_apart():
-    experts = tfmtl.layers.Experts(3, (4,), kernel_initializer=keras.initializers.GlorotUniform(seed=7))
+    experts = tfmtl.layers.Experts(3, (4,), kernel_initializer=keras.initializers.GlorotUniform(seed=7), name="bank")
     experts(tf.ones([1, 5]))
     kernel = experts.kernels[0].numpy()  # [E, 5, 4]
     assert not np.allclose(kernel[0], kernel[1]) and not np.allclose(kernel[1], kernel[2])
     limit = np.sqrt(6 / (5 + 4))  # one expert's Glorot fan-in and fan-out, not the stacked weight's
     assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.5 * limit
-    again = tfmtl.layers.Experts(3, (4,), kernel_initializer=keras.initializers.GlorotUniform(seed=7))
+    again = tfmtl.layers.Experts(3, (4,), kernel_initializer=keras.initializers.GlorotUniform(seed=7), name="bank")
     again(tf.ones([1, 5]))
-    np.testing.assert_allclose(again.kernels[0].numpy(), kernel)  # seeded: reproducible
+    np.testing.assert_allclose(again.kernels[0].numpy(), kernel)  # seeded: reproducible (same layer name)
 
 
 def test_regularizers_reach_every_kernel_and_dropout_acts_only_while_training():
@@ -92,3 +92,20 @@ def test_regularization_errors_and_config_round_trip():
     with pytest.raises(TypeError, match="must be a tfmtl.layers.Regularization"):
         tfmtl.models.mmoe(tfmtl.Schema([tfmtl.Numeric("x", mean=0.0, variance=1.0)]), [tfmtl.Task.binary("y")],
                           regularization=0.1)
+
+
+def test_seeded_initializers_start_sibling_gates_towers_and_banks_apart():
+    reg = tfmtl.layers.Regularization(kernel_initializer=keras.initializers.GlorotUniform(seed=3))
+    schema = tfmtl.Schema([tfmtl.Numeric("price", mean=0.0, variance=1.0), tfmtl.Numeric("age", mean=0.0, variance=1.0)])
+    tasks = [tfmtl.Task.binary("click", tower_units=(4,)), tfmtl.Task.binary("buy", tower_units=(4,))]
+    model = tfmtl.models.ple(schema, tasks, num_levels=1, num_shared_experts=1, num_task_experts=1,
+                             expert_units=(4,), regularization=reg)
+    level = model.get_layer("extraction_0")
+    kernels = [level.task_experts["click"].kernels[0], level.task_experts["buy"].kernels[0],
+               level.shared_experts.kernels[0], level.gates["click"].kernel, level.gates["buy"].kernel,
+               model.get_layer("click_tower")._sublayers[0].kernel, model.get_layer("buy_tower")._sublayers[0].kernel]
+    values = [k.numpy() for k in kernels]
+    for a in range(len(values)):
+        for b in range(a + 1, len(values)):
+            if values[a].shape == values[b].shape:
+                assert not np.allclose(values[a], values[b]), (kernels[a].name, kernels[b].name)

@@ -236,3 +236,7 @@ def test_an_unseen_scenario_is_served_by_the_shared_network_and_the_model_saves(
     np.testing.assert_array_equal(loaded_norm.scenario_rows.numpy(), norm.scenario_rows.numpy())
     for task, values in loaded.predict(sample, verbose=0).items():
         np.testing.assert_allclose(values, predicted[task], atol=1e-6)
+    # A warm start may grow any vocabulary but the scenario feature's (its rows index the scenario weights).
+    grown = model.schema.update({**small_data.features, "device": np.array(["smart_tv"] * len(small_data))})
+    with pytest.raises(ValueError, match="scenario feature 'device' changed its vocabulary"):
+        tfmtl.training.warm_start(model, grown)

@@ -40,8 +40,8 @@ class FeatureEncoder(keras.layers.Layer):
 
     Args:
       schema: A fully adapted :class:`~tfmtl.features.Schema`.
-      embedding_l2: While training, ``embedding_l2 * sum ||row||^2 / B`` over the embedding rows
-        the batch looks up (padding excluded; frozen tables too) is added to the loss.
+      embedding_l2: While training, ``embedding_l2 * sum ||row||^2`` over the distinct embedding
+        rows each lookup of the batch reads (padding and frozen tables excluded) is added to the loss.
 
     Call args:
       features: dict of input name to preprocessed tensor, as a

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 from tfmtl._compat import keras, tf
 from tfmtl.features.kinds import int_tuple
-from tfmtl.layers.regularization import knobs, knobs_config, serialize
+from tfmtl.layers.regularization import clone_initializer, knobs, knobs_config
 
 
 #: With ``implementation="auto"``, experts whose layers are all at most this wide use einsum.
@@ -96,14 +96,14 @@ class Experts(keras.layers.Layer):
                 self.add_weight(
                     name=f"kernel_{index}",
                     shape=(self.num_experts, fan_in, fan_out),
-                    initializer=per_expert(self._knobs["kernel_initializer"]),
+                    initializer=per_expert(self._knobs["kernel_initializer"], self.name, f"kernel_{index}"),
                     regularizer=self._knobs["kernel_regularizer"],
                 )
             )
             self.biases.append(
                 self.add_weight(
                     name=f"bias_{index}", shape=(self.num_experts, fan_out),
-                    initializer=per_expert(self._knobs["bias_initializer"]),
+                    initializer=per_expert(self._knobs["bias_initializer"], self.name, f"bias_{index}"),
                     regularizer=self._knobs["bias_regularizer"],
                 )
             )
@@ -149,18 +149,21 @@ class Experts(keras.layers.Layer):
         }
 
 
-def per_expert(initializer: Any) -> Any:
-    """Initialise an ``[E, ...]`` stacked weight one expert at a time, each from a fresh clone of ``initializer``
+def per_expert(initializer: Any, *key: Any) -> Any:
+    """Initialise an ``[E, ...]`` stacked weight one expert at a time, each from its own clone of ``initializer``
     given one expert's shape (so a Glorot or He initializer sees one expert's fan-in and fan-out). A seeded
-    initializer's seed is offset by the expert's index: one seed for all would start the experts equal."""
-    config = serialize(initializer)
+    initializer's seed is mixed with ``key`` and the expert's index (:func:`clone_initializer`): one seed for
+    all would start the experts equal."""
+    experts = {}
 
-    def expert(index: int) -> Any:
-        if isinstance(config, dict) and config.get("config", {}).get("seed") is not None:
-            return keras.initializers.get({**config, "config": {**config["config"], "seed": config["config"]["seed"] + index}})
-        return keras.initializers.get(config)
-
-    def initialize(shape: Any, dtype: Any = None, **kwargs: Any) -> tf.Tensor:
-        return tf.stack([expert(index)(shape[1:], dtype=dtype) for index in range(shape[0])])
+    def initialize(shape: Any, dtype: Any = None, partition_shape: Any = None, partition_offset: Any = None,
+                   **kwargs: Any) -> tf.Tensor:
+        full = tf.stack([
+            experts.setdefault(index, clone_initializer(initializer, *key, index))(shape[1:], dtype=dtype)
+            for index in range(shape[0])
+        ])
+        if partition_shape is None:
+            return full
+        return tf.slice(full, partition_offset, partition_shape)  # a shard of a partitioned variable
 
     return initialize

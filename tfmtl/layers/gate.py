@@ -167,7 +167,7 @@ class ExpertGate(keras.layers.Layer):
         self.load_balance = float(load_balance)
         # Diagnostics record weights here; set with object.__setattr__ so Keras does not track the list.
         object.__setattr__(self, "recorded", None)
-        self.kernel_initializer = clone_initializer(kernel_initializer)
+        self.kernel_initializer = clone_initializer(kernel_initializer, self.name)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.logits = keras.layers.Dense(
             self.num_experts, use_bias=False, kernel_initializer=self.kernel_initializer,

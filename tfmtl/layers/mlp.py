@@ -58,8 +58,8 @@ class MLP(tfrs.layers.blocks.MLP):
         super().__init__(list(self.units), use_bias=use_bias, activation=activation, final_activation=final_activation, **kwargs)
         activations = [activation] * (len(self.units) - 1) + [final_activation]
         self._sublayers = [  # TFRS's Dense layers again, with the arguments (same names, so old files load)
-            keras.layers.Dense(width, activation=act, use_bias=use_bias, **fresh(self._knobs))
-            for width, act in zip(self.units, activations)
+            keras.layers.Dense(width, activation=act, use_bias=use_bias, **fresh(self._knobs, self.name, index))
+            for index, (width, act) in enumerate(zip(self.units, activations))
         ]
         self._dropout = keras.layers.Dropout(self.dropout) if self.dropout else None
 

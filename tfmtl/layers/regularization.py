@@ -3,29 +3,38 @@
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from typing import Any
 
 from tfmtl._compat import keras
 
 
-def clone_initializer(initializer: Any) -> Any:
-    """A fresh initializer object with ``initializer``'s config.
+def clone_initializer(initializer: Any, *key: Any) -> Any:
+    """A fresh initializer object with ``initializer``'s config; a seed, if it has one, mixed with ``key``.
 
-    A seeded Keras initializer gives the same values every time it is called,
-    so sibling experts given one object would start equal; each weight gets its
-    own clone (and an unseeded one draws afresh anyway).
+    A Keras initializer object hands out the same values at every call, and so do two
+    objects with one seed: each weight gets its own clone, and a seeded one gets a seed
+    derived from ``(seed, *key)`` (the layer's name, the weight's, an expert's index), so
+    seeded sibling experts, gates and towers are reproducible and still start apart.
+    Plain callables are returned as they are.
 
     Example:
 
     >>> import tfmtl
     >>> from tfmtl._compat import keras
-    >>> init = keras.initializers.GlorotUniform()
-    >>> clone = tfmtl.layers.clone_initializer(init)
-    >>> clone is not init and clone.get_config() == init.get_config()
-    True
+    >>> init = keras.initializers.GlorotUniform(seed=1)
+    >>> a, b = tfmtl.layers.clone_initializer(init, "experts", 0), tfmtl.layers.clone_initializer(init, "experts", 1)
+    >>> a is not init, bool((a([3, 2]) != b([3, 2])).numpy().any())
+    (True, True)
     """
     initializer = keras.initializers.get(initializer)
-    return initializer.__class__.from_config(initializer.get_config())
+    if not isinstance(initializer, keras.initializers.Initializer):
+        return initializer
+    config = keras.initializers.serialize(initializer)
+    seed = config.get("config", {}).get("seed")
+    if seed is not None and key:
+        config["config"]["seed"] = zlib.crc32(repr((seed, *key)).encode()) % (2**31 - 1)
+    return keras.initializers.deserialize(config)
 
 
 def serialize(value: Any) -> Any:
@@ -50,9 +59,11 @@ class Regularization:
       kernel_regularizer: Regularizer of every kernel (e.g. ``keras.regularizers.L2(1e-5)``), or None.
       bias_regularizer: Regularizer of every bias, or None.
       dropout: Dropout rate after each hidden layer of the experts, bottoms and towers (training only).
-      embedding_l2: ``embedding_l2 * sum ||row||^2 / B`` over the embedding rows the batch looks up
-        (ids and sequence items, not padding), added to the loss. Only the batch's rows get its
-        gradient, so sparse embedding updates (``LazyAdam``, ``RowWiseAdagrad``) stay sparse.
+      embedding_l2: ``embedding_l2 * sum ||row||^2`` over the distinct embedding rows each lookup
+        of a training batch reads (ids and sequence items, not padding; a table two features
+        share counts once per feature), added to the loss: DIN's mini-batch aware
+        regularization. Only the batch's rows get its gradient, so sparse embedding updates
+        (``LazyAdam``, ``RowWiseAdagrad``) stay sparse.
 
     Example:
 
@@ -141,8 +152,8 @@ def knobs_config(values: dict[str, Any]) -> dict[str, Any]:
     return {name: serialize(values[name]) for name in KNOBS}
 
 
-def fresh(values: dict[str, Any]) -> dict[str, Any]:
-    """The same arguments with fresh initializer clones, for one more weight or sub-layer."""
-    return {**values, "kernel_initializer": clone_initializer(values["kernel_initializer"]),
-            "bias_initializer": clone_initializer(values["bias_initializer"])}
+def fresh(values: dict[str, Any], *key: Any) -> dict[str, Any]:
+    """The same arguments with fresh initializer clones (seeds mixed with ``key``), for one more weight or sub-layer."""
+    return {**values, "kernel_initializer": clone_initializer(values["kernel_initializer"], *key, "kernel"),
+            "bias_initializer": clone_initializer(values["bias_initializer"], *key, "bias")}
 __all__ = ["KNOBS", "Regularization", "clone_initializer", "fresh", "knobs", "knobs_config", "serialize"]

@@ -127,7 +127,7 @@ class StemLayer(keras.layers.Layer):
         gated = self.task_names + ((SHARED,) if self.shared_gate else ())
         total = len(self.task_names) * self.num_task_experts + self.num_shared_experts  # E
         self.gate_hidden = (
-            {g: MLP(self.gate_units, final_activation="relu", **reg.mlp_kwargs(), name=f"{g}_gate_hidden")
+            {g: MLP(self.gate_units, final_activation="relu", **reg.layer_kwargs(), name=f"{g}_gate_hidden")
              for g in gated}
             if self.gate_units else {}
         )

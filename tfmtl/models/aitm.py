@@ -45,7 +45,8 @@ def aitm(
         and carry its own ``order_weight``.
       tower_units: Width H of the towers' outputs and of the transfer layers.
       calibration_weight: The calibrator's weight (alpha; 0 disables it), for the
-        steps without an ``order_weight`` of their own.
+        steps without an ``order_weight`` of their own (a step's ``order_weight=0``, the
+        Task default, takes this one: set ``calibration_weight=0`` to turn it off).
       name: Model name.
       **options: :func:`~tfmtl.models.build_model`'s: ``interaction`` (or ``cross_layers``,
         ``cross_projection_dim``), ``regularization``.

@@ -194,6 +194,9 @@ def build_model(
     missing = [task.name for task in tasks if task.name not in representations]
     if missing:
         raise ValueError(f"the body returned no representation for task(s) {missing}; it returned {sorted(representations)}")
+    unknown = sorted(set(representations) - {task.name for task in tasks})
+    if unknown:
+        raise ValueError(f"the body returned representations for {unknown}, which are not tasks {[t.name for t in tasks]}")
     towers = {}
     for task in tasks:
         hidden = representations[task.name]  # [B, H]

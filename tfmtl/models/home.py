@@ -55,7 +55,9 @@ def home(
       self_gate: Add the self-gated residuals of each branch's own experts.
       name: Model name.
       **options: Passed to :func:`~tfmtl.models.builder.build_model`
-        (``interaction``, ``cross_layers``, ``cross_projection_dim``).
+        (``interaction``, ``cross_layers``, ``cross_projection_dim``, ``regularization``: its
+        initializers and regularizers reach every expert and gate; HoME's experts are
+        batch-normalised and take no dropout, so ``Regularization.dropout`` applies to the towers only).
 
     Returns:
       A :class:`MultiTaskModel` with one output per task.

@@ -49,8 +49,18 @@ def star(
     Their ``W_p = 1``, ``b_p = 0``, ``gamma_p = 1``, ``beta_p = 0`` stay at their init
     (they get no gradient) and their normalisation uses the global moving statistics,
     unless training saw out-of-vocabulary scenario ids: so an unknown scenario is
-    served by the shared network. With a hashed scenario feature (``num_hash_bins``)
-    there is no such row: an unknown id shares a bucket with known ones.
+    served by the shared weights (its scenario embedding is the untrained OOV row,
+    read by the shared features and the auxiliary network like any other row). With a
+    hashed scenario feature (``num_hash_bins``) there is no such row: an unknown id
+    shares a bucket with known ones. Decoupled weight decay (an optimizer's
+    ``weight_decay``) would shrink the unseen scenarios' ``W_p`` and break that fallback.
+
+    Limits: the per-scenario statistics are kept per replica under ``MirroredStrategy``
+    (not summed across replicas), start at 0 / 1 and are used from a scenario's first
+    row on (rare scenarios are normalised with young averages), and are computed in the
+    layer's dtype (not tested under ``mixed_float16``); the star layers build one matmul
+    per scenario (meant for a scenario feature with a small vocabulary; not tested with
+    ``jit_compile``). A warm start refuses a grown scenario vocabulary.
 
     Implemented from the paper and Scenario-Wise-Rec's ``star.py`` (without its
     per-domain batch normalisation after each layer, which the paper does not have);

@@ -60,6 +60,9 @@ class FunnelHeads:
 
     def __call__(self, hidden: Mapping[str, tf.Tensor], tasks: Sequence[Task]) -> dict[str, tf.Tensor]:
         """Each step's final ``[B, H]`` representation -> ``{output name: [B, 1]}``."""
+        if [task.name for task in tasks] != [step.name for step in self.steps]:
+            raise ValueError(f"FunnelHeads over {[s.name for s in self.steps]} given the tasks {[t.name for t in tasks]}: "
+                             "every task of the model must be a step of the funnel, in order")
         outputs: dict[str, tf.Tensor] = {}
         factors: list[tf.Tensor] = []
         for index, step in enumerate(self.steps):

@@ -178,6 +178,7 @@ def warm_start(previous: Any, schema: Schema) -> Any:
     if not isinstance(old_schema, Schema):
         raise TypeError(f"warm_start takes a tfmtl model (with a schema), got {type(previous).__name__}")
     check_schema_change(old_schema, schema)
+    _check_scenarios(previous, old_schema, schema)
     config = previous.get_config()
     for layer in config["layers"]:
         if isinstance(layer.get("config"), dict) and "schema" in layer["config"]:
@@ -185,6 +186,20 @@ def warm_start(previous: Any, schema: Schema) -> Any:
     model = type(previous).from_config(config)
     _copy_weights(previous, model)
     return model
+
+
+def _check_scenarios(previous: Any, old: Schema, new: Schema) -> None:
+    """STAR's per-scenario weights are indexed by its scenario feature's table rows: refuse to grow that vocabulary."""
+    for layer in previous.layers:
+        if layer.name == "star_scenario":  # STAR's slice of its scenario feature (tfmtl.models.star)
+            feature = layer.names[0]
+            if old[feature].vocabulary != new[feature].vocabulary:
+                raise ValueError(
+                    f"warm start: the STAR model's scenario feature {feature!r} changed its vocabulary; its "
+                    "per-scenario weights and statistics are indexed by that vocabulary's rows, and copying them "
+                    "to a grown vocabulary is not supported: keep the scenario vocabulary fixed (give "
+                    f"Categorical({feature!r}, vocabulary=...) every scenario) or train afresh"
+                )
 
 
 def _encoder(model: Any) -> FeatureEncoder:
