@@ -75,14 +75,5 @@ def test_omoe_has_one_gate_and_ple_shares_only_at_inner_levels(small_schema, sma
     assert [ple.get_layer(f"extraction_{i}").shared_gate for i in range(3)] == [True, True, False]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["shared_bottom", "mmoe", "omoe", "cgc", "ple"])  # the newer ones: benchmarks/README.md
-def test_learns_above_chance_on_the_synthetic_funnel(name):
-    keras.utils.set_random_seed(0)
-    data = tfmtl.data.synthetic_recsys(30_000, seed=11)
-    train, test = data.split(0.8, seed=0)
-    model = SMALL[name](train.schema.adapt(train.features), train.tasks)
-    model.compile(optimizer=keras.optimizers.Adam(2e-3))
-    model.fit(train.to_dataset(256, shuffle=True, seed=0), epochs=1, verbose=0)
-    metrics = model.evaluate(test.to_dataset(4096), return_dict=True, verbose=0)
-    assert metrics["click/auc"] > 0.6 and metrics["conversion/auc"] > 0.6, metrics
+# That every architecture learns above chance on the synthetic funnel is asserted by notebook 03's test
+# (tests/test_notebooks.py: all twelve, 30,000 rows); benchmarks/architectures.py measures by how much.
