@@ -69,7 +69,7 @@ def test_an_mmoe_learns_as_well_as_with_adam_and_round_trips(tmp_path):
         model.compile(optimizer=optimizer)
         model.fit(train.to_dataset(128), epochs=2, verbose=0)
         aucs[name] = model.evaluate(test.to_dataset(1000), return_dict=True, verbose=0)["click/auc"]
-    assert aucs["lazy"] > 0.6 and abs(aucs["lazy"] - aucs["adam"]) < 0.02, aucs
+    assert aucs["lazy"] > 0.6 and aucs["lazy"] > aucs["adam"] - 0.02, aucs  # as well as Adam (or better)
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     assert isinstance(loaded.optimizer, tfmtl.training.LazyAdam)
