@@ -94,6 +94,23 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
+def count(value: Any, what: str, minimum: int = 0) -> int:
+    """``value`` as an int ``>= minimum`` (never a bool), else a ValueError naming ``what``.
+
+    Example:
+
+    >>> from tfmtl.features.kinds import count
+    >>> count(3, "num_experts", minimum=1)
+    3
+    >>> count(True, "num_experts", minimum=1)
+    Traceback (most recent call last):
+    ValueError: num_experts must be an int >= 1, got True
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def int_tuple(value: Any, what: str, *, non_empty: bool = False) -> tuple[int, ...]:
     """``value`` (an int, or a sequence of ints >= 1; never a string) as a tuple, else an error naming ``what``.
 

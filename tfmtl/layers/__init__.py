@@ -5,7 +5,8 @@ from tfmtl.layers.dselect import DSelectKGate
 from tfmtl.layers.experts import Experts
 from tfmtl.layers.extraction import ExtractionLayer
 from tfmtl.layers.gate import ExpertGate, GateOptions, make_gate, mix_experts
-from tfmtl.layers.home import HierarchyOfExperts, NormalizedExperts
+from tfmtl.layers.home import HierarchyOfExperts
+from tfmtl.layers.normalized_experts import NormalizedExperts
 from tfmtl.layers.interaction import Cross, Dot, FeatureDotInteraction, Interaction
 from tfmtl.layers.mixture import MixtureOfExperts
 from tfmtl.layers.mlp import MLP

@@ -8,17 +8,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tfmtl._compat import keras, tf
-from tfmtl.features.kinds import int_tuple
+from tfmtl.features.kinds import count, int_tuple
 from tfmtl.layers.experts import Experts
 from tfmtl.layers.regularization import Regularization
 from tfmtl.layers.gate import GateOptions, make_gate, mix_experts
 
 #: Key of the shared module in a fusion level's inputs and outputs.
 SHARED = "shared"
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @keras.utils.register_keras_serializable(package="tfmtl")
@@ -119,10 +115,8 @@ class AdaptiveTaskFusion(keras.layers.Layer):
         if (isinstance(task_names, str) or not task_names or SHARED in task_names
                 or len(set(task_names)) != len(task_names)):
             raise ValueError(f"task_names must be distinct names, not including {SHARED!r}; got {task_names!r}")
-        if not _is_int(num_task_experts) or num_task_experts < 1:
-            raise ValueError(f"num_task_experts must be an int >= 1, got {num_task_experts!r}")
-        if not _is_int(num_shared_experts) or num_shared_experts < 0:
-            raise ValueError(f"num_shared_experts must be an int >= 0, got {num_shared_experts!r}")
+        num_task_experts = count(num_task_experts, "num_task_experts", minimum=1)
+        num_shared_experts = count(num_shared_experts, "num_shared_experts")
         if shared_gate and not num_shared_experts:
             raise ValueError("shared_gate=True feeds the next level's shared experts, but num_shared_experts is 0")
         self.task_names = tuple(task_names)

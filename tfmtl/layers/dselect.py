@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from tfmtl._compat import keras, tf
+from tfmtl.features.kinds import count
+from tfmtl.layers.regularization import clone_initializer
 
 #: Added inside the entropy's logarithm (as in the reference code), and the floor of the reachable mass.
 EPSILON = 1e-6
@@ -40,10 +42,9 @@ def binary_codes(num_experts: int) -> np.ndarray:
     return np.array([[c == "1" for c in np.binary_repr(i, width=bits)] for i in range(num_experts)], dtype=bool)
 
 
-def _initializer(value: Any, default: keras.initializers.Initializer) -> keras.initializers.Initializer:
+def _initializer(value: Any, default: keras.initializers.Initializer, *key: Any) -> keras.initializers.Initializer:
     """A fresh initializer object (never one shared by two weights): ``value``, or ``default`` when None."""
-    chosen = default if value is None else keras.initializers.get(value)
-    return chosen.__class__.from_config(chosen.get_config())
+    return clone_initializer(default if value is None else value, *key)
 
 
 @keras.utils.register_keras_serializable(package="tfmtl")
@@ -133,10 +134,8 @@ class DSelectKGate(keras.layers.Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(num_experts, bool) or not isinstance(num_experts, (int, np.integer)) or num_experts < 2:
-            raise ValueError(f"num_experts must be an int >= 2 for a DSelect-k gate, got {num_experts!r}")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k (the number of selectors) must be an int >= 1, got {k!r}")
+        num_experts = count(num_experts, "num_experts of a DSelect-k gate", minimum=2)
+        k = count(k, "k (the number of selectors)", minimum=1)
         if not gamma > 0:
             raise ValueError(f"gamma must be > 0, got {gamma!r}")
         if not entropy_weight >= 0:
@@ -160,16 +159,16 @@ class DSelectKGate(keras.layers.Layer):
         w_default = keras.initializers.RandomUniform()
         self.z_logits = keras.layers.Dense(
             self.k * self.num_bits,
-            kernel_initializer=_initializer(self.kernel_initializer, z_default),
-            bias_initializer=_initializer(self.bias_initializer, z_default),
+            kernel_initializer=_initializer(self.kernel_initializer, z_default, self.name, "z", "kernel"),
+            bias_initializer=_initializer(self.bias_initializer, z_default, self.name, "z", "bias"),
             kernel_regularizer=self.kernel_regularizer,
             bias_regularizer=self.bias_regularizer,
             name="z_logits",
         )
         self.w_logits = keras.layers.Dense(
             self.k,
-            kernel_initializer=_initializer(self.kernel_initializer, w_default),
-            bias_initializer=_initializer(self.bias_initializer, w_default),
+            kernel_initializer=_initializer(self.kernel_initializer, w_default, self.name, "w", "kernel"),
+            bias_initializer=_initializer(self.bias_initializer, w_default, self.name, "w", "bias"),
             kernel_regularizer=self.kernel_regularizer,
             bias_regularizer=self.bias_regularizer,
             name="w_logits",

@@ -5,15 +5,13 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from tfmtl._compat import keras, tf
-from tfmtl.features.kinds import int_tuple
+from tfmtl.features.kinds import count, int_tuple
 from tfmtl.layers.mlp import MLP
 from tfmtl.layers.regularization import Regularization
 
 
 def _num_scenarios(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"num_scenarios must be an int >= 1 (the scenario feature's table_size), got {value!r}")
-    return int(value)
+    return count(value, "num_scenarios", minimum=1)
 
 
 @keras.utils.register_keras_serializable(package="tfmtl")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from tfmtl._compat import keras, tf
-from tfmtl.features.kinds import int_tuple
+from tfmtl.features.kinds import count, int_tuple
 from tfmtl.layers.experts import Experts
 from tfmtl.layers.gate import ExpertGate, mix_experts
 from tfmtl.layers.mlp import MLP
@@ -103,9 +103,8 @@ class StemLayer(keras.layers.Layer):
         names = () if isinstance(task_names, str) else tuple(task_names or ())
         if not names or SHARED in names or len(set(names)) < len(names):
             raise ValueError(f"task_names must be distinct names, at least one, none {SHARED!r}; got {task_names!r}")
-        for what, value in (("num_shared_experts", num_shared_experts), ("num_task_experts", num_task_experts)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{what} must be an int >= 0, got {value!r}")
+        num_shared_experts = count(num_shared_experts, "num_shared_experts")
+        num_task_experts = count(num_task_experts, "num_task_experts")
         if num_shared_experts + num_task_experts < 1:
             raise ValueError("a STEM level needs at least one expert: num_shared_experts + num_task_experts is 0")
         self.task_names = tuple(str(name) for name in task_names)

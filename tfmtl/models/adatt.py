@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from tfmtl.features.kinds import count
 from tfmtl.features.schema import Schema
 from tfmtl.layers.adatt import AdaptiveTaskFusion
 from tfmtl.layers.gate import GateOptions
@@ -66,8 +67,7 @@ def adatt(
     {'click': [2, 1], 'dwell': [2, 1]}
     """
     units = check_units(expert_units, "expert_units")
-    if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 1:
-        raise ValueError(f"num_levels must be an int >= 1, got {num_levels!r}")
+    num_levels = count(num_levels, "num_levels", minimum=1)
     if not isinstance(gate, GateOptions):
         raise TypeError(f"gate must be a tfmtl.layers.GateOptions, got {gate!r}")
 

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 from tfmtl.features.bucketized import Bucketized
 from tfmtl.features.categorical import Categorical
-from tfmtl.features.kinds import int_tuple
+from tfmtl.features.kinds import count, int_tuple
 from tfmtl.features.numeric import Numeric
 from tfmtl.features.schema import Schema
 from tfmtl.layers.stem import SHARED, StemLayer
@@ -105,8 +105,7 @@ def stem(
     tasks = check_tasks(tasks)
     units = check_units(expert_units, "expert_units")
     gate_units = list(int_tuple(gate_units, "gate_units"))
-    if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 1:
-        raise ValueError(f"num_levels must be an int >= 1, got {num_levels!r}")
+    num_levels = count(num_levels, "num_levels", minimum=1)
     for option in ("interaction", "cross_layers", "cross_projection_dim"):
         if options.get(option):
             raise ValueError(
@@ -171,8 +170,7 @@ def stem_schema(schema: Schema, num_tasks: int) -> Schema:
     """
     if not isinstance(schema, Schema):
         raise TypeError(f"schema must be a tfmtl.features.Schema, got {type(schema).__name__}")
-    if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
-        raise ValueError(f"num_tasks must be an int >= 1, got {num_tasks!r}")
+    num_tasks = count(num_tasks, "num_tasks", minimum=1)
     return Schema([
         dataclasses.replace(spec, embedding_dim=spec.embedding_dim * (num_tasks + 1)) if is_split(spec) else spec
         for spec in schema
