@@ -238,5 +238,5 @@ def test_an_unseen_scenario_is_served_by_the_shared_network_and_the_model_saves(
         np.testing.assert_allclose(values, predicted[task], atol=1e-6)
     # A warm start may grow any vocabulary but the scenario feature's (its rows index the scenario weights).
     grown = model.schema.update({**small_data.features, "device": np.array(["smart_tv"] * len(small_data))})
-    with pytest.raises(ValueError, match="scenario feature 'device' changed its vocabulary"):
+    with pytest.raises(ValueError, match="scenario feature 'device' of layer 'star_network' changed its vocabulary"):
         tfmtl.training.warm_start(model, grown)

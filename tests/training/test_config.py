@@ -130,6 +130,20 @@ def test_the_regularization_table_reaches_the_model_and_its_keys_are_checked(tmp
         tfmtl.training.load_config(path).build_model(config.schema.adapt(tfmtl.data.synthetic_recsys(200, seed=0).features))
 
 
+def test_a_config_knows_the_schema_its_architecture_gives_the_model(tmp_path):
+    """What a warm start compares the previous model with: STEM's model carries every embedding (T+1) times wider."""
+    text = EXAMPLE.read_text().replace('architecture = "mmoe"', 'architecture = "stem"').replace("num_experts = 4\n", "")
+    path = tmp_path / "stem.toml"
+    path.write_text(text)
+    config = tfmtl.training.load_config(path)
+    schema = config.schema.adapt(tfmtl.data.synthetic_recsys(200, seed=0).features)
+    widened = config.model_schema(schema)
+    assert config.build_model(schema).schema == widened
+    assert widened["user_id"].embedding_dim == (len(config.tasks) + 1) * schema["user_id"].embedding_dim
+    mmoe = tfmtl.training.load_config(EXAMPLE)
+    assert mmoe.model_schema(schema) is schema
+
+
 def test_the_balancer_table_names_the_strategy_its_arguments_and_where_gradients_are_taken(tmp_path):
     text = EXAMPLE.read_text().replace(
         'class = "UncertaintyWeighting"', 'class = "ParetoWeights"\nmin_weights = [0.1, 0.2]\ngradients_at = "representation"'

@@ -282,6 +282,8 @@ class StarNetwork(keras.layers.Layer):
       epsilon, momentum: Of the partitioned normalisation.
       regularization: Initializers, regularizers and dropout of the shared FCN and
         the auxiliary MLP (:class:`Regularization`).
+      scenario_feature: The feature whose table rows are the scenarios (what a warm start
+        must not grow: the per-scenario weights are indexed by its rows).
 
     Call args:
       inputs: ``[x, scenario_embedding, rows]``: ``[B, D]``, ``[B, A]`` and ``[B]`` int rows in ``[0, S)``.
@@ -309,9 +311,11 @@ class StarNetwork(keras.layers.Layer):
         epsilon: float = 1e-3,
         momentum: float = 0.99,
         regularization: Regularization | dict[str, Any] | None = None,
+        scenario_feature: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.scenario_feature = scenario_feature
         self.regularization = Regularization.from_config(regularization)
         reg = self.regularization
         self.units = int_tuple(units, "STAR units", non_empty=True)
@@ -336,4 +340,5 @@ class StarNetwork(keras.layers.Layer):
             "epsilon": self.norm.epsilon,
             "momentum": self.norm.momentum,
             "regularization": self.regularization.get_config(),
+            "scenario_feature": self.scenario_feature,
         }

@@ -117,7 +117,8 @@ def star(
         rows = features.rows(scenario_feature)  # [B] int64, in [0, table_size)
         scenario_embedding = features.select([scenario_feature], name="star_scenario")  # [B, A]
         network = StarNetwork(
-            spec.table_size, units, aux_units, regularization=features.regularization, name="star_network",
+            spec.table_size, units, aux_units, regularization=features.regularization, scenario_feature=scenario_feature,
+            name="star_network",
         )
         hidden = network([features.shared, scenario_embedding, rows])  # [B, H]
         return {task.name: hidden for task in tasks}

@@ -177,4 +177,7 @@ def stem_schema(schema: Schema, num_tasks: int) -> Schema:
     ])
 
 
+#: The schema a ``stem`` model carries (:meth:`tfmtl.training.RunConfig.model_schema` reads it for warm starts).
+stem.model_schema = lambda schema, tasks: stem_schema(schema, len(tuple(tasks)))  # type: ignore[attr-defined]
+
 __all__ = ["is_split", "stem", "stem_schema"]

@@ -205,6 +205,16 @@ class RunConfig:
             int(data.get("batch_size", 512)), **options,
         )
 
+    def model_schema(self, schema: Schema) -> Schema:
+        """The schema a model of ``[model]``'s architecture carries when built from ``schema``.
+
+        ``schema`` itself, unless the architecture says otherwise with a ``model_schema(schema, tasks)``
+        attribute (STEM widens every embedding, :func:`tfmtl.models.stem.stem_schema`).
+        """
+        architecture, _ = _architecture(self.model)
+        transform = getattr(architecture, "model_schema", None)
+        return schema if transform is None else transform(schema, self.tasks)
+
     def build_model(self, schema: Schema) -> Any:
         """The architecture called with the schema, the tasks and ``[model]``'s keyword arguments."""
         architecture, kwargs = _architecture(self.model)

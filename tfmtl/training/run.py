@@ -63,12 +63,7 @@ def train_from_config(path: str | pathlib.Path, *, verbose: Any = "auto", log: C
                 "warm-start from the previous day's"
             )
         previous = load_previous(warm_start)
-        configured = config.schema
-        if config.model.get("architecture") == "stem":  # its model's schema is the config's, embeddings widened
-            from tfmtl.models.stem import stem_schema
-
-            configured = stem_schema(configured, len(config.tasks))
-        base = _as_learned(configured, previous.schema)  # the config's growth rules, the previous state
+        base = _as_learned(config.model_schema(config.schema), previous.schema)  # the config's growth rules, the previous state
         check_schema_change(previous.schema, base)
         _check_same_tasks(config.tasks, previous.tasks)
         log(f"growing the vocabularies of {warm_start} with {config.data['train']}")

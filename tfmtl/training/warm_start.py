@@ -189,17 +189,16 @@ def warm_start(previous: Any, schema: Schema) -> Any:
 
 
 def _check_scenarios(previous: Any, old: Schema, new: Schema) -> None:
-    """STAR's per-scenario weights are indexed by its scenario feature's table rows: refuse to grow that vocabulary."""
+    """Weights indexed by a feature's table rows (a layer's ``scenario_feature``: STAR's) need that vocabulary fixed."""
     for layer in previous.layers:
-        if layer.name == "star_scenario":  # STAR's slice of its scenario feature (tfmtl.models.star)
-            feature = layer.names[0]
-            if old[feature].vocabulary != new[feature].vocabulary:
-                raise ValueError(
-                    f"warm start: the STAR model's scenario feature {feature!r} changed its vocabulary; its "
-                    "per-scenario weights and statistics are indexed by that vocabulary's rows, and copying them "
-                    "to a grown vocabulary is not supported: keep the scenario vocabulary fixed (give "
-                    f"Categorical({feature!r}, vocabulary=...) every scenario) or train afresh"
-                )
+        feature = getattr(layer, "scenario_feature", None)
+        if feature is not None and old[feature].vocabulary != new[feature].vocabulary:
+            raise ValueError(
+                f"warm start: the scenario feature {feature!r} of layer {layer.name!r} changed its vocabulary; "
+                "its per-scenario weights and statistics are indexed by that vocabulary's rows, and copying them "
+                "to a grown vocabulary is not supported: keep the scenario vocabulary fixed (give "
+                f"Categorical({feature!r}, vocabulary=...) every scenario) or train afresh"
+            )
 
 
 def _encoder(model: Any) -> FeatureEncoder:
