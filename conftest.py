@@ -9,7 +9,21 @@ os.environ.setdefault("MPLBACKEND", "Agg")  # doctests that plot render off-scre
 
 
 def pytest_collection_modifyitems(config, items):
-    """The C++ check's doctests need a compiler, as its tests do (tests/conftest.py's ``cxx`` fixture)."""
+    """Files with the most ``slow`` tests run first; the C++ check's doctests need a compiler.
+
+    The README's test command spreads whole files over two processes (``-n 2 --dist loadfile``): started
+    first, the long files (notebooks, the parameter-server cluster) end before the short ones, instead of
+    one of them starting last and running alone. The order of the tests within a file is kept.
+    """
+    def file(item) -> str:
+        return item.nodeid.split("::")[0]
+
+    slow: dict[str, int] = {}
+    for item in items:
+        slow[file(item)] = slow.get(file(item), 0) + (item.get_closest_marker("slow") is not None)
+    rank = {path: index for index, path in enumerate(dict.fromkeys(file(item) for item in items))}
+    items.sort(key=lambda item: (-slow[file(item)], rank[file(item)]))
+
     from tfmtl.serving.cpp import compiler
 
     if compiler() is None:

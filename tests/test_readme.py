@@ -38,3 +38,10 @@ def test_shell_commands_use_the_venv_and_examples_have_no_elisions():
                 f"README runs {command!r} outside the venv: write .venv/bin/..."
             )
             assert "..." not in command, f"README's command {command!r} holds an elision"
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    commands = [line for block in _blocks("bash") for line in block.splitlines() if "-m pytest" in line]
+    assert len(commands) == 1, commands
+    ci = (README.parent / ".ci" / "run").read_text().splitlines()
+    assert commands[0].strip() in [line.strip() for line in ci], (commands[0], ".ci/run")
