@@ -109,3 +109,32 @@ def test_seeded_initializers_start_sibling_gates_towers_and_banks_apart():
         for b in range(a + 1, len(values)):
             if values[a].shape == values[b].shape:
                 assert not np.allclose(values[a], values[b]), (kernels[a].name, kernels[b].name)
+
+
+def test_seeded_initializers_start_pepnet_and_star_layers_apart():
+    """The Keras Dense layers PEPNet and STAR build get keyed clones: per tower, per level, per gate layer."""
+    reg = tfmtl.layers.Regularization(kernel_initializer=keras.initializers.GlorotUniform(seed=3))
+
+    def ppnet():
+        layer = tfmtl.layers.PPNet(["click", "buy"], units=(4, 4), regularization=reg)
+        layer([tf.ones([2, 4]), tf.ones([2, 4])])
+        return layer
+
+    layer = ppnet()
+    towers = [layer.towers[task] for task in ("click", "buy")]
+    kernels = {}
+    for tower in towers:
+        parts = {"dense_1": tower.dense[1], "gate_0/hidden": tower.gates[0].hidden, "gate_0/gate": tower.gates[0].gate,
+                 "gate_1/gate": tower.gates[1].gate}
+        kernels.update({f"{tower.name}/{part}": dense.kernel.numpy() for part, dense in parts.items()})
+    names = sorted(kernels)
+    for a in range(len(names)):
+        for b in range(a + 1, len(names)):
+            if kernels[names[a]].shape == kernels[names[b]].shape:
+                assert not np.allclose(kernels[names[a]], kernels[names[b]]), (names[a], names[b])
+    again = ppnet()  # seeded: the same layer names draw the same weights
+    np.testing.assert_allclose(again.towers["buy"].gates[1].gate.kernel.numpy(), kernels["buy_tower/gate_1/gate"])
+
+    star = tfmtl.layers.StarFCN(2, units=(4, 4), regularization=reg)
+    star([tf.ones([2, 4]), tf.constant([0, 1])])
+    assert not np.allclose(star.kernels[0].numpy(), star.kernels[1].numpy())

@@ -73,8 +73,10 @@ class GateNU(keras.layers.Layer):
         self.hidden_units = self.units if hidden_units is None else _width(hidden_units, "GateNU hidden_units")
         self.gamma = _check_gamma(gamma)
         self._knobs = knobs(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
-        self.hidden = keras.layers.Dense(self.hidden_units, activation="relu", **fresh(self._knobs), name="hidden")
-        self.gate = keras.layers.Dense(self.units, activation="sigmoid", **fresh(self._knobs), name="gate")
+        self.hidden = keras.layers.Dense(self.hidden_units, activation="relu",
+                                         **fresh(self._knobs, self.name, "hidden"), name="hidden")
+        self.gate = keras.layers.Dense(self.units, activation="sigmoid", **fresh(self._knobs, self.name, "gate"),
+                                       name="gate")
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return self.gamma * self.gate(self.hidden(inputs))  # [B, U]
@@ -145,7 +147,8 @@ class EPNet(keras.layers.Layer):
 
     def build(self, input_shape: Any) -> None:
         width = int(input_shape[0][-1])  # D_e: the gate has one value per column of E
-        self.gate = GateNU(width, self.hidden_units, self.gamma, **self.regularization.layer_kwargs(), name="gate")
+        self.gate = GateNU(width, self.hidden_units, self.gamma, **self.regularization.layer_kwargs(self.name, "gate"),
+                           name="gate")
         super().build(input_shape)
 
     def call(self, inputs: Sequence[tf.Tensor]) -> tf.Tensor:
@@ -251,10 +254,12 @@ class _GatedTower(keras.layers.Layer):
     def __init__(self, units: Sequence[int], gamma: float, regularization: Regularization, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dense = [
-            keras.layers.Dense(width, activation="relu", **regularization.layer_kwargs(), name=f"dense_{level}")
+            keras.layers.Dense(width, activation="relu", **regularization.layer_kwargs(self.name, "dense", level),
+                               name=f"dense_{level}")
             for level, width in enumerate(units)
         ]
-        self.gates = [GateNU(width, width, gamma, **regularization.layer_kwargs(), name=f"gate_{level}")
+        self.gates = [GateNU(width, width, gamma, **regularization.layer_kwargs(self.name, "gate", level),
+                              name=f"gate_{level}")
                       for level, width in enumerate(units)]
         self.dropout = keras.layers.Dropout(regularization.dropout) if regularization.dropout else None
 

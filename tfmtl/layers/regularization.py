@@ -106,26 +106,24 @@ class Regularization:
             raise TypeError(f"regularization must be a tfmtl.layers.Regularization, got {type(config).__name__}")
         return cls(**config)
 
-    def mlp_kwargs(self) -> dict[str, Any]:
+    def mlp_kwargs(self, *key: Any) -> dict[str, Any]:
         """:meth:`layer_kwargs` plus ``dropout``: the arguments of :class:`~tfmtl.layers.MLP` and :class:`~tfmtl.layers.Experts`."""
-        return {**self.layer_kwargs(), "dropout": self.dropout}
+        return {**self.layer_kwargs(*key), "dropout": self.dropout}
 
-    def gate_kwargs(self) -> dict[str, Any]:
+    def gate_kwargs(self, *key: Any) -> dict[str, Any]:
         """The arguments of a gate (no bias, no dropout): kernel initializer and regularizer."""
-        return {"kernel_initializer": clone_initializer(self.kernel_initializer),
+        return {"kernel_initializer": clone_initializer(self.kernel_initializer, *key),
                 "kernel_regularizer": keras.regularizers.get(self.kernel_regularizer)}
 
-    def layer_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for one layer: fresh initializer clones and the regularizers."""
-        return {
-            "kernel_initializer": clone_initializer(self.kernel_initializer),
-            "bias_initializer": clone_initializer(self.bias_initializer),
-            "kernel_regularizer": keras.regularizers.get(self.kernel_regularizer),
-            "bias_regularizer": keras.regularizers.get(self.bias_regularizer),
-        }
+    def layer_kwargs(self, *key: Any) -> dict[str, Any]:
+        """Keyword arguments for one layer: fresh initializer clones and the regularizers.
 
-
-
+        ``key`` (for a layer that does not key its weights itself, e.g. a Keras ``Dense``: its
+        parent's name and its own) mixes a seeded initializer's seed, so that sibling layers
+        of one shape start apart (:func:`clone_initializer`).
+        """
+        values = knobs(self.kernel_initializer, self.bias_initializer, self.kernel_regularizer, self.bias_regularizer)
+        return fresh(values, *key) if key else values
 
 
 #: The four arguments every tfmtl layer with weights takes, as Keras's own layers name them.
@@ -156,4 +154,6 @@ def fresh(values: dict[str, Any], *key: Any) -> dict[str, Any]:
     """The same arguments with fresh initializer clones (seeds mixed with ``key``), for one more weight or sub-layer."""
     return {**values, "kernel_initializer": clone_initializer(values["kernel_initializer"], *key, "kernel"),
             "bias_initializer": clone_initializer(values["bias_initializer"], *key, "bias")}
+
+
 __all__ = ["KNOBS", "Regularization", "clone_initializer", "fresh", "knobs", "knobs_config", "serialize"]

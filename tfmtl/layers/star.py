@@ -211,7 +211,7 @@ class StarFCN(keras.layers.Layer):
     def build(self, input_shape: Any) -> None:
         fan_in = int(input_shape[0][-1])
         for level, fan_out in enumerate(self.units):
-            knobs = self.regularization.layer_kwargs()
+            knobs = self.regularization.layer_kwargs(self.name, level)
             self.kernels.append(self.add_weight(
                 name=f"kernel_{level}", shape=(fan_in, fan_out),
                 initializer=knobs["kernel_initializer"], regularizer=knobs["kernel_regularizer"],
