@@ -15,12 +15,12 @@ def pytest_collection_modifyitems(config, items):
     first, the long files (notebooks, the parameter-server cluster) end before the short ones, instead of
     one of them starting last and running alone. The order of the tests within a file is kept.
     """
+    import collections
+
     def file(item) -> str:
         return item.nodeid.split("::")[0]
 
-    slow: dict[str, int] = {}
-    for item in items:
-        slow[file(item)] = slow.get(file(item), 0) + (item.get_closest_marker("slow") is not None)
+    slow = collections.Counter(file(item) for item in items if item.get_closest_marker("slow"))
     rank = {path: index for index, path in enumerate(dict.fromkeys(file(item) for item in items))}
     items.sort(key=lambda item: (-slow[file(item)], rank[file(item)]))
 

@@ -106,13 +106,13 @@ class Regularization:
             raise TypeError(f"regularization must be a tfmtl.layers.Regularization, got {type(config).__name__}")
         return cls(**config)
 
-    def mlp_kwargs(self, *key: Any) -> dict[str, Any]:
+    def mlp_kwargs(self) -> dict[str, Any]:
         """:meth:`layer_kwargs` plus ``dropout``: the arguments of :class:`~tfmtl.layers.MLP` and :class:`~tfmtl.layers.Experts`."""
-        return {**self.layer_kwargs(*key), "dropout": self.dropout}
+        return {**self.layer_kwargs(), "dropout": self.dropout}
 
-    def gate_kwargs(self, *key: Any) -> dict[str, Any]:
+    def gate_kwargs(self) -> dict[str, Any]:
         """The arguments of a gate (no bias, no dropout): kernel initializer and regularizer."""
-        return {"kernel_initializer": clone_initializer(self.kernel_initializer, *key),
+        return {"kernel_initializer": clone_initializer(self.kernel_initializer),
                 "kernel_regularizer": keras.regularizers.get(self.kernel_regularizer)}
 
     def layer_kwargs(self, *key: Any) -> dict[str, Any]:
